@@ -1,0 +1,44 @@
+# Fresh machine: `make demo` runs the whole job end to end, `make test` runs lint and the tests.
+# Both bootstrap .venv from requirements.lock first; everything they write stays in this folder.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+export SCOREPIPE_HOME ?= $(CURDIR)/.scorepipe
+export PREFECT_HOME ?= $(CURDIR)/.scorepipe/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: venv lint test test-unit demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+test-unit: venv
+	$(BIN)/python -m pytest -m "not integration"
+
+demo: venv
+	$(BIN)/scorepipe demo
+
+bench: venv
+	$(BIN)/python bench/batch.py
+
+clean:
+	rm -rf .scorepipe bench/out

@@ -1,0 +1,350 @@
+"""Batch scoring of Parquet files, free of Prefect so it runs the same inside and outside a flow.
+
+One input file becomes one output file with the same relative path under the output folder,
+plus, if any row was rejected, a rejects file under ``_rejected/``. Files are read in bounded
+chunks with ``iter_batches`` and written through a ``ParquetWriter`` to a temporary name that
+is renamed into place only when complete, so a crash never leaves a half-written result and a
+re-run replaces rather than duplicates. An input that cannot be decoded is copied to
+``_quarantine/`` with its error next to it, and the other files are scored anyway.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scoring import SchemaError, Scorer, SourceError
+from scoring.scorer import CONFIDENCE, MODEL_VERSION, PREDICTION, REJECT_REASON, SCORED_AT
+
+REJECTED_DIR = "_rejected"
+QUARANTINE_DIR = "_quarantine"
+METADATA_KEY = b"scorepipe"
+FLOW_RUN_ID = "flow_run_id"
+SOURCE_FILE = "source_file"
+SOURCE_ROW = "source_row"
+
+Status = Literal["scored", "skipped", "quarantined", "failed"]
+
+
+@dataclass
+class FileResult:
+    """What happened to one input file."""
+
+    source: str
+    status: Status
+    rows: int = 0
+    scored: int = 0
+    rejected: int = 0
+    output: str | None = None
+    rejects: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class BatchSummary:
+    """What one batch run did, file by file, with totals; returned by the flow and the CLI."""
+
+    run_id: str
+    model_version: int
+    input: str
+    output: str
+    files: list[FileResult] = field(default_factory=list)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def rows_scored(self) -> int:
+        return sum(f.scored for f in self.files)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(f.rejected for f in self.files)
+
+    def to_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "model_version": self.model_version,
+            "input": self.input,
+            "output": self.output,
+            "files_scored": self.count("scored"),
+            "files_skipped": self.count("skipped"),
+            "files_quarantined": self.count("quarantined"),
+            "files_failed": self.count("failed"),
+            "rows_scored": self.rows_scored,
+            "rows_rejected": self.rows_rejected,
+            "files": [asdict(f) for f in self.files],
+        }
+
+
+@dataclass(frozen=True)
+class InputSet:
+    """The Parquet files to score and the folder their output paths are relative to."""
+
+    base: Path
+    files: list[Path]
+
+    def relative(self, path: Path) -> Path:
+        return path.relative_to(self.base)
+
+
+def discover_inputs(spec: str | Path) -> InputSet:
+    """Resolve a file, a folder of partitions or a glob into Parquet files, sorted.
+
+    Output paths keep Hive-style partition folders (``date=2026-11-24/``): the base is the
+    nearest ancestor that is not itself a ``key=value`` folder.
+    """
+    text = str(spec)
+    path = Path(text)
+    if path.is_file():
+        files, root = [path], path.parent
+    elif path.is_dir():
+        files, root = sorted(p for p in path.rglob("*.parquet") if _is_data_file(p, path)), path
+    elif glob.has_magic(text):
+        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        root = Path(os.path.commonpath([p.parent for p in files])) if files else Path(".")
+    else:
+        raise SourceError(f"input {text!r} is neither a file, a folder nor a glob that matches anything")
+    if not files:
+        raise SourceError(f"input {text!r} holds no .parquet files")
+    base = root
+    while "=" in base.name:
+        base = base.parent
+    return InputSet(base=base, files=files)
+
+
+def _is_data_file(path: Path, root: Path) -> bool:
+    # Skip our own temporary files and Spark/Hive-style markers (_SUCCESS, _temporary/, .hidden).
+    return not any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
+
+
+def fingerprint(source: Path, model_version: int) -> dict:
+    """What makes an output current: the exact input file (size, mtime) and the model version."""
+    stat = source.stat()
+    return {
+        "source": str(source.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "model_version": model_version,
+    }
+
+
+def is_current(output: Path, expected: dict) -> bool:
+    """True if ``output`` exists and was written from the same input by the same model version."""
+    if not output.exists():
+        return False
+    try:
+        metadata = pq.read_schema(output).metadata or {}
+        recorded = json.loads(metadata.get(METADATA_KEY, b"{}"))
+    except (pa.ArrowException, OSError, ValueError):
+        return False
+    return {k: recorded.get(k) for k in expected} == expected
+
+
+def score_file(
+    source: Path,
+    inputs: InputSet,
+    output_root: Path,
+    scorer: Scorer,
+    *,
+    chunk_size: int,
+    run_id: str,
+    force: bool = False,
+    on_rows: Callable[[int], None] | None = None,
+) -> FileResult:
+    """Score one Parquet file in chunks; write its results and rejects atomically."""
+    started = time.perf_counter()
+    relative = inputs.relative(source)
+    output = output_root / relative
+    rejects = output_root / REJECTED_DIR / relative
+    try:
+        expected = fingerprint(source, scorer.version)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise SourceError(f"cannot read input {source}: {exc}") from exc
+    if not force and is_current(output, expected):
+        return FileResult(str(source), "skipped", output=str(output), seconds=time.perf_counter() - started)
+    result = FileResult(str(source), "scored", output=str(output))
+    try:
+        parquet = pq.ParquetFile(source)
+        out_schema = _output_schema(parquet.schema_arrow, scorer, expected)
+        with _atomic_writer(output, out_schema) as write_scored, _atomic_writer(rejects, None) as write_rejected:
+            position = 0
+            for batch in parquet.iter_batches(batch_size=chunk_size):
+                frame = batch.to_pandas()
+                frame.index = pd.RangeIndex(position, position + len(frame))
+                scored = scorer.score(frame)
+                bad = scored[REJECT_REASON].notna().to_numpy()
+                good = scored if not bad.any() else scored[~bad]
+                write_scored(_with_lineage(good.drop(columns=[REJECT_REASON]), source, run_id))
+                if bad.any():
+                    write_rejected(_rejected_rows(frame[bad], scored[bad], source, run_id, scorer.version))
+                result.rows += len(frame)
+                result.scored += len(good)
+                result.rejected += int(bad.sum())
+                position += len(frame)
+                if on_rows is not None:
+                    on_rows(len(frame))
+            if not result.rejected and rejects.exists():
+                rejects.unlink()  # a stale rejects file from an earlier run no longer applies
+    except (FileNotFoundError, PermissionError) as exc:
+        raise SourceError(f"cannot read input {source}: {exc}") from exc
+    except (pa.ArrowException, OSError, SchemaError) as exc:
+        return _quarantine(source, relative, output_root, exc, run_id, started)
+    result.rejects = str(rejects) if result.rejected else None
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def run_batch(
+    input: str | Path,
+    output: str | Path,
+    scorer: Scorer,
+    *,
+    chunk_size: int,
+    run_id: str | None = None,
+    force: bool = False,
+    score_one_file: Callable[..., FileResult] = score_file,
+    on_rows: Callable[[int], None] | None = None,
+) -> BatchSummary:
+    """Score every input file; a failure in one file never stops the others."""
+    inputs = discover_inputs(input)
+    output_root = Path(output)
+    summary = BatchSummary(
+        run_id=run_id or f"local-{uuid.uuid4()}", model_version=scorer.version, input=str(input), output=str(output)
+    )
+    for source in inputs.files:
+        try:
+            result = score_one_file(
+                source, inputs, output_root, scorer, chunk_size=chunk_size, run_id=summary.run_id, force=force,
+                on_rows=on_rows,
+            )
+        except Exception as exc:  # noqa: BLE001 - recorded per file; the run reports it and fails at the end
+            result = FileResult(str(source), "failed", error=f"{type(exc).__name__}: {exc}")
+        summary.files.append(result)
+    return summary
+
+
+def _output_schema(input_schema: pa.Schema, scorer: Scorer, expected: dict) -> pa.Schema:
+    """Output columns and types fixed up front, so every chunk writes to one schema."""
+    schema = scorer.bundle.schema
+    fields = []
+    added = set(scorer.output_columns)
+    for column in input_schema:
+        if column.name in added:
+            continue
+        if column.name in schema.names:
+            kind = schema.spec(column.name).kind
+            fields.append(pa.field(column.name, pa.float64() if kind == "numeric" else pa.string()))
+        else:
+            fields.append(column.remove_metadata())
+    for name in schema.names:  # features absent from the input make validation fail; keep order stable anyway
+        if name not in input_schema.names:
+            kind = schema.spec(name).kind
+            fields.append(pa.field(name, pa.float64() if kind == "numeric" else pa.string()))
+    classes = np.asarray(scorer.bundle.classes)
+    prediction_type = pa.int64() if np.issubdtype(classes.dtype, np.integer) else pa.string()
+    fields.append(pa.field(PREDICTION, prediction_type))
+    fields += [pa.field(c, pa.float64()) for c in scorer.proba_columns]
+    fields += [
+        pa.field(CONFIDENCE, pa.float64()),
+        pa.field(MODEL_VERSION, pa.int64()),
+        pa.field(SCORED_AT, pa.timestamp("us", tz="UTC")),
+        pa.field(FLOW_RUN_ID, pa.string()),
+        pa.field(SOURCE_FILE, pa.string()),
+        pa.field(SOURCE_ROW, pa.int64()),
+    ]
+    return pa.schema(fields, metadata={METADATA_KEY: json.dumps(expected).encode()})
+
+
+def _with_lineage(frame: pd.DataFrame, source: Path, run_id: str) -> pd.DataFrame:
+    return frame.assign(
+        **{FLOW_RUN_ID: run_id, SOURCE_FILE: str(source), SOURCE_ROW: frame.index.to_numpy(dtype=np.int64)}
+    )
+
+
+def _rejected_rows(original: pd.DataFrame, scored: pd.DataFrame, source: Path, run_id: str, version: int) -> pd.DataFrame:
+    """Rejected rows as the input had them (as text, so any value survives) plus why and where."""
+    raw = original.astype(object).where(original.notna(), None).map(lambda v: v if v is None else str(v))
+    return raw.assign(
+        **{
+            REJECT_REASON: scored[REJECT_REASON].to_numpy(),
+            MODEL_VERSION: version,
+            FLOW_RUN_ID: run_id,
+            SOURCE_FILE: str(source),
+            SOURCE_ROW: original.index.to_numpy(dtype=np.int64),
+        }
+    )
+
+
+@contextmanager
+def _atomic_writer(target: Path, schema: pa.Schema | None) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """Yield a function that appends frames to ``target``'s temporary twin; rename on success.
+
+    With ``schema=None`` the schema comes from the first frame, and nothing is written (and
+    ``target`` is left alone) if no frame arrives.
+    """
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    writer: pq.ParquetWriter | None = None
+
+    def write(frame: pd.DataFrame) -> None:
+        nonlocal writer, schema
+        if writer is None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if schema is None:
+                schema = pa.Schema.from_pandas(frame, preserve_index=False).remove_metadata()
+                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema])
+            writer = pq.ParquetWriter(tmp, schema)
+        table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+        writer.write_table(table.replace_schema_metadata(schema.metadata))
+
+    try:
+        yield write
+        if writer is None and schema is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            writer = pq.ParquetWriter(tmp, schema)  # an input with zero rows still gets its (empty) output
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(tmp, target)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _quarantine(source: Path, relative: Path, output_root: Path, exc: Exception, run_id: str, started: float) -> FileResult:
+    """Copy an unscorable input aside with its error; the input itself is left where it was."""
+    target = output_root / QUARANTINE_DIR / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    error = f"{type(exc).__name__}: {exc}"
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    report = {
+        "source": str(source),
+        "error": error,
+        "flow_run_id": run_id,
+        "quarantined_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    error_file = target.with_name(target.name + ".error.json")
+    error_file.write_text(json.dumps(report, indent=2))
+    return FileResult(
+        str(source), "quarantined", output=str(target), error=error, seconds=time.perf_counter() - started
+    )

@@ -1,0 +1,321 @@
+"""``scorepipe``: one command line for training, the registry, batch scoring and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import joblib
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scoring import QualityGateError, Registry, Scorer, ScoringError, Settings, synthetic
+from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
+from scorepipe.demo_data import write_dataset, write_incoming
+
+console = Console()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    settings = Settings()
+    try:
+        return int(args.handler(args, settings) or 0)
+    except ScoringError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 1
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def cmd_data_generate(args: argparse.Namespace, settings: Settings) -> int:
+    path = write_dataset(args.out, args.rows, seed=args.seed, drifted=args.drifted, with_target=not args.no_target)
+    console.print(f"wrote {args.rows:,} {'drifted ' if args.drifted else ''}rows to {path}")
+    return 0
+
+
+def cmd_data_incoming(args: argparse.Namespace, settings: Settings) -> int:
+    folder = args.out / f"date={args.date}"
+    paths = write_incoming(
+        folder,
+        files=args.files,
+        rows_per_file=args.rows,
+        seed=args.seed,
+        drifted=args.drifted,
+        bad_rows=args.bad_rows,
+        corrupt_file=args.corrupt,
+    )
+    console.print(f"wrote {len(paths)} files ({args.files * args.rows:,} rows) to {folder}")
+    return 0
+
+
+# -- training and registry -------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    if args.data:
+        with console.status(f"reading {args.data}"):
+            frame = pd.read_parquet(args.data)
+        target, bounds, source = args.target, None, str(args.data)
+    else:
+        with console.status(f"generating {args.rows:,} synthetic transactions"):
+            frame = synthetic.generate(args.rows, seed=settings.seed)
+        target, bounds, source = synthetic.TARGET, synthetic.BOUNDS, f"synthetic:{args.rows}:{settings.seed}"
+    features = [c for c in frame.columns if c not in {target, synthetic.ID_COLUMN}] if not args.data else None
+    with console.status(f"training on {len(frame):,} rows"):
+        bundle = train_bundle(
+            frame,
+            target,
+            features=features,
+            bounds=bounds,
+            reference_rows=settings.reference_rows,
+            seed=settings.seed,
+            source=source,
+        )
+    version = registry.register(bundle, note=args.note or f"trained on {source}")
+    _print_metrics(version, bundle.metrics)
+    return _gate_and_promote(registry, version, bundle.metrics, settings, promote=not args.no_promote)
+
+
+def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    estimator = joblib.load(args.model)  # the user's own file, loaded at their request
+    reference = pd.read_parquet(args.reference)
+    bundle = bundle_from_estimator(
+        estimator, reference, target=args.target, reference_rows=settings.reference_rows, seed=settings.seed,
+        source=str(args.model),
+    )
+    version = registry.register(bundle, note=args.note or f"registered from {args.model}")
+    _print_metrics(version, bundle.metrics)
+    if args.alias:
+        if bundle.metrics:
+            return _gate_and_promote(registry, version, bundle.metrics, settings, promote=True, alias=args.alias)
+        registry.promote(version, args.alias)
+        console.print(f"promoted v{version} to {args.alias} (no target given, so no quality gate)")
+    return 0
+
+
+def _gate_and_promote(
+    registry: Registry, version: int, metrics: dict, settings: Settings, *, promote: bool, alias: str = "champion"
+) -> int:
+    try:
+        check_quality_gate(metrics, settings.min_roc_auc)
+    except QualityGateError as exc:
+        console.print(f"[yellow]v{version} registered but not promoted:[/] {exc}")
+        return 3
+    if promote:
+        previous = registry.promote(version, alias)
+        was = f" (was v{previous})" if previous else ""
+        console.print(f"[green]v{version} passed the quality gate and is now {alias}{was}[/]")
+    return 0
+
+
+def _print_metrics(version: int, metrics: dict) -> None:
+    table = Table(title=f"model v{version}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    table = Table(title=f"registry {settings.registry_dir}")
+    for column in ("version", "created", "aliases", "roc_auc", "note"):
+        table.add_column(column)
+    for info in registry.versions():
+        auc = info.metrics.get("roc_auc")
+        table.add_row(
+            f"v{info.version}", info.created_at, ", ".join(info.aliases), f"{auc:.4f}" if auc else "-", info.note
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    loaded = registry.load(args.ref)  # verifies every hash
+    info = registry.info(loaded.version)
+    bundle = loaded.bundle
+    console.print(f"[bold]v{info.version}[/] {', '.join(info.aliases)} created {info.created_at}: {info.note}")
+    console.print(f"estimator {bundle.info.get('estimator')}, classes {bundle.classes}, metrics {bundle.metrics}")
+    table = Table(title="feature schema")
+    for column in ("feature", "kind", "nullable", "bounds", "observed / categories"):
+        table.add_column(column)
+    for f in bundle.schema.features:
+        if f.kind == "numeric":
+            bounds = f"[{_fmt(f.min_value)}, {_fmt(f.max_value)}]"
+            seen = f"{_fmt(f.observed_min)} .. {_fmt(f.observed_max)}"
+        else:
+            bounds = "any" if f.allow_unknown else "known only"
+            seen = ", ".join(f.categories)
+        table.add_row(f.name, f.kind, str(f.nullable), bounds, seen)
+    console.print(table)
+    for name, digest in info.files.items():
+        console.print(f"  sha256 {digest}  {name}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    version = registry.resolve(args.ref)
+    previous = registry.promote(version, args.alias)
+    console.print(f"{args.alias}: v{previous} -> v{version}" if previous else f"{args.alias}: v{version}")
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    before = registry.resolve(args.alias)
+    after = registry.rollback(args.alias)
+    console.print(f"{args.alias}: v{before} -> v{after} (rolled back)")
+    return 0
+
+
+# -- batch scoring ---------------------------------------------------------------------------
+
+
+def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.batch import discover_inputs, run_batch, score_file
+
+    scorer = Scorer.from_registry(Registry(settings.registry_dir), args.model)
+    inputs = discover_inputs(args.input)
+    total = sum(_row_count(p) for p in inputs.files)
+    with Progress(
+        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        bar = progress.add_task("rows", total=total)
+        summary = run_batch(
+            args.input,
+            args.output,
+            scorer,
+            chunk_size=args.chunk_size or settings.chunk_size,
+            force=args.force,
+            score_one_file=score_file,
+            on_rows=lambda n: progress.advance(bar, n),
+        )
+    print_summary(summary.to_dict())
+    return 1 if summary.count("failed") else 0
+
+
+def _row_count(path: Path) -> int:
+    try:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # noqa: BLE001 - a corrupt file counts as 0 here; the run quarantines it
+        return 0
+
+
+def print_summary(summary: dict) -> None:
+    table = Table(title=f"score-batch with model v{summary['model_version']}")
+    for column in ("file", "status", "rows", "scored", "rejected", "output / error"):
+        table.add_column(column, overflow="fold")
+    for f in summary["files"]:
+        table.add_row(
+            Path(f["source"]).name,
+            f["status"],
+            str(f["rows"]),
+            str(f["scored"]),
+            str(f["rejected"]),
+            f["error"] or f["output"] or "",
+        )
+    console.print(table)
+    console.print(
+        f"{summary['rows_scored']:,} rows scored, {summary['rows_rejected']:,} rejected "
+        f"({summary['files_quarantined']} file(s) quarantined, {summary['files_skipped']} skipped, "
+        f"{summary['files_failed']} failed); results in {summary['output']}"
+    )
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.demo import run_demo
+
+    return run_demo(settings, console)
+
+
+# -- parser ----------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scorepipe", description=__doc__)
+    commands = parser.add_subparsers(title="commands")
+
+    data = commands.add_parser("data", help="generate synthetic data").add_subparsers(title="data commands")
+    generate = data.add_parser("generate", help="a labelled training set (or drifted / unlabelled data)")
+    generate.add_argument("--rows", type=int, default=100_000)
+    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--seed", type=int, default=42)
+    generate.add_argument("--drifted", action="store_true", help="shift amounts, channels, distances")
+    generate.add_argument("--no-target", action="store_true", help="leave out the is_fraud label")
+    generate.set_defaults(handler=cmd_data_generate)
+    incoming = data.add_parser("incoming", help="a date partition of unlabelled Parquet files to score")
+    incoming.add_argument("--out", type=Path, default=Path("data/incoming"))
+    incoming.add_argument("--date", default=datetime.now(UTC).date().isoformat())
+    incoming.add_argument("--files", type=int, default=4)
+    incoming.add_argument("--rows", type=int, default=25_000, help="rows per file")
+    incoming.add_argument("--seed", type=int, default=7)
+    incoming.add_argument("--drifted", action="store_true")
+    incoming.add_argument("--bad-rows", type=int, default=0, help="rows spoiled on purpose, spread over the files")
+    incoming.add_argument("--corrupt", action="store_true", help="add one file that is not Parquet")
+    incoming.set_defaults(handler=cmd_data_incoming)
+
+    train = commands.add_parser("train", help="fit, register and (if it passes the gate) promote a model")
+    train.add_argument("--rows", type=int, default=100_000, help="synthetic rows when no --data is given")
+    train.add_argument("--data", type=Path, help="your own Parquet training data")
+    train.add_argument("--target", help="label column of --data")
+    train.add_argument("--note", default="")
+    train.add_argument("--no-promote", action="store_true", help="register only")
+    train.set_defaults(handler=cmd_train)
+
+    models = commands.add_parser("models", help="manage the model registry").add_subparsers(title="models commands")
+    listing = models.add_parser("list", help="registered versions and aliases")
+    listing.set_defaults(handler=cmd_models_list)
+    show = models.add_parser("show", help="one version's schema, metrics and hashes")
+    show.add_argument("ref", nargs="?", default="champion")
+    show.set_defaults(handler=cmd_models_show)
+    promote = models.add_parser("promote", help="point an alias at a version")
+    promote.add_argument("ref")
+    promote.add_argument("--alias", default="champion", choices=["champion", "challenger"])
+    promote.set_defaults(handler=cmd_models_promote)
+    rollback = models.add_parser("rollback", help="point an alias back at its previous version")
+    rollback.add_argument("--alias", default="champion", choices=["champion", "challenger"])
+    rollback.set_defaults(handler=cmd_models_rollback)
+    register = models.add_parser("register", help="register your own fitted sklearn classifier")
+    register.add_argument("model", type=Path, help="a joblib file holding a fitted estimator or pipeline")
+    register.add_argument("--reference", type=Path, required=True, help="training features (Parquet)")
+    register.add_argument("--target", help="label column in --reference, to compute metrics")
+    register.add_argument("--alias", choices=["champion", "challenger"], help="promote after registering")
+    register.add_argument("--note", default="")
+    register.set_defaults(handler=cmd_models_register)
+
+    score = commands.add_parser("score", help="score Parquet files now, without a Prefect server")
+    score.add_argument("input", help="a Parquet file, a folder of partitions or a glob")
+    score.add_argument("output", type=Path, help="output folder")
+    score.add_argument("--model", default="champion", help="alias or version")
+    score.add_argument("--chunk-size", type=int)
+    score.add_argument("--force", action="store_true", help="re-score files whose output is current")
+    score.set_defaults(handler=cmd_score)
+
+    demo = commands.add_parser("demo", help="the whole job end to end on embedded defaults")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Start, wait for and stop the local services scorepipe needs (Prefect server, worker, broker).
+
+Each service runs in its own process group with its output in a log file, so it can be
+stopped, children and all, by its PID, and its log can be shown when it fails to come up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from scoring import ScoringError
+
+
+class ServiceError(ScoringError):
+    """Raised when a local service fails to start or to answer in time."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def venv_bin(name: str) -> str:
+    """The path of a console script installed next to the running interpreter."""
+    return str(Path(sys.executable).parent / name)
+
+
+class ManagedProcess:
+    """A child process in its own session, logged to a file and stopped by its process group."""
+
+    def __init__(self, name: str, argv: list[str], *, env: Mapping[str, str], log_path: Path, cwd: Path | None = None):
+        self.name = name
+        self.argv = argv
+        self.env = dict(env)
+        self.log_path = log_path
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self
+
+    def wait_until(self, ready: Callable[[], bool], *, timeout: float, what: str) -> None:
+        """Poll ``ready`` until it holds; fail early, with the log's tail, if the process dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServiceError(f"{self.name} exited with code {self.process.returncode}:\n{self.log_tail()}")
+            if ready():
+                return
+            time.sleep(0.25)
+        raise ServiceError(f"{self.name} did not become {what} within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left after ``timeout``."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        stop_process_group(self.process.pid, timeout=timeout)
+        self.process.wait(timeout=5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> ManagedProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def stop_process_group(pid: int, *, timeout: float = 20.0) -> None:
+    """Stop the process group led by ``pid``: SIGTERM, wait, then SIGKILL."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        try:  # reap it if it is our child, so it does not linger as a zombie
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URLs we built
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def prefect_env(home: Path, api_url: str | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for Prefect processes: a private PREFECT_HOME, no telemetry, fast worker polls."""
+    env = dict(os.environ if base is None else base)
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+            "PREFECT_CLI_PROMPT": "false",
+        }
+    )
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    else:
+        env.pop("PREFECT_API_URL", None)
+    return env
+
+
+class PrefectServer(ManagedProcess):
+    """A Prefect server with its own SQLite database under ``home``, on 127.0.0.1."""
+
+    def __init__(self, home: Path, *, port: int | None = None, base_env: Mapping[str, str] | None = None):
+        self.home = home
+        self.port = port or free_port()
+        super().__init__(
+            "prefect server",
+            [venv_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=prefect_env(home, base=base_env),
+            log_path=home / "logs" / "server.log",
+        )
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def client_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Environment for CLI calls, workers and flows that talk to this server."""
+        return prefect_env(self.home, self.api_url, base=base)
+
+    def start(self, timeout: float = 120.0) -> PrefectServer:  # type: ignore[override]
+        super().start()
+        self.wait_until(lambda: http_ok(f"{self.api_url}/health"), timeout=timeout, what="healthy")
+        return self
+
+
+def prefect_worker(server: PrefectServer, pool: str, *, cwd: Path, base_env: Mapping[str, str] | None = None):
+    """A process worker polling ``pool`` on ``server``; its flow runs inherit ``base_env``."""
+    return ManagedProcess(
+        "prefect worker",
+        [venv_bin("prefect"), "worker", "start", "--pool", pool, "--type", "process"],
+        env=server.client_env(base_env),
+        log_path=server.home / "logs" / "worker.log",
+        cwd=cwd,
+    )
+
+
+def run_prefect(args: list[str], *, env: Mapping[str, str], cwd: Path, timeout: float = 300.0) -> str:
+    """Run a ``prefect`` CLI command and return its output; raise with that output on failure."""
+    result = subprocess.run(
+        [venv_bin("prefect"), *args],
+        env={**env, "PWD": str(cwd)},  # prefect.yaml templates {{ $PWD }}; subprocess cwd does not set it
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        raise ServiceError(f"prefect {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result.stdout + result.stderr

@@ -1,0 +1,106 @@
+"""The Scorer: the only place in scorepipe where a prediction is made.
+
+Batch partitions and stream micro-batches both become a frame and go through ``Scorer.score``,
+so the same row gets the same score on both paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from scoring.bundle import ModelBundle
+from scoring.registry import LoadedModel, Registry
+from scoring.validation import ExtraColumns, validate
+
+PREDICTION = "prediction"
+CONFIDENCE = "confidence"
+MODEL_VERSION = "model_version"
+SCORED_AT = "scored_at"
+REJECT_REASON = "reject_reason"
+PROBA_PREFIX = "proba_"
+
+
+def _utc_now() -> pd.Timestamp:
+    return pd.Timestamp(datetime.now(UTC))
+
+
+class Scorer:
+    """Scores frames with one model version: validation, ``predict_proba``, version stamp.
+
+    ``score`` returns one output row per input row, in the input's order and index: the input's
+    columns (features cast to the schema's types), then ``prediction``, one ``proba_<class>``
+    per class, ``confidence``, ``model_version``, ``scored_at`` and ``reject_reason``, which is
+    None for scored rows and says why for rejected ones (whose prediction columns are null).
+    """
+
+    def __init__(self, bundle: ModelBundle, version: int, *, clock: Callable[[], pd.Timestamp] = _utc_now) -> None:
+        self.bundle = bundle
+        self.version = version
+        self._clock = clock
+        self.proba_columns = [f"{PROBA_PREFIX}{c}" for c in bundle.classes]
+        self._classes = np.asarray(bundle.classes)
+        self._integer_classes = np.issubdtype(self._classes.dtype, np.integer)
+
+    @classmethod
+    def from_registry(cls, registry: Registry, ref: str | int = "champion") -> Scorer:
+        return cls.from_loaded(registry.load(ref))
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel) -> Scorer:
+        return cls(loaded.bundle, loaded.version)
+
+    @property
+    def output_columns(self) -> list[str]:
+        """Columns ``score`` adds after the input's own."""
+        return [PREDICTION, *self.proba_columns, CONFIDENCE, MODEL_VERSION, SCORED_AT, REJECT_REASON]
+
+    def score(self, frame: pd.DataFrame | pa.Table, *, extra: ExtraColumns = "allow") -> pd.DataFrame:
+        """Validate and score ``frame``; raise ``SchemaError`` if it cannot be scored at all."""
+        if isinstance(frame, pa.Table):
+            frame = frame.to_pandas()
+        validated = validate(frame, self.bundle.schema, extra=extra)
+        valid = validated.valid
+        n = len(frame)
+        proba = np.full((n, len(self._classes)), np.nan)
+        if valid.any():
+            features = validated.features if valid.all() else validated.features[valid]
+            proba[valid] = self.bundle.pipeline.predict_proba(features)
+        best = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=1)
+        if self._integer_classes:
+            prediction: Any = pd.array(self._classes[best], dtype="Int64")
+            prediction[~valid] = pd.NA
+        else:
+            prediction = np.where(valid, self._classes[best].astype(object), None)
+        added: dict[str, Any] = {PREDICTION: prediction}
+        for i, column in enumerate(self.proba_columns):
+            added[column] = proba[:, i]
+        added[CONFIDENCE] = np.where(valid, proba.max(axis=1, initial=-np.inf), np.nan)
+        added[MODEL_VERSION] = np.full(n, self.version, dtype=np.int64)
+        added[SCORED_AT] = pd.Series(self._clock(), index=frame.index)
+        added[REJECT_REASON] = validated.reasons.to_numpy()
+        kept = frame.drop(columns=[c for c in self.output_columns if c in frame.columns])
+        result = kept.assign(**{name: validated.features[name] for name in self.bundle.schema.names})
+        return pd.concat([result, pd.DataFrame(added, index=frame.index)], axis=1)
+
+    def score_batches(self, frames: Iterable[pd.DataFrame | pa.Table]) -> Iterator[pd.DataFrame]:
+        """Score a stream of chunks one at a time, so memory is bounded by the chunk size."""
+        for frame in frames:
+            yield self.score(frame)
+
+    def score_one(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Score one record through ``score``: a convenience, never a second scoring path."""
+        return self.score(pd.DataFrame([record])).iloc[0].to_dict()
+
+
+def split_rejected(scored: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a ``Scorer.score`` result into (scored rows, rejected rows)."""
+    rejected = scored[REJECT_REASON].notna().to_numpy()
+    if not rejected.any():
+        return scored, scored.iloc[0:0]
+    return scored[~rejected], scored[rejected]

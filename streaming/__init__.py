@@ -1,0 +1,1 @@
+"""Kafka entry point over the scoring core (see the streaming issue): decode, score, publish."""
