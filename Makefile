@@ -1,6 +1,6 @@
 # Fresh machine: `make demo` runs the whole job end to end, `make test` runs lint and the tests.
 # Both bootstrap .venv from requirements.lock first; everything they write stays in this folder.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp

@@ -231,7 +231,13 @@ def run_batch(
     for source in inputs.files:
         try:
             result = score_one_file(
-                source, inputs, output_root, scorer, chunk_size=chunk_size, run_id=summary.run_id, force=force,
+                source,
+                inputs,
+                output_root,
+                scorer,
+                chunk_size=chunk_size,
+                run_id=summary.run_id,
+                force=force,
                 on_rows=on_rows,
             )
         except Exception as exc:  # noqa: BLE001 - recorded per file; the run reports it and fails at the end
@@ -278,7 +284,9 @@ def _with_lineage(frame: pd.DataFrame, source: Path, run_id: str) -> pd.DataFram
     )
 
 
-def _rejected_rows(original: pd.DataFrame, scored: pd.DataFrame, source: Path, run_id: str, version: int) -> pd.DataFrame:
+def _rejected_rows(
+    original: pd.DataFrame, scored: pd.DataFrame, source: Path, run_id: str, version: int
+) -> pd.DataFrame:
     """Rejected rows as the input had them (as text, so any value survives) plus why and where."""
     raw = original.astype(object).where(original.notna(), None).map(lambda v: v if v is None else str(v))
     return raw.assign(
@@ -329,7 +337,9 @@ def _atomic_writer(target: Path, schema: pa.Schema | None) -> Iterator[Callable[
             tmp.unlink()
 
 
-def _quarantine(source: Path, relative: Path, output_root: Path, exc: Exception, run_id: str, started: float) -> FileResult:
+def _quarantine(
+    source: Path, relative: Path, output_root: Path, exc: Exception, run_id: str, started: float
+) -> FileResult:
     """Copy an unscorable input aside with its error; the input itself is left where it was."""
     target = output_root / QUARANTINE_DIR / relative
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from scorepipe.demo_data import write_dataset, write_incoming
 from scoring import QualityGateError, Registry, Scorer, ScoringError, Settings, synthetic
 from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
-from scorepipe.demo_data import write_dataset, write_incoming
 
 console = Console()
 
@@ -92,7 +92,11 @@ def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
     estimator = joblib.load(args.model)  # the user's own file, loaded at their request
     reference = pd.read_parquet(args.reference)
     bundle = bundle_from_estimator(
-        estimator, reference, target=args.target, reference_rows=settings.reference_rows, seed=settings.seed,
+        estimator,
+        reference,
+        target=args.target,
+        reference_rows=settings.reference_rows,
+        seed=settings.seed,
         source=str(args.model),
     )
     version = registry.register(bundle, note=args.note or f"registered from {args.model}")

@@ -1,5 +1,8 @@
-"""``make demo``: train, register, generate a night of partitions, run ``score-batch`` through a
-real Prefect server, worker and deployment, print the summary, and stop what it started."""
+"""``make demo``: the batch job end to end on a real Prefect server, worker and deployment.
+
+Train and register a model, write a night of partitions (with bad rows and a corrupt file), run
+``score-batch`` through ``prefect deployment run``, print the summary, and stop what it started.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +15,10 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from scoring import Registry, Settings, synthetic
-from scoring.training import check_quality_gate, train_bundle
 from scorepipe.demo_data import write_incoming
 from scorepipe.services import PrefectServer, prefect_worker, run_prefect
+from scoring import Registry, Settings, synthetic
+from scoring.training import check_quality_gate, train_bundle
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = "scorepipe-process"
@@ -69,9 +72,18 @@ def run_demo(settings: Settings, console: Console) -> int:
         with console.status("running score-batch through the worker"):
             output = run_prefect(
                 [
-                    "deployment", "run", DEPLOYMENT,
-                    "-p", f"input={incoming}", "-p", f"output={scored}", "-p", "force=true",
-                    "--watch", "--watch-timeout", "600",
+                    "deployment",
+                    "run",
+                    DEPLOYMENT,
+                    "-p",
+                    f"input={incoming}",
+                    "-p",
+                    f"output={scored}",
+                    "-p",
+                    "force=true",
+                    "--watch",
+                    "--watch-timeout",
+                    "600",
                 ],
                 env=env,
                 cwd=REPO,
@@ -95,8 +107,10 @@ def _print_results(console: Console, scored: Path, day: str) -> None:
     for column in ("file", "scored rows", "rejected rows", "quarantined"):
         table.add_column(column)
     partition = f"date={day}"
-    names = sorted({p.name for p in (scored / partition).glob("*.parquet")} |
-                   {p.name for p in (scored / "_quarantine" / partition).glob("*.parquet")})
+    names = sorted(
+        {p.name for p in (scored / partition).glob("*.parquet")}
+        | {p.name for p in (scored / "_quarantine" / partition).glob("*.parquet")}
+    )
     for name in names:
         out = scored / partition / name
         rejects = scored / "_rejected" / partition / name

@@ -6,6 +6,7 @@ stopped, children and all, by its PID, and its log can be shown when it fails to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -114,10 +115,8 @@ def stop_process_group(pid: int, *, timeout: float = 20.0) -> None:
         except ChildProcessError:
             pass
         time.sleep(0.2)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:

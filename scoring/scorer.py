@@ -95,7 +95,8 @@ class Scorer:
 
     def score_one(self, record: dict[str, Any]) -> dict[str, Any]:
         """Score one record through ``score``: a convenience, never a second scoring path."""
-        return self.score(pd.DataFrame([record])).iloc[0].to_dict()
+        row = self.score(pd.DataFrame([record])).iloc[0]
+        return {str(key): value for key, value in row.items()}
 
 
 def split_rejected(scored: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -93,14 +93,14 @@ def _seeded_block(block: int, *, seed: int, drifted: bool) -> pd.DataFrame:
     merchant = rng.choice(
         len(MERCHANTS),
         n,
-        p=[0.15, 0.1, 0.15, 0.2, 0.12, 0.18, 0.05, 0.05]
-        if drifted
-        else [0.28, 0.14, 0.2, 0.1, 0.07, 0.13, 0.04, 0.04],
+        p=[0.15, 0.1, 0.15, 0.2, 0.12, 0.18, 0.05, 0.05] if drifted else [0.28, 0.14, 0.2, 0.1, 0.07, 0.13, 0.04, 0.04],
     )
     channel = rng.choice(len(CHANNELS), n, p=[0.15, 0.15, 0.62, 0.08] if drifted else [0.38, 0.27, 0.28, 0.07])
     card_type = rng.choice(len(CARD_TYPES), n, p=[0.5, 0.38, 0.12])
     device = np.where(
-        channel == 2, rng.choice([1, 2, 3], n, p=[0.6, 0.3, 0.1]), np.where(channel == 3, 0, rng.choice([0, 1], n, p=[0.8, 0.2]))
+        channel == 2,
+        rng.choice([1, 2, 3], n, p=[0.6, 0.3, 0.1]),
+        np.where(channel == 3, 0, rng.choice([0, 1], n, p=[0.8, 0.2])),
     )
     country = rng.choice(len(COUNTRY_RISK), n, p=[0.78, 0.16, 0.06])
 
@@ -136,7 +136,9 @@ def _seeded_block(block: int, *, seed: int, drifted: bool) -> pd.DataFrame:
     )
     is_fraud = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
 
-    ids = np.char.add(f"txn-{seed}-{'d' if drifted else 'c'}-", np.char.zfill((block * BLOCK_ROWS + np.arange(n)).astype(str), 10))
+    ids = np.char.add(
+        f"txn-{seed}-{'d' if drifted else 'c'}-", np.char.zfill((block * BLOCK_ROWS + np.arange(n)).astype(str), 10)
+    )
     return pd.DataFrame(
         {
             ID_COLUMN: ids.astype(object),

@@ -50,7 +50,9 @@ def validate(frame: pd.DataFrame, schema: FeatureSchema, *, extra: ExtraColumns 
     """
     problems = [f"column {name!r} is missing" for name in schema.names if name not in frame.columns]
     if extra == "reject":
-        problems += [f"column {name!r} is not a feature of this model" for name in frame.columns if name not in schema.names]
+        problems += [
+            f"column {name!r} is not a feature of this model" for name in frame.columns if name not in schema.names
+        ]
     row_problems: dict[int, list[str]] = defaultdict(list)
     cast: dict[str, pd.Series] = {}
     for spec in schema.features:
@@ -107,9 +109,13 @@ def _check_numeric(column: pd.Series, spec: FeatureSpec, row_problems: dict[int,
     _flag(np.isinf(array), values, row_problems, f"{name}: {{value}} is not finite")
     with np.errstate(invalid="ignore"):
         if spec.min_value is not None:
-            _flag(array < spec.min_value, values, row_problems, f"{name}: {{value}} is below the minimum {spec.min_value}")
+            _flag(
+                array < spec.min_value, values, row_problems, f"{name}: {{value}} is below the minimum {spec.min_value}"
+            )
         if spec.max_value is not None:
-            _flag(array > spec.max_value, values, row_problems, f"{name}: {{value}} is above the maximum {spec.max_value}")
+            _flag(
+                array > spec.max_value, values, row_problems, f"{name}: {{value}} is above the maximum {spec.max_value}"
+            )
     return values
 
 
@@ -127,7 +133,7 @@ def _check_categorical(column: pd.Series, spec: FeatureSpec, row_problems: dict[
     values = column.astype(object)
     if not textual:
         values = values.map(str, na_action="ignore")
-    values = values.where(~missing, None)
+    values[missing] = None
     if not spec.nullable:
         _flag(missing, column, row_problems, f"{name}: missing value")
     if not spec.allow_unknown:
@@ -135,5 +141,7 @@ def _check_categorical(column: pd.Series, spec: FeatureSpec, row_problems: dict[
         if unknown.any():
             listed = ", ".join(spec.categories[:_MAX_LISTED_CATEGORIES])
             more = "" if len(spec.categories) <= _MAX_LISTED_CATEGORIES else f", ... ({len(spec.categories)} in all)"
-            _flag(unknown, values, row_problems, f"{name}: unknown category {{value!r}} (expected one of {listed}{more})")
+            _flag(
+                unknown, values, row_problems, f"{name}: unknown category {{value!r}} (expected one of {listed}{more})"
+            )
     return values

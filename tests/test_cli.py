@@ -1,0 +1,87 @@
+"""The scorepipe command line, in-process: train, registry management, bring-your-own model, score."""
+
+from __future__ import annotations
+
+import joblib
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from scorepipe.cli import main
+from scoring import Registry, synthetic
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCOREPIPE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_train_promotes_a_model_that_passes_the_gate(home, capsys):
+    assert main(["train", "--rows", "4000"]) == 0
+    registry = Registry(home / "registry")
+    assert registry.aliases() == {"champion": 1}
+    assert "passed the quality gate" in capsys.readouterr().out
+
+
+def test_train_that_fails_the_gate_registers_but_does_not_promote(home, monkeypatch, capsys):
+    monkeypatch.setenv("SCOREPIPE_MIN_ROC_AUC", "0.999")
+    assert main(["train", "--rows", "3000"]) == 3
+    registry = Registry(home / "registry")
+    assert [v.version for v in registry.versions()] == [1] and registry.aliases() == {}
+    assert "registered but not promoted" in capsys.readouterr().out
+
+
+def test_models_promote_rollback_list_show(home, capsys):
+    main(["train", "--rows", "3000"])
+    main(["train", "--rows", "3000"])
+    assert main(["models", "promote", "v2"]) == 0
+    assert Registry(home / "registry").aliases()["champion"] == 2
+    assert main(["models", "rollback"]) == 0
+    assert Registry(home / "registry").aliases()["champion"] == 1
+    capsys.readouterr()
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "v1" in listing and "v2" in listing and "champion" in listing
+    assert main(["models", "show", "champion"]) == 0
+    shown = capsys.readouterr().out
+    assert "merchant_category" in shown and "sha256" in shown
+    assert main(["models", "show", "v7"]) == 1
+    assert "unknown model 'v7'" in capsys.readouterr().out
+
+
+def test_register_your_own_model_and_score_with_it(home, tmp_path, capsys):
+    train = synthetic.generate(3000, seed=1)
+    features = ["amount", "hour_of_day", "failed_logins_7d", "txn_count_24h", "distance_from_home_km", "card_present"]
+    model = LogisticRegression(max_iter=1000).fit(train[features], train[synthetic.TARGET])
+    joblib.dump(model, tmp_path / "model.joblib")
+    train.to_parquet(tmp_path / "train.parquet")
+    code = main(
+        [
+            "models",
+            "register",
+            str(tmp_path / "model.joblib"),
+            "--reference",
+            str(tmp_path / "train.parquet"),
+            "--target",
+            synthetic.TARGET,
+            "--alias",
+            "challenger",
+        ]
+    )
+    assert code == 0
+    registry = Registry(home / "registry")
+    assert registry.aliases() == {"challenger": 1}
+    assert registry.load(1).bundle.schema.names == features
+    assert registry.info(1).metrics["roc_auc"] > 0.75
+    synthetic.generate(500, seed=2, with_target=False).to_parquet(tmp_path / "in.parquet")
+    assert main(["score", str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--model", "challenger"]) == 0
+    scored = pd.read_parquet(tmp_path / "out" / "in.parquet")
+    assert len(scored) == 500
+    expected = model.predict_proba(scored[features])[:, 1]
+    assert (scored["proba_1"].to_numpy() == expected).all()
+
+
+def test_errors_are_one_clear_line_and_a_non_zero_exit(home, tmp_path, capsys):
+    assert main(["score", str(tmp_path / "missing"), str(tmp_path / "out")]) == 1
+    assert "no model yet" in capsys.readouterr().out
