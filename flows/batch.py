@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,8 +38,12 @@ METADATA_KEY = b"scorepipe"
 FLOW_RUN_ID = "flow_run_id"
 SOURCE_FILE = "source_file"
 SOURCE_ROW = "source_row"
+LINEAGE = (FLOW_RUN_ID, SOURCE_FILE, SOURCE_ROW)
 
 Status = Literal["scored", "skipped", "quarantined", "failed"]
+
+# Set by an interactive caller (the CLI's progress bar) to hear of every chunk scored.
+ROWS_SCORED: ContextVar[Callable[[int], None] | None] = ContextVar("ROWS_SCORED", default=None)
 
 
 @dataclass
@@ -166,7 +171,6 @@ def score_file(
     chunk_size: int,
     run_id: str,
     force: bool = False,
-    on_rows: Callable[[int], None] | None = None,
 ) -> FileResult:
     """Score one Parquet file in chunks; write its results and rejects atomically."""
     started = time.perf_counter()
@@ -183,6 +187,7 @@ def score_file(
     try:
         parquet = pq.ParquetFile(source)
         out_schema = _output_schema(parquet.schema_arrow, scorer, expected)
+        computed = frozenset(scorer.output_columns)
         with _atomic_writer(output, out_schema) as write_scored, _atomic_writer(rejects, None) as write_rejected:
             position = 0
             for batch in parquet.iter_batches(batch_size=chunk_size):
@@ -190,16 +195,17 @@ def score_file(
                 frame.index = pd.RangeIndex(position, position + len(frame))
                 scored = scorer.score(frame)
                 bad = scored[REJECT_REASON].notna().to_numpy()
-                good = scored if not bad.any() else scored[~bad]
-                write_scored(_with_lineage(good.drop(columns=[REJECT_REASON]), source, run_id))
+                write_scored(
+                    _output_table(batch, scored, ~bad, out_schema, computed=computed, source=str(source), run_id=run_id)
+                )
                 if bad.any():
                     write_rejected(_rejected_rows(frame[bad], scored[bad], source, run_id, scorer.version))
                 result.rows += len(frame)
-                result.scored += len(good)
+                result.scored += int((~bad).sum())
                 result.rejected += int(bad.sum())
                 position += len(frame)
-                if on_rows is not None:
-                    on_rows(len(frame))
+                if (progress := ROWS_SCORED.get()) is not None:
+                    progress(len(frame))
             if not result.rejected and rejects.exists():
                 rejects.unlink()  # a stale rejects file from an earlier run no longer applies
     except (FileNotFoundError, PermissionError) as exc:
@@ -220,7 +226,6 @@ def run_batch(
     run_id: str | None = None,
     force: bool = False,
     score_one_file: Callable[..., FileResult] = score_file,
-    on_rows: Callable[[int], None] | None = None,
 ) -> BatchSummary:
     """Score every input file; a failure in one file never stops the others."""
     inputs = discover_inputs(input)
@@ -238,7 +243,6 @@ def run_batch(
                 chunk_size=chunk_size,
                 run_id=summary.run_id,
                 force=force,
-                on_rows=on_rows,
             )
         except Exception as exc:  # noqa: BLE001 - recorded per file; the run reports it and fails at the end
             result = FileResult(str(source), "failed", error=f"{type(exc).__name__}: {exc}")
@@ -250,7 +254,7 @@ def _output_schema(input_schema: pa.Schema, scorer: Scorer, expected: dict) -> p
     """Output columns and types fixed up front, so every chunk writes to one schema."""
     schema = scorer.bundle.schema
     fields = []
-    added = set(scorer.output_columns)
+    added = {*scorer.output_columns, *LINEAGE}
     for column in input_schema:
         if column.name in added:
             continue
@@ -278,10 +282,40 @@ def _output_schema(input_schema: pa.Schema, scorer: Scorer, expected: dict) -> p
     return pa.schema(fields, metadata={METADATA_KEY: json.dumps(expected).encode()})
 
 
-def _with_lineage(frame: pd.DataFrame, source: Path, run_id: str) -> pd.DataFrame:
-    return frame.assign(
-        **{FLOW_RUN_ID: run_id, SOURCE_FILE: str(source), SOURCE_ROW: frame.index.to_numpy(dtype=np.int64)}
-    )
+def _output_table(
+    batch: pa.RecordBatch,
+    scored: pd.DataFrame,
+    keep: np.ndarray,
+    schema: pa.Schema,
+    *,
+    computed: frozenset[str],
+    source: str,
+    run_id: str,
+) -> pa.Table:
+    """Assemble the kept rows as an Arrow table in ``schema``.
+
+    Columns the input already holds in the output's type are taken from the Arrow batch as they
+    are (no round trip of strings through Python objects); cast features and scores come from
+    the scored frame; lineage constants are built in Arrow.
+    """
+    n = int(keep.sum())
+    everything = bool(keep.all())
+    mask = None if everything else pa.array(keep)
+    columns = []
+    for out_field in schema:
+        name = out_field.name
+        if name in (FLOW_RUN_ID, SOURCE_FILE):
+            value = run_id if name == FLOW_RUN_ID else source
+            columns.append(pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int32))))
+        elif name == SOURCE_ROW:
+            columns.append(pa.array(scored.index.to_numpy(dtype=np.int64)[keep]))
+        elif name not in computed and name in batch.schema.names and batch.schema.field(name).type == out_field.type:
+            column = batch.column(name)
+            columns.append(column if mask is None else column.filter(mask))
+        else:
+            series = scored[name] if everything else scored[name][keep]
+            columns.append(pa.Array.from_pandas(series, type=out_field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _rejected_rows(
@@ -301,8 +335,8 @@ def _rejected_rows(
 
 
 @contextmanager
-def _atomic_writer(target: Path, schema: pa.Schema | None) -> Iterator[Callable[[pd.DataFrame], None]]:
-    """Yield a function that appends frames to ``target``'s temporary twin; rename on success.
+def _atomic_writer(target: Path, schema: pa.Schema | None) -> Iterator[Callable[[pd.DataFrame | pa.Table], None]]:
+    """Yield a function that appends frames or tables to ``target``'s temporary twin; rename on success.
 
     With ``schema=None`` the schema comes from the first frame, and nothing is written (and
     ``target`` is left alone) if no frame arrives.
@@ -310,16 +344,19 @@ def _atomic_writer(target: Path, schema: pa.Schema | None) -> Iterator[Callable[
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     writer: pq.ParquetWriter | None = None
 
-    def write(frame: pd.DataFrame) -> None:
+    def write(data: pd.DataFrame | pa.Table) -> None:
         nonlocal writer, schema
         if writer is None:
             target.parent.mkdir(parents=True, exist_ok=True)
             if schema is None:
-                schema = pa.Schema.from_pandas(frame, preserve_index=False).remove_metadata()
-                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema])
+                inferred = (
+                    data.schema if isinstance(data, pa.Table) else pa.Schema.from_pandas(data, preserve_index=False)
+                )
+                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in inferred])
             writer = pq.ParquetWriter(tmp, schema)
-        table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-        writer.write_table(table.replace_schema_metadata(schema.metadata))
+        if isinstance(data, pd.DataFrame):
+            data = pa.Table.from_pandas(data[schema.names], schema=schema, preserve_index=False)
+        writer.write_table(data.replace_schema_metadata(schema.metadata))
 
     try:
         yield write

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
-from flows.batch import BatchSummary, FileResult, run_batch, score_file
+from flows.batch import BatchSummary, run_batch, score_file
 from scoring import Registry, Scorer, ScoringError, Settings
 
 score_file_task = task(
@@ -29,10 +29,6 @@ score_file_task = task(
 
 class BatchRunFailed(ScoringError):
     """Raised by the flow when some input files failed even after retries (others were scored)."""
-
-
-def _score_file_in_run(*args: object, **kwargs: object) -> FileResult:
-    return score_file_task(*args, **kwargs)
 
 
 @flow(name="score-batch", log_prints=True)
@@ -54,7 +50,7 @@ def score_batch(
         chunk_size=chunk_size or settings.chunk_size,
         run_id=str(flow_run.id) if in_run else None,
         force=force,
-        score_one_file=_score_file_in_run if in_run else score_file,
+        score_one_file=score_file_task if in_run else score_file,
     )
     if in_run:
         _publish(summary)

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from scorepipe.demo_data import write_dataset, write_incoming
-from scoring import QualityGateError, Registry, Scorer, ScoringError, Settings, synthetic
+from scoring import QualityGateError, Registry, ScoringError, Settings, synthetic
 from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
 
 console = Console()
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args, settings) or 0)
     except ScoringError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 1
 
 
@@ -195,35 +197,34 @@ def cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.batch import discover_inputs, run_batch, score_file
+    from flows.batch import ROWS_SCORED, discover_inputs
+    from flows.score_batch import score_batch
 
-    scorer = Scorer.from_registry(Registry(settings.registry_dir), args.model)
-    inputs = discover_inputs(args.input)
-    total = sum(_row_count(p) for p in inputs.files)
+    total = sum(_row_count(p) for p in discover_inputs(args.input).files)
     with Progress(
         TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
         bar = progress.add_task("rows", total=total)
-        summary = run_batch(
-            args.input,
-            args.output,
-            scorer,
-            chunk_size=args.chunk_size or settings.chunk_size,
-            force=args.force,
-            score_one_file=score_file,
-            on_rows=lambda n: progress.advance(bar, n),
-        )
-    print_summary(summary.to_dict())
-    return 1 if summary.count("failed") else 0
+        token = ROWS_SCORED.set(lambda n: progress.advance(bar, n))
+        try:
+            summary = score_batch.fn(  # the flow's own function, run here without a Prefect server
+                input=str(args.input),
+                output=str(args.output),
+                model=args.model,
+                chunk_size=args.chunk_size,
+                force=args.force,
+            )
+        finally:
+            ROWS_SCORED.reset(token)
+    print_summary(summary)
+    return 0
 
 
 def _row_count(path: Path) -> int:
     try:
-        import pyarrow.parquet as pq
-
         return pq.ParquetFile(path).metadata.num_rows
-    except Exception:  # noqa: BLE001 - a corrupt file counts as 0 here; the run quarantines it
-        return 0
+    except (pa.ArrowException, OSError):
+        return 0  # unreadable: the run quarantines it
 
 
 def print_summary(summary: dict) -> None:

@@ -94,9 +94,11 @@ class Registry:
     def register(self, bundle: ModelBundle, *, note: str = "") -> int:
         """Store ``bundle`` as a new immutable version and return its number."""
         with self._locked() as index:
-            version = max((int(v) for v in index["versions"]), default=0) + 1
             versions_dir = self.root / "versions"
             versions_dir.mkdir(parents=True, exist_ok=True)
+            # A folder left by a writer that died before updating the index still claims its number.
+            on_disk = (int(p.name) for p in versions_dir.iterdir() if p.name.isdigit())
+            version = max([*(int(v) for v in index["versions"]), *on_disk], default=0) + 1
             staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=versions_dir))
             try:
                 hashes = write_bundle(bundle, staging)

@@ -84,4 +84,8 @@ def test_register_your_own_model_and_score_with_it(home, tmp_path, capsys):
 
 def test_errors_are_one_clear_line_and_a_non_zero_exit(home, tmp_path, capsys):
     assert main(["score", str(tmp_path / "missing"), str(tmp_path / "out")]) == 1
-    assert "no model yet" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "missing' is neither a file, a folder nor a glob" in out
+    synthetic.generate(5, with_target=False).to_parquet(tmp_path / "in.parquet")
+    assert main(["score", str(tmp_path / "in.parquet"), str(tmp_path / "out")]) == 1
+    assert "no model yet; run `scorepipe train` first" in capsys.readouterr().out

@@ -186,3 +186,35 @@ def test_empty_input_file_gets_an_empty_output(tmp_path, incoming_rows, write_pa
     assert summary.files[0].status == "scored"
     table = pq.read_table(tmp_path / "out" / "empty.parquet")
     assert table.num_rows == 0 and "proba_1" in table.schema.names
+
+
+def test_rescoring_a_scored_file_replaces_old_scores_and_lineage(partition, scorer, bundle, tmp_path):
+    folder, _ = partition
+    first = tmp_path / "first"
+    run_batch(folder / "part-0.parquet", first, scorer, chunk_size=100, run_id="one")
+    again = run_batch(
+        first / "date=2026-11-24" / "part-0.parquet",
+        tmp_path / "second",
+        Scorer(bundle, 2),
+        chunk_size=100,
+        run_id="two",
+    )
+    assert again.files[0].status == "scored"
+    result = read(tmp_path / "second" / "date=2026-11-24" / "part-0.parquet")
+    assert list(result.columns).count("prediction") == 1 and list(result.columns).count("flow_run_id") == 1
+    assert set(result["model_version"]) == {2} and set(result["flow_run_id"]) == {"two"}
+    assert set(result["source_file"]) == {str(first / "date=2026-11-24" / "part-0.parquet")}
+
+
+def test_integer_and_text_feature_columns_are_written_as_the_schema_types(
+    tmp_path, incoming_rows, write_parquet, scorer
+):
+    frame = incoming_rows(30)
+    frame["txn_count_24h"] = frame["txn_count_24h"].astype("int64")
+    frame["amount"] = frame["amount"].astype(str)
+    source = write_parquet(tmp_path / "in" / "typed.parquet", frame)
+    run_batch(source, tmp_path / "out", scorer, chunk_size=7)
+    table = pq.read_table(tmp_path / "out" / "typed.parquet")
+    assert str(table.schema.field("txn_count_24h").type) == "double"
+    assert str(table.schema.field("amount").type) == "double"
+    assert table.column("amount").to_pylist() == [float(v) for v in frame["amount"]]

@@ -98,3 +98,10 @@ def test_concurrent_registrations_get_distinct_versions(make_registry, bundle):
         versions = list(pool.map(lambda _: registry.register(bundle), range(6)))
     assert sorted(versions) == [1, 2, 3, 4, 5, 6]
     assert [v.version for v in Registry(registry.root).versions()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_version_folder_orphaned_by_a_crash_does_not_block_registration(make_registry, bundle):
+    registry = make_registry(versions=1)
+    (registry.root / "versions" / "000002").mkdir()  # a writer died after the rename, before the index
+    assert registry.register(bundle) == 3
+    assert [v.version for v in registry.versions()] == [1, 3]

@@ -1,0 +1,151 @@
+"""Batch scoring throughput and memory.
+
+Measured in one run, on the same 1M-row Parquet file and the same model:
+- limit: pyarrow ``iter_batches`` read + ``predict_proba`` + Parquet write, nothing else;
+- scorepipe: ``score_file`` end to end (validation, rejects, lineage, atomic write);
+- naive: one ``predict_proba`` call per row, on a small sample;
+- peak RSS of a fresh process scoring 1M and 4M rows, to show memory stays flat.
+
+Usage: .venv/bin/python bench/batch.py [--rows 1000000] [--big-rows 4000000] [--chunk-size 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(ROOT))
+
+from flows.batch import discover_inputs, score_file  # noqa: E402
+from scorepipe.demo_data import write_dataset  # noqa: E402
+from scoring import Registry, Scorer, synthetic  # noqa: E402
+from scoring.training import train_bundle  # noqa: E402
+
+
+def registry() -> Registry:
+    reg = Registry(OUT / "registry")
+    if not reg.versions():
+        frame = synthetic.generate(100_000, seed=42)
+        bundle = train_bundle(frame, synthetic.TARGET, features=list(synthetic.FEATURES), bounds=synthetic.BOUNDS)
+        reg.promote(reg.register(bundle, note="bench"), "champion")
+    return reg
+
+
+def dataset(rows: int) -> Path:
+    path = OUT / f"input-{rows}.parquet"
+    if not path.exists():
+        write_dataset(path, rows, seed=2026, with_target=False)
+    return path
+
+
+def limit(path: Path, scorer: Scorer, chunk_size: int) -> float:
+    """Read, predict_proba and write: the floor any batch scorer must pay."""
+    features = scorer.bundle.schema.names
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        writer = None
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
+            frame = batch.to_pandas()
+            proba = scorer.bundle.pipeline.predict_proba(frame[features])
+            table = pa.Table.from_batches([batch])
+            for i, label in enumerate(scorer.bundle.classes):
+                table = table.append_column(f"proba_{label}", pa.array(proba[:, i]))
+            if writer is None:
+                writer = pq.ParquetWriter(Path(tmp) / "out.parquet", table.schema)
+            writer.write_table(table)
+        writer.close()
+    return time.perf_counter() - started
+
+
+def end_to_end(path: Path, scorer: Scorer, chunk_size: int) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        started = time.perf_counter()
+        result = score_file(path, discover_inputs(path), Path(tmp), scorer, chunk_size=chunk_size, run_id="bench")
+        return time.perf_counter() - started, result.scored
+
+
+def naive(path: Path, scorer: Scorer, rows: int) -> float:
+    """Rows per second when each row is its own predict_proba call (how a per-record loop scores)."""
+    frame = pq.ParquetFile(path).read_row_group(0).to_pandas().head(rows)[scorer.bundle.schema.names]
+    started = time.perf_counter()
+    for i in range(len(frame)):
+        scorer.bundle.pipeline.predict_proba(frame.iloc[i : i + 1])
+    return len(frame) / (time.perf_counter() - started)
+
+
+def child(rows: int, chunk_size: int) -> None:
+    """Score ``rows`` rows in this fresh process and print its peak RSS."""
+    scorer = Scorer.from_registry(registry())
+    seconds, scored = end_to_end(dataset(rows), scorer, chunk_size)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rows": rows, "scored": scored, "seconds": seconds, "peak_rss_mb": peak_mb}))
+
+
+def peak_rss(rows: int, chunk_size: int) -> dict:
+    dataset(rows)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(rows), "--chunk-size", str(chunk_size)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--big-rows", type=int, default=4_000_000)
+    parser.add_argument("--chunk-size", type=int, default=100_000)
+    parser.add_argument("--naive-rows", type=int, default=2_000)
+    parser.add_argument("--child", type=int)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.child:
+        child(args.child, args.chunk_size)
+        return
+    scorer = Scorer.from_registry(registry())
+    path = dataset(args.rows)
+    end_to_end(path, scorer, args.chunk_size)  # warm caches and imports once
+    limit_s = min(limit(path, scorer, args.chunk_size) for _ in range(2))
+    e2e_s, scored = min(end_to_end(path, scorer, args.chunk_size) for _ in range(2))
+    naive_rps = naive(path, scorer, args.naive_rows)
+    small = peak_rss(args.rows, args.chunk_size)
+    big = peak_rss(args.big_rows, args.chunk_size)
+    e2e_rps = args.rows / e2e_s
+    results = {
+        "rows": args.rows,
+        "chunk_size": args.chunk_size,
+        "limit_rows_per_s": round(args.rows / limit_s),
+        "scorepipe_rows_per_s": round(e2e_rps),
+        "ratio_to_limit": round(limit_s / e2e_s, 3),
+        "naive_rows_per_s": round(naive_rps),
+        "speedup_over_naive": round(e2e_rps / naive_rps, 1),
+        "peak_rss_mb": {str(small["rows"]): round(small["peak_rss_mb"]), str(big["rows"]): round(big["peak_rss_mb"])},
+        "peak_rss_growth": round(big["peak_rss_mb"] / small["peak_rss_mb"], 3),
+    }
+    print(f"limit (read + predict_proba + write): {results['limit_rows_per_s']:>10,} rows/s")
+    print(f"scorepipe end to end:                 {results['scorepipe_rows_per_s']:>10,} rows/s")
+    print(f"ratio to limit:                        {results['ratio_to_limit']:>10} (target >= 0.85)")
+    print(f"naive per-row predict_proba:          {results['naive_rows_per_s']:>10,} rows/s")
+    print(f"speedup over naive:                    {results['speedup_over_naive']:>10}x")
+    print(
+        f"peak RSS: {small['peak_rss_mb']:.0f} MB at {small['rows']:,} rows, "
+        f"{big['peak_rss_mb']:.0f} MB at {big['rows']:,} rows (x{results['peak_rss_growth']})"
+    )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
