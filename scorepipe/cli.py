@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from scorepipe.demo_data import write_dataset, write_incoming
-from scoring import QualityGateError, Registry, ScoringError, Settings, synthetic
+from scoring import QualityGateError, Registry, Scorer, ScoringError, Settings, synthetic
 from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
 
 console = Console()
@@ -248,6 +248,97 @@ def print_summary(summary: dict) -> None:
     )
 
 
+# -- streaming -------------------------------------------------------------------------------
+
+
+def _stream_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    updates = {
+        "kafka_bootstrap_servers": getattr(args, "bootstrap_servers", None),
+        "consumer_group": getattr(args, "group", None),
+        "stream_batch_events": getattr(args, "batch_events", None),
+        "stream_batch_ms": getattr(args, "batch_ms", None),
+    }
+    return settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+
+
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.kafka_broker import KafkaBroker, port_open, read_state, stop_detached
+
+    home = settings.home / "kafka"
+    state = read_state(home)
+    if args.action == "up":
+        if state and port_open(int(state["port"])):
+            console.print(f"Kafka already up at {state['bootstrap_servers']} (PID {state['pid']})")
+            return 0
+        with console.status("starting Apache Kafka (KRaft, single node)"):
+            broker = KafkaBroker(home, port=args.port).start()
+        broker.save_state()
+        console.print(f"Kafka up at {broker.bootstrap_servers} (PID {broker.pid}); log {broker.log_path}")
+        console.print(f"export SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
+        return 0
+    if args.action == "down":
+        stopped = stop_detached(home)
+        console.print(f"stopped Kafka PID {stopped['pid']}" if stopped else "no Kafka broker recorded as up")
+        return 0
+    if state and port_open(int(state["port"])):
+        console.print(f"up at {state['bootstrap_servers']} (PID {state['pid']})")
+        return 0
+    console.print("down")
+    return 1
+
+
+def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from streaming.consumer import StreamMetrics, score_stream
+    from streaming.topics import ensure_topics
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    settings = _stream_settings(args, settings)
+    scorer = Scorer.from_registry(Registry(settings.registry_dir), args.model)
+    ensure_topics(settings)
+    metrics = StreamMetrics()
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    consumer = score_stream(settings, scorer, metrics=metrics, client_id=args.client_id)
+    console.print(
+        f"scoring {settings.features_topic} -> {settings.predictions_topic} (dead letters: {settings.dlq_topic}) "
+        f"with model v{scorer.version}, group {settings.consumer_group}; Ctrl-C or SIGTERM to stop",
+        soft_wrap=True,
+    )
+    stats = consumer.run(idle_exit_seconds=args.exit_when_idle)
+    console.print(f"stopped cleanly: {stats.as_dict()}; live window in {settings.live_dir}", soft_wrap=True)
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from streaming.producer import produce
+    from streaming.topics import ensure_topics
+
+    settings = _stream_settings(args, settings)
+    ensure_topics(settings)
+    with Progress(
+        TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        bar = progress.add_task("events", total=args.count)
+        stats = produce(
+            settings,
+            count=args.count,
+            rate=args.rate,
+            seed=args.seed,
+            drifted=args.drifted,
+            malformed_share=args.malformed,
+            on_progress=lambda n: progress.advance(bar, n),
+        )
+    console.print(
+        f"sent {stats.sent:,} events ({stats.malformed:,} malformed) to {settings.features_topic} "
+        f"in {stats.seconds:.1f}s ({stats.sent / max(stats.seconds, 1e-9):,.0f}/s)",
+        soft_wrap=True,
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from scorepipe.demo import run_demo
 
@@ -316,6 +407,34 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--chunk-size", type=int)
     score.add_argument("--force", action="store_true", help="re-score files whose output is current")
     score.set_defaults(handler=cmd_score)
+
+    kafka = commands.add_parser("kafka", help="a local Apache Kafka broker (KRaft) for development")
+    kafka.add_argument("action", choices=["up", "down", "status"])
+    kafka.add_argument("--port", type=int, default=9092, help="listener port on 127.0.0.1 (up)")
+    kafka.set_defaults(handler=cmd_kafka)
+
+    def stream_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bootstrap-servers", help="default: SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092")
+        p.add_argument("--group", help="consumer group (default: scorepipe)")
+
+    stream = commands.add_parser("stream", help="score the features topic in real time")
+    stream_options(stream)
+    stream.add_argument("--model", default="champion", help="alias or version")
+    stream.add_argument("--batch-events", type=int, help="most events per micro-batch")
+    stream.add_argument("--batch-ms", type=int, help="longest wait to fill a micro-batch")
+    stream.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    stream.add_argument("--client-id", default="scorepipe-stream")
+    stream.add_argument("--exit-when-idle", type=float, help="stop after this many seconds without events")
+    stream.set_defaults(handler=cmd_stream)
+
+    producer = commands.add_parser("produce", help="send synthetic demo events to the features topic")
+    stream_options(producer)
+    producer.add_argument("--count", type=int, default=10_000)
+    producer.add_argument("--rate", type=float, default=0.0, help="events per second (0: as fast as possible)")
+    producer.add_argument("--seed", type=int, default=7)
+    producer.add_argument("--drifted", action="store_true")
+    producer.add_argument("--malformed", type=float, default=0.0, help="share of malformed events, 0..1")
+    producer.set_defaults(handler=cmd_produce)
 
     demo = commands.add_parser("demo", help="the whole job end to end on embedded defaults")
     demo.set_defaults(handler=cmd_demo)

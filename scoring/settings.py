@@ -34,6 +34,21 @@ class Settings(BaseSettings):
     )
     seed: int = Field(default=42, description="Seed for synthetic data, splits and sampling.")
 
+    # Streaming (Kafka)
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Kafka brokers, host:port[,...].")
+    features_topic: str = Field(default="features", description="Topic the consumer reads JSON events from.")
+    predictions_topic: str = Field(default="predictions", description="Topic predictions are published to.")
+    dlq_topic: str = Field(default="features.dlq", description="Dead-letter topic for events that cannot be scored.")
+    consumer_group: str = Field(default="scorepipe", description="Consumer group; more members share partitions.")
+    stream_batch_events: int = Field(default=500, gt=0, description="Most events scored as one micro-batch.")
+    stream_batch_ms: int = Field(default=100, gt=0, description="Longest wait to fill a micro-batch, in ms.")
+    stream_session_timeout_ms: int = Field(
+        default=10_000, gt=0, description="How soon a dead consumer's partitions move to the others."
+    )
+    topic_partitions: int = Field(default=4, gt=0, description="Partitions of topics scorepipe creates.")
+    live_window_rows: int = Field(default=5_000, gt=0, description="Rows per rolled live-window Parquet file.")
+    live_window_seconds: float = Field(default=30.0, gt=0, description="Longest a live-window file stays open.")
+
     @property
     def registry_dir(self) -> Path:
         return self.registry if self.registry is not None else self.home / "registry"
@@ -41,3 +56,8 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    @property
+    def live_dir(self) -> Path:
+        """Where the stream appends scored features for drift reports."""
+        return self.home / "live"

@@ -1,0 +1,199 @@
+"""A real single-node Apache Kafka broker (KRaft), resolved from Maven Central and run with ``java``.
+
+No Docker needed: ``pom.xml`` beside this file pins the broker; Maven copies its jars into
+``.cache/kafka/libs`` once; each broker gets its own formatted log folder, a free port on
+127.0.0.1 (unless told otherwise), and is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from scorepipe.services import ManagedProcess, ServiceError, free_port, stop_process_group
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+POM = HERE / "kafka" / "pom.xml"
+LIBS = REPO / ".cache" / "kafka" / "libs"
+
+LOG4J = """\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = OUT
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+"""
+
+
+def ensure_jars(libs: Path = LIBS) -> Path:
+    """Resolve the broker's jars with Maven into ``libs`` unless they are already there."""
+    if any(libs.glob("kafka_2.13-*.jar")):
+        return libs
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise ServiceError("the local Kafka broker needs java (17+) and mvn on PATH")
+    tmp = libs.with_name(libs.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    result = subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}",
+            "-DincludeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        raise ServiceError(f"could not resolve the Kafka broker jars with Maven:\n{result.stdout}\n{result.stderr}")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    return libs
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+class KafkaBroker(ManagedProcess):
+    """One KRaft node (broker and controller) with its data under ``home``."""
+
+    def __init__(self, home: Path, *, port: int | None = None, partitions: int = 4, heap: str = "512m"):
+        self.home = home
+        self.port = port or free_port()
+        self.controller_port = free_port()
+        self.partitions = partitions
+        classpath = f"{ensure_jars()}/*"
+        java = [
+            "java",
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+            "-cp",
+            classpath,
+        ]
+        self._java = java
+        super().__init__(
+            "kafka broker",
+            [*java, "kafka.Kafka", str(home / "server.properties")],
+            env=dict(os.environ),
+            log_path=home / "broker.log",
+        )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _configure(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        data = self.home / "data"
+        # Ports change from run to run, so every start gets a freshly formatted log folder.
+        shutil.rmtree(data, ignore_errors=True)
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(data),
+            "num.partitions": str(self.partitions),
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "log.retention.hours": "24",
+        }
+        (self.home / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        (self.home / "log4j2.properties").write_text(LOG4J)
+        cluster_id = uuid.uuid4().hex[:22]
+        result = subprocess.run(
+            [
+                *self._java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.home / "server.properties"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"formatting the Kafka log folder failed:\n{result.stdout}\n{result.stderr}")
+
+    def start(self, timeout: float = 90.0) -> KafkaBroker:  # type: ignore[override]
+        self._configure()
+        super().start()
+        self.wait_until(lambda: port_open(self.port), timeout=timeout, what="reachable")
+        self.wait_until(self._answers_metadata, timeout=timeout, what="ready")
+        return self
+
+    def _answers_metadata(self) -> bool:
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000)
+        except KafkaError:
+            return False
+        try:
+            admin.describe_cluster()
+            return True
+        except KafkaError:
+            return False
+        finally:
+            admin.close()
+
+    # -- detached use by `scorepipe kafka up|down|status` -----------------------------------
+
+    def save_state(self) -> None:
+        (self.home / "broker.json").write_text(
+            json.dumps({"pid": self.pid, "port": self.port, "bootstrap_servers": self.bootstrap_servers})
+        )
+
+
+def read_state(home: Path) -> dict | None:
+    try:
+        return json.loads((home / "broker.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def stop_detached(home: Path, timeout: float = 30.0) -> dict | None:
+    """Stop a broker started by ``scorepipe kafka up``, by the PID it recorded."""
+    state = read_state(home)
+    if state is None:
+        return None
+    stop_process_group(int(state["pid"]), timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while port_open(int(state["port"])) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (home / "broker.json").unlink(missing_ok=True)
+    return state

@@ -1,0 +1,233 @@
+"""The stream scorer against a real Kafka broker: correctness, dead letters, crashes, scaling, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import pandas as pd
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from flows.batch import run_batch
+from scoring import Registry, Scorer, synthetic
+from streaming.consumer import score_stream
+from streaming.events import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
+from streaming.producer import events, produce
+from streaming.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+def read_topic(settings, topic, *, expect, timeout=60.0, settle=1.5):
+    """Every message on ``topic``: wait for ``expect`` of them, then a little longer for extras."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning()
+    messages = []
+    deadline = time.monotonic() + timeout
+    quiet_until = None
+    while time.monotonic() < deadline:
+        batch = consumer.poll(timeout_ms=300)
+        for records in batch.values():
+            messages.extend(records)
+        if len(messages) >= expect:
+            quiet_until = quiet_until or time.monotonic() + settle
+            if time.monotonic() >= quiet_until:
+                break
+    consumer.close()
+    return messages
+
+
+def topic_size(settings, topic):
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    size = sum(consumer.end_offsets(partitions).values())
+    consumer.close()
+    return size
+
+
+def committed_total(settings):
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    offsets = admin.list_group_offsets(settings.consumer_group)[settings.consumer_group]
+    admin.close()
+    return sum(o.offset for tp, o in offsets.items() if tp.topic == settings.features_topic)
+
+
+def stream_process(settings, *args):
+    env = {
+        **os.environ,
+        "SCOREPIPE_HOME": str(settings.home),
+        "SCOREPIPE_REGISTRY": str(settings.registry_dir),
+        "SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "SCOREPIPE_FEATURES_TOPIC": settings.features_topic,
+        "SCOREPIPE_PREDICTIONS_TOPIC": settings.predictions_topic,
+        "SCOREPIPE_DLQ_TOPIC": settings.dlq_topic,
+        "SCOREPIPE_CONSUMER_GROUP": settings.consumer_group,
+        "SCOREPIPE_STREAM_BATCH_EVENTS": str(settings.stream_batch_events),
+        "SCOREPIPE_STREAM_BATCH_MS": str(settings.stream_batch_ms),
+        "SCOREPIPE_STREAM_SESSION_TIMEOUT_MS": str(settings.stream_session_timeout_ms),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "scorepipe.cli", "stream", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(predicate, *, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def scorer_for(settings):
+    return Scorer.from_registry(Registry(settings.registry_dir))
+
+
+def test_every_event_gets_one_prediction_equal_to_the_batch_score(stream_settings, tmp_path):
+    settings = stream_settings()
+    ensure_topics(settings)
+    produce(settings, count=1000, seed=21)
+    stats = score_stream(settings, scorer_for(settings)).run(idle_exit_seconds=3)
+    assert (stats.events, stats.predictions, stats.dead_letters) == (1000, 1000, 0)
+
+    messages = read_topic(settings, settings.predictions_topic, expect=1000)
+    bodies = {m.key.decode(): json.loads(m.value) for m in messages}
+    assert len(messages) == len(bodies) == 1000
+    first = messages[0]
+    assert dict(first.headers)["model_version"] == b"1"
+    assert json.loads(first.value)["event_time"] < json.loads(first.value)["scored_at"]
+
+    rows = synthetic.generate(1000, seed=21, with_target=False)
+    rows.to_parquet(tmp_path / "same-rows.parquet")
+    run_batch(tmp_path / "same-rows.parquet", tmp_path / "batch", scorer_for(settings), chunk_size=300)
+    batch = pd.read_parquet(tmp_path / "batch" / "same-rows.parquet").set_index("transaction_id")
+    assert set(bodies) == set(batch.index)
+    for event_id, body in bodies.items():
+        assert body["probabilities"]["1"] == batch.at[event_id, "proba_1"]
+        assert body["prediction"] == batch.at[event_id, "prediction"]
+
+    live = pd.concat(pd.read_parquet(p) for p in sorted(settings.live_dir.rglob("*.parquet")))
+    assert len(live) == 1000 and set(live["event_id"]) == set(bodies)
+    assert {"amount", "channel", "proba_1", "model_version"} <= set(live.columns)
+
+
+def test_malformed_events_go_to_the_dead_letter_topic_unchanged_with_reasons(stream_settings):
+    settings = stream_settings()
+    ensure_topics(settings)
+    sent = produce(settings, count=600, seed=5, malformed_share=0.1)
+    stats = score_stream(settings, scorer_for(settings)).run(idle_exit_seconds=3)
+    assert sent.malformed > 30
+    assert (stats.dead_letters, stats.predictions) == (sent.malformed, 600 - sent.malformed)
+
+    spoiled = {key: (value, kind) for key, value, kind in events(600, seed=5, malformed_share=0.1) if kind}
+    letters = read_topic(settings, settings.dlq_topic, expect=sent.malformed)
+    assert len(letters) == sent.malformed
+    expected_reason = {
+        "invalid_json": "invalid JSON",
+        "missing_field": "missing fields: amount",
+        "extra_field": "unexpected fields: coupon_code",
+        "wrong_type": 'amount: expected a number, got string "twelve"',
+        "nan_value": "customer_age: nan is not a JSON number",
+        "unknown_category": "channel: unknown category 'carrier_pigeon'",
+    }
+    stages = Counter()
+    for letter in letters:
+        value, kind = spoiled[letter.key]
+        headers = dict(letter.headers)
+        assert letter.value == value
+        assert expected_reason[kind] in headers[DLQ_REASON].decode()
+        assert headers[DLQ_TOPIC].decode() == settings.features_topic
+        assert int(headers[DLQ_PARTITION]) in range(4) and int(headers[DLQ_OFFSET]) >= 0
+        stages[headers[DLQ_STAGE].decode()] += 1
+    assert stages["decode"] > 0 and stages["validate"] > 0
+    predictions = read_topic(settings, settings.predictions_topic, expect=600 - sent.malformed)
+    assert {m.key for m in predictions}.isdisjoint(spoiled)
+
+
+def test_kill_9_then_restart_loses_nothing_and_duplicates_at_most_one_batch(stream_settings):
+    settings = stream_settings(stream_batch_events=100)
+    ensure_topics(settings)
+    produce(settings, count=6000, seed=31)
+    first = stream_process(settings)
+    try:
+        wait_for(lambda: topic_size(settings, settings.predictions_topic) >= 1500, timeout=90, what="predictions")
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    assert first.returncode == -signal.SIGKILL
+    second = stream_process(settings, "--exit-when-idle", "3")
+    output, _ = second.communicate(timeout=180)
+    assert second.returncode == 0, output
+
+    messages = read_topic(settings, settings.predictions_topic, expect=6000)
+    counts = Counter(m.key.decode() for m in messages)
+    expected_ids = {f"txn-31-c-{i:010d}" for i in range(6000)}
+    assert set(counts) == expected_ids
+    duplicates = sum(c - 1 for c in counts.values())
+    print(f"duplicates after kill -9: {duplicates}")
+    assert duplicates <= settings.stream_batch_events  # only the batch in flight when killed
+    assert committed_total(settings) == 6000
+
+
+def test_two_consumers_in_a_group_share_the_partitions(stream_settings):
+    settings = stream_settings(stream_batch_events=50)
+    ensure_topics(settings)
+    consumers = [stream_process(settings, "--client-id", f"member-{i}") for i in range(2)]
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+
+        def assignments():
+            group = admin.describe_groups([settings.consumer_group])[settings.consumer_group]
+            return [
+                {p for topic in m["member_assignment"]["assigned_partitions"] for p in topic["partitions"]}
+                for m in group["members"]
+                if m["member_assignment"]
+            ]
+
+        wait_for(lambda: len([a for a in assignments() if a]) == 2, timeout=90, what="two members with partitions")
+        assigned = assignments()
+        admin.close()
+        assert assigned[0].isdisjoint(assigned[1]) and assigned[0] | assigned[1] == {0, 1, 2, 3}
+        produce(settings, count=3000, seed=41)
+        wait_for(lambda: topic_size(settings, settings.predictions_topic) >= 3000, timeout=90, what="predictions")
+    finally:
+        for process in consumers:
+            process.send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=60)[0] for p in consumers]
+    assert [p.returncode for p in consumers] == [0, 0], outputs
+    handled = [int(out.split("'events': ")[1].split(",")[0]) for out in outputs]
+    assert all(n > 0 for n in handled) and sum(handled) == 3000
+
+
+def test_sigterm_finishes_the_batch_commits_and_exits_zero(stream_settings):
+    settings = stream_settings(stream_batch_events=50)
+    ensure_topics(settings)
+    producer = threading.Thread(target=produce, args=(settings,), kwargs={"count": 4000, "rate": 2000, "seed": 51})
+    producer.start()
+    process = stream_process(settings)
+    try:
+        wait_for(lambda: topic_size(settings, settings.predictions_topic) >= 500, timeout=90, what="predictions")
+    finally:
+        process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    producer.join()
+    assert process.returncode == 0, output
+    assert "stopped cleanly" in output
+    published = topic_size(settings, settings.predictions_topic) + topic_size(settings, settings.dlq_topic)
+    assert 500 <= committed_total(settings) == published < 4000 + 1
