@@ -39,6 +39,7 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/batch.py
+	$(BIN)/python bench/stream.py
 
 clean:
 	rm -rf .scorepipe bench/out

@@ -7,7 +7,10 @@ Train and register a model, write a night of partitions (with bad rows and a cor
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scorepipe.demo_data import write_incoming
-from scorepipe.services import PrefectServer, prefect_worker, run_prefect
+from scorepipe.services import ManagedProcess, PrefectServer, prefect_worker, run_prefect
 from scoring import Registry, Settings, synthetic
 from scoring.training import check_quality_gate, train_bundle
 
@@ -99,7 +102,82 @@ def run_demo(settings: Settings, console: Console) -> int:
 
     console.rule("[bold]5. results")
     _print_results(console, scored, day)
+
+    console.rule("[bold]6. real time: Kafka broker, stream consumer, 10,000 events")
+    _stream_act(settings, console)
     return 0
+
+
+def _stream_act(settings: Settings, console: Console) -> None:
+    """Start a broker and a consumer, produce 10,000 events (2% malformed), count what came out."""
+    from scorepipe.kafka_broker import KafkaBroker
+    from streaming.producer import produce
+    from streaming.topics import count_messages, ensure_topics
+
+    with console.status("starting Apache Kafka (KRaft, single node; jars from Maven Central on first use)"):
+        broker = KafkaBroker(settings.home / "kafka-demo").start()
+    consumer = None
+    try:
+        stream = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+        console.print(f"Kafka at {broker.bootstrap_servers} (PID {broker.pid})")
+        ensure_topics(stream)
+        env = {**os.environ, "SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
+        consumer = ManagedProcess(
+            "scorepipe stream",
+            [sys.executable, "-m", "scorepipe.cli", "stream"],
+            env=env,
+            log_path=settings.home / "logs" / "stream-demo.log",
+        ).start()
+        console.print(f"consumer PID {consumer.pid} scoring {stream.features_topic} -> {stream.predictions_topic}")
+        with console.status("producing 10,000 events at 2,000/s, 2% of them malformed"):
+            sent = produce(stream, count=10_000, rate=2_000, seed=2026, malformed_share=0.02)
+
+        def done() -> bool:
+            out = count_messages(stream, stream.predictions_topic) + count_messages(stream, stream.dlq_topic)
+            return out >= sent.sent
+
+        with console.status("waiting for every event to be scored or dead-lettered"):
+            consumer.wait_until(done, timeout=120, what="done with all events")
+        consumer.stop()
+        predictions = count_messages(stream, stream.predictions_topic)
+        dead = count_messages(stream, stream.dlq_topic)
+        table = Table(title="stream results")
+        for column in ("events sent", "malformed sent", "predictions", "dead letters", "consumer exit"):
+            table.add_column(column)
+        exit_code = consumer.process.returncode if consumer.process else None
+        table.add_row(f"{sent.sent:,}", f"{sent.malformed:,}", f"{predictions:,}", f"{dead:,}", str(exit_code))
+        console.print(table)
+        console.print(_dead_letter_reasons(stream))
+        console.print(f"live window for drift: {settings.live_dir}; consumer log: {consumer.log_path}")
+    finally:
+        if consumer is not None:
+            consumer.stop()
+        broker.stop()
+        console.print("stopped the consumer and the broker")
+
+
+def _dead_letter_reasons(settings: Settings) -> Table:
+    from kafka import KafkaConsumer
+
+    from streaming.events import DLQ_REASON
+
+    reader = KafkaConsumer(
+        settings.dlq_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    reasons: Counter[str] = Counter()
+    for message in reader:
+        reason = dict(message.headers)[DLQ_REASON].decode()
+        reasons[re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "…", reason)] += 1
+    reader.close()
+    table = Table(title="dead letters by reason")
+    table.add_column("reason")
+    table.add_column("count", justify="right")
+    for reason, count in reasons.most_common():
+        table.add_row(reason, str(count))
+    return table
 
 
 def _print_results(console: Console, scored: Path, day: str) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
+import orjson
 
 from scoring import FeatureSchema
 
@@ -34,46 +36,73 @@ class Decoded:
     error: str | None = None
 
 
+class EventDecoder:
+    """Decodes events for one schema; field names and kinds are looked up once, not per event."""
+
+    def __init__(self, schema: FeatureSchema) -> None:
+        self.names = tuple(schema.names)
+        self._known = frozenset(self.names)
+        self._numeric = frozenset(f.name for f in schema.numeric)
+        # The exact JSON types each field may hold (bool is not a number, even though Python says so).
+        self._allowed = {
+            f.name: frozenset({int, float, type(None)} if f.kind == "numeric" else {str, type(None)})
+            for f in schema.features
+        }
+
+    def decode(self, value: bytes | None) -> Decoded:
+        """Decode one message value; every problem found is named in ``error``."""
+        if value is None:
+            return Decoded(None, None, "empty message (no value)")
+        try:
+            payload = orjson.loads(value)  # strict JSON: NaN and Infinity literals are refused here
+        except orjson.JSONDecodeError as exc:
+            return Decoded(None, None, f"invalid JSON: {exc}")
+        if not isinstance(payload, dict):
+            return Decoded(None, None, f"expected a JSON object, got {type(payload).__name__}")
+        event_id = payload.pop(EVENT_ID, None)
+        fields_ok = payload.keys() == self._known and isinstance(event_id, str) and event_id
+        if fields_ok and not self._type_problems(payload):
+            return Decoded(event_id, payload)  # the common case, checked with the least work
+        problems = []
+        if not isinstance(event_id, str | int) or isinstance(event_id, bool) or event_id == "":
+            problems.append(f"{EVENT_ID}: missing or not a string/integer")
+            event_id = None
+        missing = [name for name in self.names if name not in payload]
+        extra = sorted(name for name in payload if name not in self._known)
+        if missing:
+            problems.append(f"missing fields: {', '.join(missing)}")
+        if extra:
+            problems.append(f"unexpected fields: {', '.join(extra)}")
+        problems += self._type_problems(payload)
+        if problems:
+            return Decoded(None if event_id is None else str(event_id), None, "; ".join(problems))
+        return Decoded(str(event_id), payload)
+
+    def _type_problems(self, payload: dict[str, Any]) -> list[str]:
+        # null is left alone: absence is reported elsewhere, and a null value is the core's call.
+        problems = []
+        for name, value in payload.items():
+            allowed = self._allowed.get(name)
+            if allowed is None or type(value) in allowed:
+                continue
+            wanted = "a number" if name in self._numeric else "a string"
+            problems.append(f"{name}: expected {wanted}, got {_json_type(value)} {_short(value)}")
+        return problems
+
+
 def decode_event(value: bytes | None, schema: FeatureSchema) -> Decoded:
-    """Decode one message value; every problem found is named in ``error``."""
-    if value is None:
-        return Decoded(None, None, "empty message (no value)")
-    try:
-        payload = json.loads(value)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return Decoded(None, None, f"invalid JSON: {exc}")
-    if not isinstance(payload, dict):
-        return Decoded(None, None, f"expected a JSON object, got {type(payload).__name__}")
-    problems = []
-    event_id = payload.pop(EVENT_ID, None)
-    if not isinstance(event_id, str | int) or isinstance(event_id, bool) or event_id == "":
-        problems.append(f"{EVENT_ID}: missing or not a string/integer")
-        event_id = None
-    missing = [name for name in schema.names if name not in payload]
-    extra = sorted(name for name in payload if name not in schema.names)
-    if missing:
-        problems.append(f"missing fields: {', '.join(missing)}")
-    if extra:
-        problems.append(f"unexpected fields: {', '.join(extra)}")
-    for spec in schema.features:
-        value_ = payload.get(spec.name)
-        if value_ is None:
-            continue  # absent or null: absence is reported above, null is the core's call
-        if spec.kind == "numeric" and (isinstance(value_, bool) or not isinstance(value_, int | float)):
-            problems.append(f"{spec.name}: expected a number, got {_json_type(value_)} {_short(value_)}")
-        elif spec.kind == "numeric" and not math.isfinite(value_):
-            problems.append(f"{spec.name}: {value_} is not a JSON number (send null for a missing value)")
-        elif spec.kind == "categorical" and not isinstance(value_, str):
-            problems.append(f"{spec.name}: expected a string, got {_json_type(value_)} {_short(value_)}")
-    if problems:
-        return Decoded(None if event_id is None else str(event_id), None, "; ".join(problems))
-    return Decoded(str(event_id), payload)
+    """Decode one message value against ``schema`` (see ``EventDecoder`` to decode many)."""
+    return EventDecoder(schema).decode(value)
+
+
+def json_safe(record: dict[str, Any]) -> dict[str, Any]:
+    """NaN and inf become null: they are not JSON numbers, and null is how JSON says missing."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
 
 
 def encode_event(event_id: str, features: dict[str, Any]) -> bytes:
-    """The JSON a producer sends for one event (NaN and inf are sent as JSON null)."""
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in features.items()}
-    return json.dumps({EVENT_ID: event_id, **clean}, separators=(",", ":")).encode()
+    """The JSON a producer sends for one event."""
+    return orjson.dumps({EVENT_ID: event_id, **json_safe(features)})
 
 
 def encode_prediction(
@@ -83,7 +112,7 @@ def encode_prediction(
     probabilities: dict[str, float],
     confidence: float,
     model_version: int,
-    event_time_ms: int,
+    event_time: str,
     scored_at: str,
 ) -> bytes:
     """One prediction message body: label, per-class probabilities, version and both clocks."""
@@ -93,14 +122,15 @@ def encode_prediction(
         "probabilities": probabilities,
         "confidence": confidence,
         "model_version": model_version,
-        "event_time": iso_ms(event_time_ms),
+        "event_time": event_time,
         "scored_at": scored_at,
     }
-    return json.dumps(body, separators=(",", ":")).encode()
+    return orjson.dumps(body)
 
 
-def iso_ms(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
+def iso_ms(epoch_ms: list[int]) -> list[str]:
+    """Kafka timestamps (ms since the epoch) as ISO 8601 UTC strings, vectorized."""
+    return np.datetime_as_string(np.asarray(epoch_ms, dtype="datetime64[ms]"), unit="ms", timezone="UTC").tolist()
 
 
 def _plain(value: Any) -> Any:

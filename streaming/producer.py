@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from scoring import Settings, SinkError, synthetic
-from streaming.events import EVENT_ID, encode_event
+from streaming.events import EVENT_ID, encode_event, json_safe
 
 # Each kind of malformed event the demo sends, and how it spoils a good one.
 MALFORMED: dict[str, Callable[[dict], bytes]] = {
@@ -45,7 +45,7 @@ def events(
             key = event_id.encode()
             if malformed_share and rng.random() < malformed_share:
                 kind = kinds[produced % len(kinds)]
-                yield key, MALFORMED[kind]({EVENT_ID: event_id, **record}), kind
+                yield key, MALFORMED[kind]({EVENT_ID: event_id, **json_safe(record)}), kind
             else:
                 yield key, encode_event(event_id, record), None
             produced += 1

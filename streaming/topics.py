@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -26,3 +26,13 @@ def ensure_topics(settings: Settings, *names: str) -> None:
                 admin.create_topics(new)
     finally:
         admin.close()
+
+
+def count_messages(settings: Settings, topic: str) -> int:
+    """Messages ever written to ``topic`` (the sum of its partitions' end offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        return int(sum(consumer.end_offsets(partitions).values())) if partitions else 0
+    finally:
+        consumer.close()

@@ -1,0 +1,233 @@
+"""Stream scoring throughput and latency on a real Kafka broker.
+
+Measured in one run, over the same events on the same broker:
+- passthrough: the raw kafka-python consume -> produce -> commit loop in micro-batches, no model
+  (the limit the scoring consumer chases);
+- scorepipe: the StreamConsumer (decode, validate, score, publish, dead letters, commit);
+- naive: decode, score and produce one message at a time, committing each;
+- latency from produce to prediction (p50, p99) at a fixed rate, with `scorepipe stream` running
+  as its own process.
+
+Usage: .venv/bin/python bench/stream.py [--events 100000] [--rate 2000] [--seconds 15]
+Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts the project's local broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.batch import registry  # noqa: E402
+from scorepipe.kafka_broker import KafkaBroker  # noqa: E402
+from scoring import Scorer, Settings  # noqa: E402
+from streaming.consumer import StreamConsumer  # noqa: E402
+from streaming.events import decode_event  # noqa: E402
+from streaming.producer import produce  # noqa: E402
+from streaming.topics import count_messages, ensure_topics  # noqa: E402
+
+
+def settings_for(bootstrap: str, name: str, **overrides) -> Settings:
+    return Settings(
+        home=Path(tempfile.mkdtemp(prefix="bench-stream-")),
+        kafka_bootstrap_servers=bootstrap,
+        features_topic=f"{name}-features",
+        predictions_topic=f"{name}-predictions-{uuid.uuid4().hex[:6]}",
+        dlq_topic=f"{name}-dlq-{uuid.uuid4().hex[:6]}",
+        consumer_group=f"{name}-{uuid.uuid4().hex[:6]}",
+        **overrides,
+    )
+
+
+def passthrough(settings: Settings, events: int) -> float:
+    """Raw client limit: poll a micro-batch, produce every value, flush, commit; events/s."""
+    consumer = KafkaConsumer(
+        settings.features_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.stream_batch_events,
+    )
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5, batch_size=256 * 1024
+    )
+    done = 0
+    started = time.perf_counter()
+    while done < events:
+        polled = consumer.poll(timeout_ms=500, max_records=settings.stream_batch_events)
+        offsets = {}
+        for tp, records in polled.items():
+            for record in records:
+                producer.send(settings.predictions_topic, key=record.key, value=record.value)
+            offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            done += len(records)
+        producer.flush()
+        if offsets:
+            consumer.commit(offsets)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    producer.close()
+    return events / elapsed
+
+
+def scorepipe_consumer(settings: Settings, scorer: Scorer, events: int) -> float:
+    consumer = StreamConsumer(settings, scorer)
+    finished = {}
+
+    def on_batch(stats):
+        if stats.events >= events and "at" not in finished:
+            finished["at"] = time.perf_counter()
+            consumer.stop()
+
+    started = time.perf_counter()
+    consumer.run(on_batch=on_batch)
+    return events / (finished["at"] - started)
+
+
+def naive(settings: Settings, scorer: Scorer, events: int) -> float:
+    """One message at a time: decode, score a one-row frame, produce, wait, commit."""
+    consumer = KafkaConsumer(
+        settings.features_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=1,
+    )
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    done = 0
+    started = time.perf_counter()
+    while done < events:
+        for tp, records in consumer.poll(timeout_ms=500, max_records=1).items():
+            for record in records:
+                decoded = decode_event(record.value, scorer.bundle.schema)
+                if decoded.features is not None:
+                    row = scorer.score(pd.DataFrame([decoded.features]))
+                    value = json.dumps({"event_id": decoded.event_id, "p": float(row["proba_1"].iloc[0])})
+                    producer.send(settings.predictions_topic, key=record.key, value=value.encode()).get(timeout=30)
+                consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                done += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    producer.close()
+    return events / elapsed
+
+
+def latency(settings: Settings, rate: float, seconds: float) -> dict:
+    """Produce at ``rate`` for ``seconds`` while `scorepipe stream` runs; produce-to-prediction times."""
+    ensure_topics(settings)
+    env = {
+        **os.environ,
+        "SCOREPIPE_REGISTRY": str(ROOT / "bench" / "out" / "registry"),
+        "SCOREPIPE_HOME": str(settings.home),
+        "SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "SCOREPIPE_FEATURES_TOPIC": settings.features_topic,
+        "SCOREPIPE_PREDICTIONS_TOPIC": settings.predictions_topic,
+        "SCOREPIPE_DLQ_TOPIC": settings.dlq_topic,
+        "SCOREPIPE_CONSUMER_GROUP": settings.consumer_group,
+    }
+    stream = subprocess.Popen(
+        [sys.executable, "-m", "scorepipe.cli", "stream"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    reader = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    partitions = [TopicPartition(settings.predictions_topic, p) for p in range(settings.topic_partitions)]
+    reader.assign(partitions)
+    reader.seek_to_end()
+    try:
+        time.sleep(6)  # let the consumer join its group before timing starts
+        count = int(rate * seconds)
+        sender = threading.Thread(target=produce, args=(settings,), kwargs={"count": count, "rate": rate, "seed": 99})
+        sender.start()
+        delays = []
+        deadline = time.monotonic() + seconds + 60
+        while len(delays) < count and time.monotonic() < deadline:
+            for records in reader.poll(timeout_ms=200).values():
+                now_ms = time.time() * 1000
+                delays += [now_ms - int(dict(r.headers)["event_time_ms"]) for r in records]
+        sender.join()
+    finally:
+        stream.terminate()
+        stream.wait(timeout=60)
+        reader.close()
+    delays_ms = np.asarray(delays)
+    return {
+        "events": len(delays_ms),
+        "p50_ms": round(float(np.percentile(delays_ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(delays_ms, 99)), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--naive-events", type=int, default=2_000)
+    parser.add_argument("--rate", type=float, default=2_000)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--batch-events", type=int, default=2000)
+    args = parser.parse_args()
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        broker = KafkaBroker(Path(tempfile.mkdtemp(prefix="bench-kafka-"))).start()
+        bootstrap = broker.bootstrap_servers
+    try:
+        scorer = Scorer.from_registry(registry())
+        base = settings_for(bootstrap, "bench", stream_batch_events=args.batch_events)
+        ensure_topics(base, base.features_topic)
+        produce(base, count=args.events, seed=123)
+        assert count_messages(base, base.features_topic) == args.events
+
+        def fresh(name: str) -> Settings:
+            return base.model_copy(
+                update={
+                    "consumer_group": f"{name}-{uuid.uuid4().hex[:6]}",
+                    "predictions_topic": f"{name}-out-{uuid.uuid4().hex[:6]}",
+                    "dlq_topic": f"{name}-dlq-{uuid.uuid4().hex[:6]}",
+                }
+            )
+
+        limit_eps = passthrough(fresh("passthrough"), args.events)
+        ours_eps = scorepipe_consumer(fresh("scorepipe"), scorer, args.events)
+        naive_eps = naive(fresh("naive"), scorer, args.naive_events)
+        lat = latency(settings_for(bootstrap, "latency"), args.rate, args.seconds)
+    finally:
+        if broker is not None:
+            broker.stop()
+    results = {
+        "events": args.events,
+        "batch_events": args.batch_events,
+        "passthrough_events_per_s": round(limit_eps),
+        "scorepipe_events_per_s": round(ours_eps),
+        "ratio_to_passthrough": round(ours_eps / limit_eps, 3),
+        "naive_events_per_s": round(naive_eps, 1),
+        "speedup_over_naive": round(ours_eps / naive_eps, 1),
+        "latency_at_rate": {"rate": args.rate, **lat},
+    }
+    print(f"passthrough (consume + produce + commit, no model): {results['passthrough_events_per_s']:>8,} events/s")
+    print(f"scorepipe stream consumer:                          {results['scorepipe_events_per_s']:>8,} events/s")
+    print(f"ratio to passthrough:                               {results['ratio_to_passthrough']:>8} (target >= 0.7)")
+    print(f"naive per-message consumer:                         {results['naive_events_per_s']:>8,} events/s")
+    print(f"speedup over naive:                                 {results['speedup_over_naive']:>8}x (target >= 30)")
+    rate = f"{args.rate:,.0f} events/s"
+    print(f"latency at {rate}: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms ({lat['events']:,} events)")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
