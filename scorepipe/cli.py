@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import joblib
@@ -339,6 +339,42 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# -- drift -----------------------------------------------------------------------------------
+
+DRIFT_EXIT_CODE = 4
+
+
+def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
+    from drift.report import build_report
+
+    since = _since(args.since) if args.since else None
+    with console.status(f"building the Evidently drift report for {args.current}"):
+        summary = build_report(args.current, args.out or settings.reports_dir, settings, model=args.model, since=since)
+    print_drift(summary)
+    return DRIFT_EXIT_CODE if summary.drift_detected else 0
+
+
+def print_drift(summary) -> None:
+    table = Table(title=f"drift of {summary.current} against model v{summary.model_version}'s training reference")
+    for column in ("column", "test", "score", "threshold", "drifted"):
+        table.add_column(column)
+    for c in [*summary.features, *summary.predictions]:
+        table.add_row(c.name, c.method, f"{c.score:.4f}", f"{c.threshold:g}", "[red]yes[/]" if c.drifted else "no")
+    console.print(table)
+    colour = "red" if summary.drift_detected else "green"
+    console.print(f"[bold {colour}]{summary.headline()}[/]", soft_wrap=True)
+    console.print(f"report: {summary.html}\nsummary: {summary.json_path}", soft_wrap=True)
+
+
+def _since(text: str) -> datetime:
+    """An ISO time, or a window back from now such as 30m, 6h, 2d."""
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from scorepipe.demo import run_demo
 
@@ -435,6 +471,15 @@ def _parser() -> argparse.ArgumentParser:
     producer.add_argument("--drifted", action="store_true")
     producer.add_argument("--malformed", type=float, default=0.0, help="share of malformed events, 0..1")
     producer.set_defaults(handler=cmd_produce)
+
+    drift = commands.add_parser("drift", help="Evidently drift report of scored data against the training reference")
+    drift.add_argument(
+        "--current", required=True, help="scored Parquet: a file, a partition folder, a glob, a live window"
+    )
+    drift.add_argument("--since", help="only rows scored since: ISO time or 30m / 6h / 2d (live windows)")
+    drift.add_argument("--model", help="version or alias (default: the version that scored the data)")
+    drift.add_argument("--out", type=Path, help="output folder (default: SCOREPIPE_HOME/reports)")
+    drift.set_defaults(handler=cmd_drift)
 
     demo = commands.add_parser("demo", help="the whole job end to end on embedded defaults")
     demo.set_defaults(handler=cmd_demo)

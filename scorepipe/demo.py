@@ -105,7 +105,34 @@ def run_demo(settings: Settings, console: Console) -> int:
 
     console.rule("[bold]6. real time: Kafka broker, stream consumer, 10,000 events")
     _stream_act(settings, console)
+
+    console.rule("[bold]7. drift: Evidently reports for a clean and a drifted batch")
+    _drift_act(settings, console, data, day)
     return 0
+
+
+def _drift_act(settings: Settings, console: Console, data: Path, day: str) -> None:
+    """Report on tonight's clean batch, then on a drifted batch from the same generator."""
+    from drift.report import build_report
+    from flows.score_batch import score_batch
+    from scorepipe.cli import print_drift
+
+    drifted_in = data / "incoming-drifted" / f"date={day}"
+    write_incoming(drifted_in, files=2, rows_per_file=25_000, seed=8, drifted=True)
+    score_batch.fn(input=str(drifted_in), output=str(data / "scored-drifted"), force=True)
+    reports = data / "reports"
+    paths = []
+    for label, current in (
+        ("clean", data / "scored" / f"date={day}"),
+        ("drifted", data / "scored-drifted" / f"date={day}"),
+    ):
+        with console.status(f"Evidently report for the {label} batch"):
+            summary = build_report(current, reports, settings, name=f"{label}-{day}")
+        print_drift(summary)
+        paths.append(summary.html)
+    console.print("[bold]open in a browser:[/]")
+    for path in paths:
+        console.print(f"  {path}")
 
 
 def _stream_act(settings: Settings, console: Console) -> None:

@@ -51,13 +51,32 @@ class Settings(BaseSettings):
     live_window_rows: int = Field(default=5_000, gt=0, description="Rows per rolled live-window Parquet file.")
     live_window_seconds: float = Field(default=30.0, gt=0, description="Longest a live-window file stays open.")
 
+    # Drift (Evidently)
+    drift_share: float = Field(
+        default=0.3, gt=0.0, le=1.0, description="Share of drifted features at which a dataset counts as drifted."
+    )
+    # Distances, not p-values: a p-value test flags trivial differences once windows are large, and
+    # Evidently would otherwise switch methods with the data's size.
+    drift_num_method: str = Field(default="wasserstein", description="Evidently drift test for numeric columns.")
+    drift_cat_method: str = Field(default="jensenshannon", description="Evidently drift test for categorical columns.")
+    drift_num_threshold: float = Field(default=0.1, description="Numeric test threshold (distance above = drift).")
+    drift_cat_threshold: float = Field(default=0.1, description="Categorical test threshold (distance above = drift).")
+    drift_sample_rows: int = Field(
+        default=50_000, gt=0, description="Current rows sampled (fixed seed) into a report, whatever the window."
+    )
+
     @property
     def registry_dir(self) -> Path:
         return self.registry if self.registry is not None else self.home / "registry"
 
     @property
-    def data_dir(self) -> Path:
-        return self.home / "data"
+    def reports_dir(self) -> Path:
+        """Default folder for drift reports."""
+        return self.home / "reports"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
 
     @property
     def live_dir(self) -> Path:

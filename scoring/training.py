@@ -88,7 +88,9 @@ def train_bundle(
     pipeline.fit(validate(train, schema).features, train[target])
     metrics = evaluate(pipeline, validate(test, schema).features, test[target])
     metrics["n_train"] = int(len(train))
-    return _bundle(pipeline, schema, frame, target, metrics, reference_rows, seed, source, trainer="default_pipeline")
+    # The drift reference comes from the holdout: the model's predictions on rows it was fitted on
+    # are over-confident, and would make every live window look like prediction drift.
+    return _bundle(pipeline, schema, test, target, metrics, reference_rows, seed, source, trainer="default_pipeline")
 
 
 def bundle_from_estimator(

@@ -84,3 +84,12 @@ def incoming_rows() -> Callable[..., pd.DataFrame]:
         return synthetic.generate(n, seed=seed, drifted=drifted, with_target=False)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One temporary Prefect server (SQLite) for every flow test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

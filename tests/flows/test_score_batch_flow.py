@@ -7,14 +7,6 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def prefect_server():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 @pytest.fixture
 def batch_env(prefect_server, make_registry, tmp_path, incoming_rows, write_parquet, monkeypatch):
     registry = make_registry()

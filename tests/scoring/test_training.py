@@ -17,6 +17,7 @@ def test_default_model_learns_the_synthetic_signal(bundle):
     assert bundle.schema.spec("credit_score").nullable  # the generator leaves some scores missing
     assert set(bundle.reference.columns) == set(synthetic.FEATURES) | {synthetic.TARGET}
     assert len(bundle.reference) == 500
+    assert bundle.reference[synthetic.TARGET].notna().all()
 
 
 def test_training_is_deterministic(training_frame):

@@ -1,0 +1,178 @@
+"""Evidently drift reports: per-feature data drift, prediction drift, and a data summary.
+
+The report goes to a self-contained HTML file (Evidently 0.7 inlines its scripts; we check that no
+script or stylesheet is fetched from elsewhere) and a ``DriftSummary`` JSON beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from evidently import DataDefinition, Dataset, Report
+from evidently.metrics import ValueDrift
+from evidently.presets import DataDriftPreset, DataSummaryPreset
+
+from drift.data import dominant_version, prediction_columns, sample_current, scored_reference
+from drift.summary import ColumnDrift, DriftSummary
+from scoring import Registry, ScoringError, Settings
+from scoring.scorer import PREDICTION
+
+EXTERNAL_ASSET = re.compile(r"<(script|link)[^>]+(src|href)=[\"']?(https?:)?//", re.IGNORECASE)
+
+
+class ReportError(ScoringError):
+    """Raised by drift reporting when Evidently cannot judge a column or the HTML is not self-contained."""
+
+
+def build_report(
+    current: str | Path,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    model: str | int | None = None,
+    since: datetime | None = None,
+    name: str | None = None,
+) -> DriftSummary:
+    """Compare ``current`` scored data with the model's training reference; write HTML and JSON."""
+    started = time.perf_counter()
+    registry = Registry(settings.registry_dir)
+    frame, window_rows = sample_current(
+        current, sample_rows=settings.drift_sample_rows, seed=settings.seed, since=since
+    )
+    ref = model if model is not None else dominant_version(frame) or "champion"
+    loaded = registry.load(ref)
+    bundle = loaded.bundle
+    reference = scored_reference(registry, loaded.version, bundle, settings.cache_dir / "drift")
+    schema = bundle.schema
+    features = [n for n in schema.names if n in frame.columns]
+    missing = sorted(set(schema.names) - set(features))
+    if missing:
+        raise ReportError(f"{current} lacks feature columns {', '.join(missing)}: is it scorepipe output?")
+    outputs = [*prediction_columns(bundle.classes, list(frame.columns)), PREDICTION]
+    columns = [*features, *outputs]
+    numeric = [f.name for f in schema.numeric] + outputs[:-1]
+    categorical = [f.name for f in schema.categorical] + [PREDICTION]
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    current_frame = _as_labels(frame[columns])
+    reference_frame = _as_labels(reference[columns])
+    report = Report(
+        [
+            DataDriftPreset(
+                columns=features,
+                drift_share=settings.drift_share,
+                num_method=settings.drift_num_method,
+                cat_method=settings.drift_cat_method,
+                num_threshold=settings.drift_num_threshold,
+                cat_threshold=settings.drift_cat_threshold,
+            ),
+            *[
+                ValueDrift(column=c, method=settings.drift_num_method, threshold=settings.drift_num_threshold)
+                for c in outputs[:-1]
+            ],
+            ValueDrift(column=PREDICTION, method=settings.drift_cat_method, threshold=settings.drift_cat_threshold),
+            DataSummaryPreset(columns=columns),
+        ],
+        include_tests=True,
+    )
+    snapshot = report.run(
+        Dataset.from_pandas(current_frame, data_definition=definition),
+        Dataset.from_pandas(reference_frame, data_definition=definition),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"drift-{_slug(name or Path(str(current)).name)}"
+    html = out_dir / f"{stem}.html"
+    json_path = out_dir / f"{stem}.json"
+    _save_html(snapshot, html)
+    judged = _column_verdicts(json.loads(snapshot.json()), set(numeric))
+    by_name = {c.name: c for c in judged}
+    unjudged = [c for c in columns if c not in by_name]
+    if unjudged:
+        raise ReportError(f"Evidently returned no drift test for {', '.join(unjudged)}")
+    feature_results = [by_name[n] for n in features]
+    drifted = [c.name for c in feature_results if c.drifted]
+    share = len(drifted) / len(feature_results)
+    prediction_results = [by_name[n] for n in outputs]
+    dataset_drift = share >= settings.drift_share
+    prediction_drift = any(c.drifted for c in prediction_results)
+    summary = DriftSummary(
+        verdict="drift" if dataset_drift or prediction_drift else "no_drift",
+        dataset_drift=dataset_drift,
+        prediction_drift=prediction_drift,
+        share_drifted_features=round(share, 4),
+        drift_share_threshold=settings.drift_share,
+        drifted_features=drifted,
+        features=feature_results,
+        predictions=prediction_results,
+        model_version=loaded.version,
+        reference_rows=len(reference_frame),
+        current_rows=len(current_frame),
+        current_rows_total=window_rows,
+        current=str(current),
+        html=str(html),
+        json_path=str(json_path),
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    _atomic_write(json_path, summary.model_dump_json(indent=2).encode())
+    return summary
+
+
+def _as_labels(frame):
+    # Class labels are categories even when they are integers: compare them as such.
+    return frame.assign(**{PREDICTION: frame[PREDICTION].astype(str)})
+
+
+def _column_verdicts(result: dict[str, Any], numeric: set[str]) -> list[ColumnDrift]:
+    """Per-column drift from the snapshot: the score from the metric, the verdict from its test."""
+    statuses: dict[str, list[str]] = {}
+    for test in result.get("tests", []):
+        metric_id = (test.get("metric_config") or {}).get("metric_id")
+        if metric_id:
+            statuses.setdefault(metric_id, []).append(test.get("status", ""))
+    columns = []
+    for metric in result.get("metrics", []):
+        config = metric.get("config", {})
+        if config.get("type") != "evidently:metric_v2:ValueDrift":
+            continue
+        tests = statuses.get(metric["id"], [])
+        if not tests or "ERROR" in tests:
+            raise ReportError(f"Evidently could not test drift of {config['column']!r}: {tests or 'no test'}")
+        columns.append(
+            ColumnDrift(
+                name=config["column"],
+                kind="numeric" if config["column"] in numeric else "categorical",
+                method=config.get("method") or "default",
+                score=float(metric["value"]),
+                threshold=float(config.get("threshold") or 0.0),
+                drifted=any(status in ("FAIL", "WARNING") for status in tests),
+            )
+        )
+    return columns
+
+
+def _save_html(snapshot: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    snapshot.save_html(str(tmp))
+    text = tmp.read_text(errors="replace")
+    found = EXTERNAL_ASSET.search(text)
+    if found:
+        tmp.unlink()
+        raise ReportError(f"the report would load {found.group(0)!r} from the network; refusing to save it")
+    os.replace(tmp, path)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9=._-]+", "_", text).strip("_") or "current"

@@ -1,0 +1,56 @@
+"""The machine-readable drift verdict that flows and the CLI act on (saved as JSON beside the HTML)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class ColumnDrift(BaseModel):
+    """One column's drift test: which test, its score (a distance or a p-value), its threshold, the verdict."""
+
+    name: str
+    kind: Literal["numeric", "categorical"]
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+class DriftSummary(BaseModel):
+    """Everything a reviewer or a flow needs to act on one drift report.
+
+    The dataset drifted when the share of drifted features reaches ``drift_share_threshold``; the
+    verdict is ``drift`` when the dataset or the model's output (prediction drift) drifted.
+    """
+
+    verdict: Literal["drift", "no_drift"]
+    dataset_drift: bool
+    prediction_drift: bool
+    share_drifted_features: float
+    drift_share_threshold: float
+    drifted_features: list[str]
+    features: list[ColumnDrift]
+    predictions: list[ColumnDrift]
+    model_version: int
+    reference_rows: int
+    current_rows: int
+    current_rows_total: int
+    current: str
+    html: str
+    json_path: str
+    generated_at: str
+    seconds: float
+
+    @property
+    def drift_detected(self) -> bool:
+        return self.verdict == "drift"
+
+    def headline(self) -> str:
+        what = "DRIFT" if self.drift_detected else "no drift"
+        return (
+            f"{what}: {len(self.drifted_features)}/{len(self.features)} features drifted "
+            f"(share {self.share_drifted_features:.2f}, threshold {self.drift_share_threshold:.2f}); "
+            f"prediction drift: {'yes' if self.prediction_drift else 'no'}; model v{self.model_version}"
+        )

@@ -1,0 +1,60 @@
+"""The ``drift-report`` Prefect flow: an Evidently report on last night's scored partition.
+
+It publishes the verdict as a markdown artifact (per-feature table and report paths) and ends in
+a Failed state named ``Drift detected`` when drift is found, so drift is never a silent success.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
+from prefect.states import Completed, Failed, State
+
+from drift.report import build_report
+from drift.summary import DriftSummary
+from scoring import Settings, SourceError
+
+
+def latest_partition(folder: Path) -> Path:
+    """The newest ``date=...`` partition under ``folder``, or ``folder`` itself if it has none."""
+    partitions = sorted(p for p in folder.glob("date=*") if p.is_dir())
+    return partitions[-1] if partitions else folder
+
+
+@flow(name="drift-report", log_prints=True)
+def drift_report(
+    current: str = "data/scored",
+    output: str | None = None,
+    model: str | None = None,
+    latest_only: bool = True,
+) -> State:
+    """Compare scored data with the training reference; Failed('Drift detected') if it drifted."""
+    settings = Settings()
+    folder = Path(current)
+    if not folder.exists():
+        raise SourceError(f"no scored data at {folder}")
+    target = latest_partition(folder) if latest_only and folder.is_dir() else folder
+    summary = build_report(target, Path(output) if output else settings.reports_dir, settings, model=model)
+    if FlowRunContext.get() is not None:
+        get_run_logger().info("%s; report %s", summary.headline(), summary.html)
+        create_markdown_artifact(key="drift-report", markdown=markdown(summary), description=summary.headline())
+    if summary.drift_detected:
+        return Failed(name="Drift detected", message=summary.headline(), data=summary.model_dump())
+    return Completed(message=summary.headline(), data=summary.model_dump())
+
+
+def markdown(summary: DriftSummary) -> str:
+    rows = "\n".join(
+        f"| {c.name} | {c.method} | {c.score:.4f} | {c.threshold:g} | {'**yes**' if c.drifted else 'no'} |"
+        for c in [*summary.features, *summary.predictions]
+    )
+    return (
+        f"## Drift report: {summary.verdict}\n\n{summary.headline()}\n\n"
+        f"Current: `{summary.current}` ({summary.current_rows:,} of {summary.current_rows_total:,} rows); "
+        f"reference: {summary.reference_rows:,} training rows.\n\n"
+        f"HTML report: `{summary.html}`  \nJSON summary: `{summary.json_path}`\n\n"
+        f"| column | test | score | threshold | drifted |\n|---|---|---|---|---|\n{rows}\n"
+    )

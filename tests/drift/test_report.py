@@ -1,0 +1,134 @@
+"""Evidently drift reports on real scored Parquet, through the library, the flow and the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from drift.data import sample_current
+from drift.report import EXTERNAL_ASSET, build_report
+from drift.summary import DriftSummary
+from flows.batch import run_batch
+from scoring import Registry, Scorer, Settings, SourceError, synthetic
+from scoring.training import train_bundle
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A model with a production-sized reference, and a clean and a drifted scored batch from the generator."""
+    root = tmp_path_factory.mktemp("drift")
+    frame = synthetic.generate(20_000, seed=12)
+    bundle = train_bundle(frame, synthetic.TARGET, features=list(synthetic.FEATURES), reference_rows=4000, seed=12)
+    registry = Registry(root / "registry")
+    registry.promote(registry.register(bundle), "champion")
+    scorer = Scorer.from_registry(registry)
+    for name, drifted in (("clean", False), ("drifted", True)):
+        folder = root / "incoming" / name / "date=2026-11-24"
+        folder.mkdir(parents=True)
+        synthetic.generate(6000, seed=77, drifted=drifted, with_target=False).to_parquet(folder / "part-0.parquet")
+        run_batch(folder.parent, root / "scored" / name, scorer, chunk_size=2500)
+    settings = Settings(home=root / "home", registry=registry.root, drift_sample_rows=5000)
+    return root, settings
+
+
+@pytest.fixture(scope="module")
+def reports(scored):
+    root, settings = scored
+    return {
+        name: build_report(root / "scored" / name, root / "reports", settings, name=name)
+        for name in ("clean", "drifted")
+    }
+
+
+def test_drift_is_detected_on_injected_drift_and_not_on_clean_data(reports):
+    clean, drifted = reports["clean"], reports["drifted"]
+    assert clean.verdict == "no_drift" and clean.drifted_features == [] and not clean.prediction_drift
+    assert drifted.verdict == "drift" and drifted.dataset_drift and drifted.prediction_drift
+    assert {"amount", "channel", "distance_from_home_km", "txn_count_24h"} <= set(drifted.drifted_features)
+    assert {"customer_age", "card_type", "country_risk"}.isdisjoint(drifted.drifted_features)
+    assert drifted.share_drifted_features == pytest.approx(len(drifted.drifted_features) / 17, abs=1e-4)
+
+
+def test_html_is_self_contained_and_names_the_features(reports):
+    with open(reports["drifted"].html) as handle:
+        html = handle.read()
+    assert len(html) > 100_000 and "<html" in html.lower()
+    assert EXTERNAL_ASSET.search(html) is None
+    for feature in synthetic.FEATURES:
+        assert feature in html
+
+
+def test_json_summary_follows_its_documented_shape(reports):
+    summary = reports["drifted"]
+    with open(summary.json_path) as handle:
+        on_disk = json.load(handle)
+    assert DriftSummary.model_validate(on_disk) == summary
+    assert set(on_disk) >= {"verdict", "share_drifted_features", "features", "predictions", "html"}
+    amount = next(f for f in on_disk["features"] if f["name"] == "amount")
+    assert set(amount) == {"name", "kind", "method", "score", "threshold", "drifted"}
+    assert amount["kind"] == "numeric" and amount["score"] > amount["threshold"] and amount["drifted"]
+    assert [p["name"] for p in on_disk["predictions"]] == ["proba_1", "prediction"]
+    assert on_disk["current_rows_total"] == 6000 and 4000 <= on_disk["current_rows"] <= 6000
+
+
+def test_reference_predictions_are_cached_per_model_version(scored, reports):
+    root, settings = scored
+    cached = list((settings.cache_dir / "drift").glob("reference-v1-*.parquet"))
+    assert len(cached) == 1
+    before = cached[0].stat().st_mtime_ns
+    build_report(root / "scored" / "clean", root / "reports", settings, name="again")
+    assert cached[0].stat().st_mtime_ns == before
+
+
+def test_current_data_is_sampled_to_a_fixed_size_with_a_fixed_seed(scored):
+    root, _ = scored
+    first, total = sample_current(root / "scored" / "clean", sample_rows=1000, seed=3)
+    second, _ = sample_current(root / "scored" / "clean", sample_rows=1000, seed=3)
+    assert total == 6000 and 800 <= len(first) <= 1200
+    assert first["transaction_id"].tolist() == second["transaction_id"].tolist()
+
+
+def test_a_time_window_keeps_only_rows_scored_since(scored):
+    root, _ = scored
+    future = datetime.now(UTC) + timedelta(hours=1)
+    with pytest.raises(SourceError, match="no rows scored since"):
+        sample_current(root / "scored" / "clean", sample_rows=1000, seed=3, since=future)
+    past = datetime.now(UTC) - timedelta(days=1)
+    assert sample_current(root / "scored" / "clean", sample_rows=10_000, seed=3, since=past)[1] == 6000
+
+
+def test_flow_state_reflects_the_verdict(scored, prefect_server, monkeypatch):
+    from prefect.artifacts import Artifact
+
+    from flows.drift_report import drift_report
+
+    root, settings = scored
+    monkeypatch.setenv("SCOREPIPE_HOME", str(settings.home))
+    monkeypatch.setenv("SCOREPIPE_REGISTRY", str(settings.registry_dir))
+    monkeypatch.setenv("SCOREPIPE_DRIFT_SAMPLE_ROWS", "5000")
+    drifted = drift_report(current=str(root / "scored" / "drifted"), output=str(root / "flow"), return_state=True)
+    assert drifted.is_failed() and drifted.name == "Drift detected"
+    assert "features drifted" in drifted.message
+    artifact = Artifact.get("drift-report")
+    assert artifact is not None and "| amount |" in artifact.data and "drift-date=2026-11-24.html" in artifact.data
+    clean = drift_report(current=str(root / "scored" / "clean"), output=str(root / "flow"), return_state=True)
+    assert clean.is_completed() and clean.message.startswith("no drift")
+
+
+def test_cli_exits_non_zero_on_drift(scored, monkeypatch, capsys):
+    from scorepipe.cli import DRIFT_EXIT_CODE, main
+
+    root, settings = scored
+    monkeypatch.setenv("SCOREPIPE_HOME", str(settings.home))
+    monkeypatch.setenv("SCOREPIPE_REGISTRY", str(settings.registry_dir))
+    monkeypatch.setenv("SCOREPIPE_DRIFT_SAMPLE_ROWS", "5000")
+    code = main(
+        ["drift", "--current", str(root / "scored" / "drifted" / "date=2026-11-24"), "--out", str(root / "cli")]
+    )
+    assert code == DRIFT_EXIT_CODE
+    out = capsys.readouterr().out
+    assert "DRIFT:" in out and "drift-date=2026-11-24.html" in out
