@@ -40,6 +40,7 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/batch.py
 	$(BIN)/python bench/stream.py
+	$(BIN)/python bench/drift.py
 
 clean:
 	rm -rf .scorepipe bench/out
