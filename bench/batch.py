@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
-from flows.batch import discover_inputs, score_file  # noqa: E402
+from flows.batch import score_file  # noqa: E402
 from scorepipe.demo_data import write_dataset  # noqa: E402
 from scoring import Registry, Scorer, synthetic  # noqa: E402
+from scoring.sources import discover_inputs  # noqa: E402
 from scoring.training import train_bundle  # noqa: E402
 
 

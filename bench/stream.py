@@ -54,16 +54,21 @@ def settings_for(bootstrap: str, name: str, **overrides) -> Settings:
     )
 
 
-def passthrough(settings: Settings, events: int) -> float:
-    """Raw client limit: poll a micro-batch, produce every value, flush, commit; events/s."""
-    consumer = KafkaConsumer(
+def group_consumer(settings: Settings, *, max_poll_records: int) -> KafkaConsumer:
+    """A manually committing member of the settings' group, reading the features topic from the start."""
+    return KafkaConsumer(
         settings.features_topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_poll_records=settings.stream_batch_events,
+        max_poll_records=max_poll_records,
     )
+
+
+def passthrough(settings: Settings, events: int) -> float:
+    """Raw client limit: poll a micro-batch, produce every value, flush, commit; events/s."""
+    consumer = group_consumer(settings, max_poll_records=settings.stream_batch_events)
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5, batch_size=256 * 1024
     )
@@ -102,14 +107,7 @@ def scorepipe_consumer(settings: Settings, scorer: Scorer, events: int) -> float
 
 def naive(settings: Settings, scorer: Scorer, events: int) -> float:
     """One message at a time: decode, score a one-row frame, produce, wait, commit."""
-    consumer = KafkaConsumer(
-        settings.features_topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.consumer_group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=1,
-    )
+    consumer = group_consumer(settings, max_poll_records=1)
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
     done = 0
     started = time.perf_counter()

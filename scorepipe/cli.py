@@ -197,13 +197,12 @@ def cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.batch import ROWS_SCORED, discover_inputs
+    from flows.batch import ROWS_SCORED
     from flows.score_batch import score_batch
+    from scoring.sources import discover_inputs
 
     total = sum(_row_count(p) for p in discover_inputs(args.input).files)
-    with Progress(
-        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as progress:
+    with _progress("scoring") as progress:
         bar = progress.add_task("rows", total=total)
         token = ROWS_SCORED.set(lambda n: progress.advance(bar, n))
         try:
@@ -218,6 +217,10 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
             ROWS_SCORED.reset(token)
     print_summary(summary)
     return 0
+
+
+def _progress(label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
 
 
 def _row_count(path: Path) -> int:
@@ -318,9 +321,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = _stream_settings(args, settings)
     ensure_topics(settings)
-    with Progress(
-        TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as progress:
+    with _progress("producing") as progress:
         bar = progress.add_task("events", total=args.count)
         stats = produce(
             settings,

@@ -132,3 +132,22 @@ def test_cli_exits_non_zero_on_drift(scored, monkeypatch, capsys):
     assert code == DRIFT_EXIT_CODE
     out = capsys.readouterr().out
     assert "DRIFT:" in out and "drift-date=2026-11-24.html" in out
+
+
+def test_a_time_window_of_the_live_feed_is_reported(scored):
+    """The stream's live window (written by LiveWindow) is a current dataset like a batch partition."""
+    from streaming.live_window import LiveWindow
+
+    root, settings = scored
+    scorer = Scorer.from_registry(Registry(settings.registry_dir))
+    window = LiveWindow(root / "live", roll_rows=1500, roll_seconds=3600)
+    frame = synthetic.generate(4000, seed=90, drifted=True, with_target=False)
+    for start in range(0, 4000, 1000):
+        scored_rows = scorer.score(frame.iloc[start : start + 1000]).drop(columns=["reject_reason"])
+        window.append(scored_rows.rename(columns={"transaction_id": "event_id"}))
+    window.flush()
+    assert len(window.files_written) == 2  # rolled at 2,000 and 4,000 rows
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    summary = build_report(root / "live", root / "reports", settings, since=since, name="live")
+    assert summary.current_rows_total == 4000 and summary.verdict == "drift"
+    assert "amount" in summary.drifted_features

@@ -8,8 +8,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from flows.batch import discover_inputs, run_batch, score_file
+from flows.batch import run_batch, score_file
 from scoring import Scorer, SourceError
+from scoring.sources import discover_inputs
 
 
 @pytest.fixture
