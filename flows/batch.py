@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scoring import SchemaError, Scorer, SourceError
+from scoring import SchemaError, Scorer, SinkError, SourceError
 from scoring.scorer import CONFIDENCE, MODEL_VERSION, PREDICTION, REJECT_REASON, SCORED_AT
 from scoring.sources import InputSet, discover_inputs
 
@@ -298,39 +298,47 @@ def _atomic_writer(target: Path, schema: pa.Schema | None) -> Iterator[Callable[
     """Yield a function that appends frames or tables to ``target``'s temporary twin; rename on success.
 
     With ``schema=None`` the schema comes from the first frame, and nothing is written (and
-    ``target`` is left alone) if no frame arrives.
+    ``target`` is left alone) if no frame arrives. Write failures (a full disk, a type our output
+    cannot hold) raise ``SinkError``: they are ours to retry or fix, never the input's fault.
     """
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     writer: pq.ParquetWriter | None = None
 
+    def open_writer(with_schema: pa.Schema) -> pq.ParquetWriter:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return pq.ParquetWriter(tmp, with_schema)
+
     def write(data: pd.DataFrame | pa.Table) -> None:
         nonlocal writer, schema
-        if writer is None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if schema is None:
-                inferred = (
-                    data.schema if isinstance(data, pa.Table) else pa.Schema.from_pandas(data, preserve_index=False)
-                )
-                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in inferred])
-            writer = pq.ParquetWriter(tmp, schema)
-        if isinstance(data, pd.DataFrame):
-            data = pa.Table.from_pandas(data[schema.names], schema=schema, preserve_index=False)
-        writer.write_table(data.replace_schema_metadata(schema.metadata))
+        try:
+            if writer is None:
+                if schema is None:
+                    inferred = (
+                        data.schema if isinstance(data, pa.Table) else pa.Schema.from_pandas(data, preserve_index=False)
+                    )
+                    schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in inferred])
+                writer = open_writer(schema)
+            if isinstance(data, pd.DataFrame):
+                data = pa.Table.from_pandas(data[schema.names], schema=schema, preserve_index=False)
+            writer.write_table(data.replace_schema_metadata(schema.metadata))
+        except (OSError, pa.ArrowException) as exc:
+            raise SinkError(f"cannot write {target}: {exc}") from exc
 
     try:
         yield write
-        if writer is None and schema is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            writer = pq.ParquetWriter(tmp, schema)  # an input with zero rows still gets its (empty) output
-        if writer is not None:
-            writer.close()
-            writer = None
-            os.replace(tmp, target)
+        try:
+            if writer is None and schema is not None:
+                writer = open_writer(schema)  # an input with zero rows still gets its (empty) output
+            if writer is not None:
+                writer.close()
+                writer = None
+                os.replace(tmp, target)
+        except (OSError, pa.ArrowException) as exc:
+            raise SinkError(f"cannot write {target}: {exc}") from exc
     finally:
         if writer is not None:
             writer.close()
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def _quarantine(

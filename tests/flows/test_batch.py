@@ -219,3 +219,21 @@ def test_integer_and_text_feature_columns_are_written_as_the_schema_types(
     assert str(table.schema.field("txn_count_24h").type) == "double"
     assert str(table.schema.field("amount").type) == "double"
     assert table.column("amount").to_pylist() == [float(v) for v in frame["amount"]]
+
+
+def test_a_failed_write_is_a_sink_error_not_a_quarantined_input(partition, scorer, tmp_path, monkeypatch):
+    import errno
+
+    from scoring import SinkError
+
+    folder, _ = partition
+
+    def disk_full(self, table, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", disk_full)
+    out = tmp_path / "scored"
+    with pytest.raises(SinkError, match="cannot write .*part-0.parquet.*No space left"):
+        score_file(folder / "part-0.parquet", discover_inputs(folder), out, scorer, chunk_size=100, run_id="r")
+    assert not (out / "_quarantine").exists()
+    assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
