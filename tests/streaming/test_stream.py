@@ -223,3 +223,32 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(stream_settings):
     assert "stopped cleanly" in output
     published = count_messages(settings, settings.predictions_topic) + count_messages(settings, settings.dlq_topic)
     assert 500 <= committed_total(settings) == published < 4000 + 1
+
+
+def test_a_member_joining_mid_stream_takes_partitions_without_loss(stream_settings):
+    """The rebalance commits what the first member finished; every event is predicted, few twice."""
+    settings = stream_settings(stream_batch_events=100)
+    ensure_topics(settings)
+    sender = threading.Thread(target=produce, args=(settings,), kwargs={"count": 12000, "rate": 1000, "seed": 61})
+    sender.start()
+    first = stream_process(settings, "--client-id", "first")
+    second = None
+    try:
+        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 1500, timeout=90, what="predictions")
+        second = stream_process(settings, "--client-id", "second")
+        sender.join()
+        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 12000, timeout=120, what="all")
+    finally:
+        for process in (first, second):
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=60)[0] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    handled = [int(out.split("'events': ")[1].split(",")[0]) for out in outputs]
+    assert handled[1] > 0, "the second member never received partitions"
+    counts = Counter(m.key.decode() for m in read_topic(settings, settings.predictions_topic, expect=12000))
+    assert set(counts) == {f"txn-61-c-{i:010d}" for i in range(12000)}
+    duplicates = sum(c - 1 for c in counts.values())
+    print(f"duplicates across the rebalance: {duplicates}")
+    assert duplicates <= settings.stream_batch_events
+    assert committed_total(settings) == 12000
