@@ -130,16 +130,7 @@ def naive(settings: Settings, scorer: Scorer, events: int) -> float:
 def latency(settings: Settings, rate: float, seconds: float) -> dict:
     """Produce at ``rate`` for ``seconds`` while `scorepipe stream` runs; produce-to-prediction times."""
     ensure_topics(settings)
-    env = {
-        **os.environ,
-        "SCOREPIPE_REGISTRY": str(ROOT / "bench" / "out" / "registry"),
-        "SCOREPIPE_HOME": str(settings.home),
-        "SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "SCOREPIPE_FEATURES_TOPIC": settings.features_topic,
-        "SCOREPIPE_PREDICTIONS_TOPIC": settings.predictions_topic,
-        "SCOREPIPE_DLQ_TOPIC": settings.dlq_topic,
-        "SCOREPIPE_CONSUMER_GROUP": settings.consumer_group,
-    }
+    env = {**os.environ, **settings.model_copy(update={"registry": ROOT / "bench" / "out" / "registry"}).as_env()}
     stream = subprocess.Popen(
         [sys.executable, "-m", "scorepipe.cli", "stream"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -148,7 +148,7 @@ def _stream_act(settings: Settings, console: Console) -> None:
         stream = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
         console.print(f"Kafka at {broker.bootstrap_servers} (PID {broker.pid})")
         ensure_topics(stream)
-        env = {**os.environ, "SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
+        env = {**os.environ, **stream.as_env()}
         consumer = ManagedProcess(
             "scorepipe stream",
             [sys.executable, "-m", "scorepipe.cli", "stream"],

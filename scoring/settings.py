@@ -65,6 +65,15 @@ class Settings(BaseSettings):
         default=50_000, gt=0, description="Current rows sampled (fixed seed) into a report, whatever the window."
     )
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``SCOREPIPE_*`` variables, to hand to a child process.
+
+        >>> Settings(chunk_size=10).as_env()["SCOREPIPE_CHUNK_SIZE"]
+        '10'
+        """
+        prefix = self.model_config.get("env_prefix", "")
+        return {f"{prefix}{name}".upper(): str(value) for name, value in self.model_dump().items() if value is not None}
+
     @property
     def registry_dir(self) -> Path:
         return self.registry if self.registry is not None else self.home / "registry"

@@ -207,10 +207,11 @@ class StreamConsumer:
             scored = self._score([d.features for _, d in good])
             reasons = scored[REJECT_REASON].to_numpy()
             valid = pd.isna(reasons)
-            futures += self._publish_predictions([g for g, ok in zip(good, valid, strict=True) if ok], scored[valid])
+            accepted = scored[valid]
+            futures += self._publish_predictions([g for g, ok in zip(good, valid, strict=True) if ok], accepted)
             dead += [(r, reason, "validate") for (r, _), reason, ok in zip(good, reasons, valid, strict=True) if not ok]
             if self.live_window is not None and valid.any():
-                window = scored[valid].drop(columns=[REJECT_REASON])
+                window = accepted.drop(columns=[REJECT_REASON])
                 window.insert(0, EVENT_ID, [d.event_id for (_, d), ok in zip(good, valid, strict=True) if ok])
                 self.live_window.append(window.reset_index(drop=True))
         for record, reason, stage in dead:

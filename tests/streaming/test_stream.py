@@ -56,19 +56,7 @@ def committed_total(settings):
 
 
 def stream_process(settings, *args):
-    env = {
-        **os.environ,
-        "SCOREPIPE_HOME": str(settings.home),
-        "SCOREPIPE_REGISTRY": str(settings.registry_dir),
-        "SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "SCOREPIPE_FEATURES_TOPIC": settings.features_topic,
-        "SCOREPIPE_PREDICTIONS_TOPIC": settings.predictions_topic,
-        "SCOREPIPE_DLQ_TOPIC": settings.dlq_topic,
-        "SCOREPIPE_CONSUMER_GROUP": settings.consumer_group,
-        "SCOREPIPE_STREAM_BATCH_EVENTS": str(settings.stream_batch_events),
-        "SCOREPIPE_STREAM_BATCH_MS": str(settings.stream_batch_ms),
-        "SCOREPIPE_STREAM_SESSION_TIMEOUT_MS": str(settings.stream_session_timeout_ms),
-    }
+    env = {**os.environ, **settings.as_env()}
     return subprocess.Popen(
         [sys.executable, "-m", "scorepipe.cli", "stream", *args],
         env=env,
