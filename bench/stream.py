@@ -37,7 +37,7 @@ from bench.batch import registry  # noqa: E402
 from scorepipe.kafka_broker import KafkaBroker  # noqa: E402
 from scoring import Scorer, Settings  # noqa: E402
 from streaming.consumer import StreamConsumer  # noqa: E402
-from streaming.events import decode_event  # noqa: E402
+from streaming.events import EventDecoder  # noqa: E402
 from streaming.producer import produce  # noqa: E402
 from streaming.topics import count_messages, ensure_topics  # noqa: E402
 
@@ -109,12 +109,13 @@ def naive(settings: Settings, scorer: Scorer, events: int) -> float:
     """One message at a time: decode, score a one-row frame, produce, wait, commit."""
     consumer = group_consumer(settings, max_poll_records=1)
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    decoder = EventDecoder(scorer.bundle.schema)
     done = 0
     started = time.perf_counter()
     while done < events:
         for tp, records in consumer.poll(timeout_ms=500, max_records=1).items():
             for record in records:
-                decoded = decode_event(record.value, scorer.bundle.schema)
+                decoded = decoder.decode(record.value)
                 if decoded.features is not None:
                     row = scorer.score(pd.DataFrame([decoded.features]))
                     value = json.dumps({"event_id": decoded.event_id, "p": float(row["proba_1"].iloc[0])})

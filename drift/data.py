@@ -59,10 +59,10 @@ def sample_current(
     rng = np.random.default_rng(seed)
     kept: list[pa.Table] = []
     window_rows = 0
-    for parquet in files:
+    for path, parquet in zip(inputs.files, files, strict=True):
         names = parquet.schema_arrow.names
         if PREDICTION not in names:
-            raise SourceError(f"{parquet.metadata and inputs.files[files.index(parquet)]} is not scored output")
+            raise SourceError(f"{path} is not scored output (no {PREDICTION!r} column)")
         for batch in parquet.iter_batches(batch_size=65_536):
             table = pa.Table.from_batches([batch])
             if since is not None and SCORED_AT in names:

@@ -151,3 +151,11 @@ def test_a_time_window_of_the_live_feed_is_reported(scored):
     summary = build_report(root / "live", root / "reports", settings, since=since, name="live")
     assert summary.current_rows_total == 4000 and summary.verdict == "drift"
     assert "amount" in summary.drifted_features
+
+
+def test_unscored_input_is_refused_by_name(tmp_path):
+    path = tmp_path / "raw" / "part-0.parquet"
+    path.parent.mkdir()
+    synthetic.generate(50, seed=1, with_target=False).to_parquet(path)
+    with pytest.raises(SourceError, match=r"part-0.parquet is not scored output \(no 'prediction' column\)"):
+        sample_current(path.parent, sample_rows=10, seed=1)
