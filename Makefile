@@ -10,7 +10,9 @@ export PREFECT_HOME ?= $(CURDIR)/.scorepipe/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: venv lint test test-unit demo bench clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: venv tools lint test test-unit demo bench clean
 
 venv: $(STAMP)
 
@@ -28,7 +30,13 @@ lint: venv
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-test: lint
+# Real Prometheus and Pushgateway servers for the monitoring tests (Debian packages).
+tools:
+	@command -v prometheus >/dev/null 2>&1 && command -v prometheus-pushgateway >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+	    --no-install-recommends prometheus prometheus-pushgateway; }
+
+test: lint tools
 	$(BIN)/python -m pytest
 
 test-unit: venv

@@ -6,7 +6,9 @@ Measured in one run, over the same events on the same broker:
 - scorepipe: the StreamConsumer (decode, validate, score, publish, dead letters, commit);
 - naive: decode, score and produce one message at a time, committing each;
 - latency from produce to prediction (p50, p99) at a fixed rate, with `scorepipe stream` running
-  as its own process.
+  as its own process;
+- the cost of operating it live: the consumer following `champion` with its watcher (reload check)
+  against a pinned model, and with a shadow challenger scored and published against without.
 
 Usage: .venv/bin/python bench/stream.py [--events 100000] [--rate 2000] [--seconds 15]
 Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts the project's local broker.
@@ -35,7 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.batch import registry  # noqa: E402
 from scorepipe.kafka_broker import KafkaBroker  # noqa: E402
-from scoring import Scorer, Settings  # noqa: E402
+from scoring import Registry, Scorer, Settings, synthetic  # noqa: E402
+from scoring.training import train_bundle  # noqa: E402
+from scoring.watcher import ModelWatcher  # noqa: E402
 from streaming.consumer import StreamConsumer  # noqa: E402
 from streaming.events import EventDecoder  # noqa: E402
 from streaming.producer import produce  # noqa: E402
@@ -91,8 +95,8 @@ def passthrough(settings: Settings, events: int) -> float:
     return events / elapsed
 
 
-def scorepipe_consumer(settings: Settings, scorer: Scorer, events: int) -> float:
-    consumer = StreamConsumer(settings, scorer)
+def scorepipe_consumer(settings: Settings, scorer, events: int, shadow=None) -> float:
+    consumer = StreamConsumer(settings, scorer, shadow=shadow)
     finished = {}
 
     def on_batch(stats):
@@ -126,6 +130,48 @@ def naive(settings: Settings, scorer: Scorer, events: int) -> float:
     consumer.close()
     producer.close()
     return events / elapsed
+
+
+def with_challenger(reg: Registry) -> Registry:
+    """The bench registry with a second model (trained on drifted data) as challenger."""
+    if "challenger" not in reg.aliases():
+        frame = synthetic.generate(100_000, seed=43, drifted=True)
+        bundle = train_bundle(frame, synthetic.TARGET, features=list(synthetic.FEATURES), bounds=synthetic.BOUNDS)
+        reg.promote(reg.register(bundle, note="bench challenger"), "challenger")
+    return reg
+
+
+def current_cost_ns(watcher: ModelWatcher, calls: int = 1_000_000) -> float:
+    """Nanoseconds per ``watcher.current()``: what the consumer pays per micro-batch to follow an alias."""
+    started = time.perf_counter_ns()
+    for _ in range(calls):
+        watcher.current()
+    return (time.perf_counter_ns() - started) / calls
+
+
+def operate(fresh, reg: Registry, events: int, repeats: int) -> dict:
+    """Pinned vs following (reload check) vs following with a shadow, alternated to share the noise."""
+    runs: dict[str, list[float]] = {"pinned": [], "following": [], "shadow": []}
+    for _ in range(repeats):
+        runs["pinned"].append(scorepipe_consumer(fresh("pinned"), Scorer.from_registry(reg), events))
+        watcher = ModelWatcher(reg, "champion", check_seconds=1.0).start()
+        runs["following"].append(scorepipe_consumer(fresh("following"), watcher, events))
+        watcher = ModelWatcher(reg, "champion", check_seconds=1.0).start()
+        shadow = ModelWatcher(reg, "challenger", required=False, check_seconds=1.0).start()
+        runs["shadow"].append(scorepipe_consumer(fresh("shadow"), watcher, events, shadow=shadow))
+    best = {name: max(values) for name, values in runs.items()}
+    watcher = ModelWatcher(reg, "champion", check_seconds=3600).start()
+    per_call = current_cost_ns(watcher)
+    return {
+        "events": events,
+        "runs_per_mode": repeats,
+        "pinned_events_per_s": round(best["pinned"]),
+        "following_events_per_s": round(best["following"]),
+        "shadow_events_per_s": round(best["shadow"]),
+        "following_ratio_to_pinned": round(best["following"] / best["pinned"], 3),
+        "shadow_ratio_to_without": round(best["shadow"] / best["following"], 3),
+        "current_call_ns": round(per_call, 1),
+    }
 
 
 def latency(settings: Settings, rate: float, seconds: float) -> dict:
@@ -170,6 +216,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2_000)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--batch-events", type=int, default=2000)
+    parser.add_argument("--operate-events", type=int, default=50_000, help="events per run of the operate runs")
+    parser.add_argument("--operate-repeats", type=int, default=3)
+    parser.add_argument("--only-operate", action="store_true", help="run only the hot reload / shadow comparison")
     args = parser.parse_args()
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -189,9 +238,15 @@ def main() -> None:
                     "consumer_group": f"{name}-{uuid.uuid4().hex[:6]}",
                     "predictions_topic": f"{name}-out-{uuid.uuid4().hex[:6]}",
                     "dlq_topic": f"{name}-dlq-{uuid.uuid4().hex[:6]}",
+                    "shadow_topic": f"{name}-shadow-{uuid.uuid4().hex[:6]}",
                 }
             )
 
+        ops = operate(fresh, with_challenger(registry()), min(args.operate_events, args.events), args.operate_repeats)
+        print_operate(ops)
+        if args.only_operate:
+            print(json.dumps({"operate": ops}))
+            return
         limit_eps = passthrough(fresh("passthrough"), args.events)
         ours_eps = scorepipe_consumer(fresh("scorepipe"), scorer, args.events)
         naive_eps = naive(fresh("naive"), scorer, args.naive_events)
@@ -208,6 +263,7 @@ def main() -> None:
         "naive_events_per_s": round(naive_eps, 1),
         "speedup_over_naive": round(ours_eps / naive_eps, 1),
         "latency_at_rate": {"rate": args.rate, **lat},
+        "operate": ops,
     }
     print(f"passthrough (consume + produce + commit, no model): {results['passthrough_events_per_s']:>8,} events/s")
     print(f"scorepipe stream consumer:                          {results['scorepipe_events_per_s']:>8,} events/s")
@@ -216,7 +272,17 @@ def main() -> None:
     print(f"speedup over naive:                                 {results['speedup_over_naive']:>8}x (target >= 30)")
     rate = f"{args.rate:,.0f} events/s"
     print(f"latency at {rate}: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms ({lat['events']:,} events)")
+    print_operate(ops)
     print(json.dumps(results))
+
+
+def print_operate(ops: dict) -> None:
+    print(f"pinned model (no reload check):                     {ops['pinned_events_per_s']:>8,} events/s")
+    print(f"following champion (watcher, 1 s checks):           {ops['following_events_per_s']:>8,} events/s")
+    print(f"  ratio to pinned:                                  {ops['following_ratio_to_pinned']:>8}")
+    print(f"  watcher.current() per micro-batch:                {ops['current_call_ns']:>8} ns")
+    print(f"following champion + shadow challenger:             {ops['shadow_events_per_s']:>8,} events/s")
+    print(f"  ratio to without shadow:                          {ops['shadow_ratio_to_without']:>8}")
 
 
 if __name__ == "__main__":

@@ -29,11 +29,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scoring import SchemaError, Scorer, SinkError, SourceError
+from scoring.agreement import Agreement
 from scoring.scorer import CONFIDENCE, MODEL_VERSION, PREDICTION, REJECT_REASON, SCORED_AT
 from scoring.sources import InputSet, discover_inputs
 
 REJECTED_DIR = "_rejected"
 QUARANTINE_DIR = "_quarantine"
+SHADOW_DIR = "_shadow"  # a challenger's outputs, mirroring the champion's paths
 METADATA_KEY = b"scorepipe"
 FLOW_RUN_ID = "flow_run_id"
 SOURCE_FILE = "source_file"
@@ -59,6 +61,9 @@ class FileResult:
     rejects: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    shadow_output: str | None = None
+    shadow_error: str | None = None
+    agreement: dict | None = None  # Agreement.to_dict() of champion vs challenger on this file
 
 
 @dataclass
@@ -70,6 +75,7 @@ class BatchSummary:
     input: str
     output: str
     files: list[FileResult] = field(default_factory=list)
+    shadow_version: int | None = None
 
     def count(self, status: Status) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -82,10 +88,23 @@ class BatchSummary:
     def rows_rejected(self) -> int:
         return sum(f.rejected for f in self.files)
 
+    def agreement(self) -> Agreement | None:
+        """Champion/challenger agreement over every file scored with a shadow in this run."""
+        parts = [Agreement.from_dict(f.agreement) for f in self.files if f.agreement]
+        if not parts:
+            return None
+        total = parts[0]
+        for part in parts[1:]:
+            total.merge(part)
+        return total
+
     def to_dict(self) -> dict:
+        agreement = self.agreement()
         return {
             "run_id": self.run_id,
             "model_version": self.model_version,
+            "shadow_version": self.shadow_version,
+            "shadow_agreement": agreement.summary() if agreement else None,
             "input": self.input,
             "output": self.output,
             "files_scored": self.count("scored"),
@@ -130,23 +149,34 @@ def score_file(
     chunk_size: int,
     run_id: str,
     force: bool = False,
+    shadow: Scorer | None = None,
 ) -> FileResult:
-    """Score one Parquet file in chunks; write its results and rejects atomically."""
+    """Score one Parquet file in chunks; write its results and rejects atomically.
+
+    With a ``shadow`` challenger, every chunk is scored by it too and written under ``_shadow/``;
+    a challenger that fails is recorded in ``shadow_error`` and its partial output discarded,
+    while the champion's file is written exactly as without it.
+    """
     started = time.perf_counter()
     relative = inputs.relative(source)
     output = output_root / relative
     rejects = output_root / REJECTED_DIR / relative
+    shadow_path = output_root / SHADOW_DIR / relative
     try:
         expected = fingerprint(source, scorer.version)
+        shadow_expected = fingerprint(source, shadow.version) if shadow is not None else None
     except (FileNotFoundError, PermissionError) as exc:
         raise SourceError(f"cannot read input {source}: {exc}") from exc
-    if not force and is_current(output, expected):
+    shadow_current = shadow_expected is None or is_current(shadow_path, shadow_expected)
+    if not force and is_current(output, expected) and shadow_current:
         return FileResult(str(source), "skipped", output=str(output), seconds=time.perf_counter() - started)
     result = FileResult(str(source), "scored", output=str(output))
+    side: _Shadow | None = None
     try:
         parquet = pq.ParquetFile(source)
         out_schema = _output_schema(parquet.schema_arrow, scorer, expected)
         computed = frozenset(scorer.output_columns)
+        side = _Shadow(shadow, shadow_path, parquet.schema_arrow, shadow_expected, scorer) if shadow else None
         with _atomic_writer(output, out_schema) as write_scored, _atomic_writer(rejects, None) as write_rejected:
             position = 0
             for batch in parquet.iter_batches(batch_size=chunk_size):
@@ -159,6 +189,8 @@ def score_file(
                 )
                 if bad.any():
                     write_rejected(_rejected_rows(frame[bad], scored[bad], source, run_id, scorer.version))
+                if side is not None:
+                    side.score(batch, frame, scored, source=str(source), run_id=run_id)
                 result.rows += len(frame)
                 result.scored += int((~bad).sum())
                 result.rejected += int(bad.sum())
@@ -167,13 +199,67 @@ def score_file(
                     progress(len(frame))
             if not result.rejected and rejects.exists():
                 rejects.unlink()  # a stale rejects file from an earlier run no longer applies
+        if side is not None:
+            side.finish(result)
     except (FileNotFoundError, PermissionError) as exc:
         raise SourceError(f"cannot read input {source}: {exc}") from exc
     except (pa.ArrowException, OSError, SchemaError) as exc:
+        if side is not None:
+            side.abandon()
         return _quarantine(source, relative, output_root, exc, run_id, started)
     result.rejects = str(rejects) if result.rejected else None
     result.seconds = time.perf_counter() - started
     return result
+
+
+class _Shadow:
+    """The challenger's side of one file: its own atomic output, agreement, and failure kept to itself."""
+
+    def __init__(
+        self, challenger: Scorer, path: Path, input_schema: pa.Schema, expected: dict | None, champion: Scorer
+    ) -> None:
+        self.challenger = challenger
+        self.path = path
+        self.classes = champion.bundle.classes
+        self.agreement = Agreement(champion.version, challenger.version)
+        self.error: str | None = None
+        self.computed = frozenset(challenger.output_columns)
+        self.writer: _AtomicParquet | None = None
+        try:
+            self.schema = _output_schema(input_schema, challenger, expected or {})
+            self.writer = _AtomicParquet(path, self.schema)
+        except Exception as exc:  # noqa: BLE001 - a broken challenger is reported, never raised
+            self._fail(exc)
+
+    def score(self, batch: pa.RecordBatch, frame: pd.DataFrame, champion: pd.DataFrame, **lineage: str) -> None:
+        if self.writer is None:
+            return
+        try:
+            scored = self.challenger.score(frame)
+            keep = scored[REJECT_REASON].isna().to_numpy()
+            self.writer.write(_output_table(batch, scored, keep, self.schema, computed=self.computed, **lineage))
+            self.agreement.add(champion, scored, self.classes)
+        except Exception as exc:  # noqa: BLE001 - whatever the challenger raises stays on its side
+            self._fail(exc)
+
+    def finish(self, result: FileResult) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.commit()
+                result.shadow_output = str(self.path)
+                result.agreement = self.agreement.to_dict()
+            except SinkError as exc:
+                self._fail(exc)
+        result.shadow_error = self.error
+
+    def abandon(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
+    def _fail(self, exc: Exception) -> None:
+        self.error = f"challenger v{self.challenger.version}: {type(exc).__name__}: {exc}"
+        self.abandon()
 
 
 def run_batch(
@@ -184,13 +270,18 @@ def run_batch(
     chunk_size: int,
     run_id: str | None = None,
     force: bool = False,
+    shadow: Scorer | None = None,
     score_one_file: Callable[..., FileResult] = score_file,
 ) -> BatchSummary:
     """Score every input file; a failure in one file never stops the others."""
     inputs = discover_inputs(input)
     output_root = Path(output)
     summary = BatchSummary(
-        run_id=run_id or f"local-{uuid.uuid4()}", model_version=scorer.version, input=str(input), output=str(output)
+        run_id=run_id or f"local-{uuid.uuid4()}",
+        model_version=scorer.version,
+        input=str(input),
+        output=str(output),
+        shadow_version=shadow.version if shadow is not None else None,
     )
     for source in inputs.files:
         try:
@@ -202,6 +293,7 @@ def run_batch(
                 chunk_size=chunk_size,
                 run_id=summary.run_id,
                 force=force,
+                shadow=shadow,
             )
         except Exception as exc:  # noqa: BLE001 - recorded per file; the run reports it and fails at the end
             result = FileResult(str(source), "failed", error=f"{type(exc).__name__}: {exc}")
@@ -293,52 +385,71 @@ def _rejected_rows(
     )
 
 
-@contextmanager
-def _atomic_writer(target: Path, schema: pa.Schema | None) -> Iterator[Callable[[pd.DataFrame | pa.Table], None]]:
-    """Yield a function that appends frames or tables to ``target``'s temporary twin; rename on success.
+class _AtomicParquet:
+    """Appends to ``target``'s temporary twin and renames it into place on ``commit``; ``abort`` discards.
 
     With ``schema=None`` the schema comes from the first frame, and nothing is written (and
     ``target`` is left alone) if no frame arrives. Write failures (a full disk, a type our output
     cannot hold) raise ``SinkError``: they are ours to retry or fix, never the input's fault.
     """
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-    writer: pq.ParquetWriter | None = None
 
-    def open_writer(with_schema: pa.Schema) -> pq.ParquetWriter:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return pq.ParquetWriter(tmp, with_schema)
+    def __init__(self, target: Path, schema: pa.Schema | None) -> None:
+        self.target = target
+        self.schema = schema
+        self.tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        self._writer: pq.ParquetWriter | None = None
 
-    def write(data: pd.DataFrame | pa.Table) -> None:
-        nonlocal writer, schema
+    def _open(self, schema: pa.Schema) -> pq.ParquetWriter:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        return pq.ParquetWriter(self.tmp, schema)
+
+    def write(self, data: pd.DataFrame | pa.Table) -> None:
         try:
-            if writer is None:
-                if schema is None:
+            if self._writer is None:
+                if self.schema is None:
                     inferred = (
                         data.schema if isinstance(data, pa.Table) else pa.Schema.from_pandas(data, preserve_index=False)
                     )
-                    schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in inferred])
-                writer = open_writer(schema)
+                    self.schema = pa.schema(
+                        [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in inferred]
+                    )
+                self._writer = self._open(self.schema)
+            schema = self.schema
             if isinstance(data, pd.DataFrame):
                 data = pa.Table.from_pandas(data[schema.names], schema=schema, preserve_index=False)
-            writer.write_table(data.replace_schema_metadata(schema.metadata))
+            self._writer.write_table(data.replace_schema_metadata(schema.metadata))
         except (OSError, pa.ArrowException) as exc:
-            raise SinkError(f"cannot write {target}: {exc}") from exc
+            raise SinkError(f"cannot write {self.target}: {exc}") from exc
 
-    try:
-        yield write
+    def commit(self) -> None:
         try:
-            if writer is None and schema is not None:
-                writer = open_writer(schema)  # an input with zero rows still gets its (empty) output
-            if writer is not None:
-                writer.close()
-                writer = None
-                os.replace(tmp, target)
+            if self._writer is None and self.schema is not None:
+                self._writer = self._open(self.schema)  # an input with zero rows still gets its (empty) output
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+                os.replace(self.tmp, self.target)
         except (OSError, pa.ArrowException) as exc:
-            raise SinkError(f"cannot write {target}: {exc}") from exc
+            raise SinkError(f"cannot write {self.target}: {exc}") from exc
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _atomic_writer(target: Path, schema: pa.Schema | None) -> Iterator[Callable[[pd.DataFrame | pa.Table], None]]:
+    """Yield a function appending to ``target`` atomically (see ``_AtomicParquet``); commit on success."""
+    sink = _AtomicParquet(target, schema)
+    try:
+        yield sink.write
+        sink.commit()
     finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
+        sink.abort()
 
 
 def _quarantine(

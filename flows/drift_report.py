@@ -15,6 +15,7 @@ from prefect.states import Completed, Failed, State
 
 from drift.report import build_report
 from drift.summary import DriftSummary
+from monitoring.push import push_run_figures
 from scoring import Settings, SourceError
 
 
@@ -38,12 +39,26 @@ def drift_report(
         raise SourceError(f"no scored data at {folder}")
     target = latest_partition(folder) if latest_only and folder.is_dir() else folder
     summary = build_report(target, Path(output) if output else settings.reports_dir, settings, model=model)
+    push_drift_figures(settings, summary)
     if FlowRunContext.get() is not None:
         get_run_logger().info("%s; report %s", summary.headline(), summary.html)
         create_markdown_artifact(key="drift-report", markdown=markdown(summary), description=summary.headline())
     if summary.drift_detected:
         return Failed(name="Drift detected", message=summary.headline(), data=summary.model_dump())
     return Completed(message=summary.headline(), data=summary.model_dump())
+
+
+def push_drift_figures(settings: Settings, summary: DriftSummary) -> bool:
+    """The drift verdict as gauges on the Pushgateway (when one is configured), for alerting."""
+    figures = {
+        "scorepipe_drift_share_drifted_features": (summary.share_drifted_features, "Share of features that drifted"),
+        "scorepipe_drift_drifted_features": (len(summary.drifted_features), "Features that drifted"),
+        "scorepipe_drift_detected": (float(summary.drift_detected), "1 when the last drift report found drift"),
+        "scorepipe_drift_prediction_drift": (float(summary.prediction_drift), "1 when the predictions drifted"),
+        "scorepipe_drift_current_rows": (summary.current_rows, "Current rows compared with the reference"),
+        "scorepipe_drift_model_version": (summary.model_version, "Model version the report is against"),
+    }
+    return push_run_figures(settings.pushgateway_url, job="drift-report", figures=figures)
 
 
 def markdown(summary: DriftSummary) -> str:

@@ -6,6 +6,7 @@ outside a flow run the per-file task runs as a plain function and no artifact is
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -14,7 +15,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
-from flows.batch import BatchSummary, run_batch, score_file
+from flows.batch import SHADOW_DIR, BatchSummary, run_batch, score_file
+from monitoring.push import push_run_figures
 from scoring import Registry, Scorer, ScoringError, Settings
 
 score_file_task = task(
@@ -38,11 +40,20 @@ def score_batch(
     model: str = "champion",
     chunk_size: int | None = None,
     force: bool = False,
+    shadow: str | None = None,
 ) -> dict:
-    """Score Parquet partitions with a registered model; write results, rejects and quarantine."""
+    """Score Parquet partitions with a registered model; write results, rejects and quarantine.
+
+    ``shadow`` (an alias or version, e.g. ``challenger``) scores the same rows into ``_shadow/``
+    beside the output; only the champion's outputs are the product. The model is resolved once,
+    at the start: a promotion during the run applies to the next run.
+    """
+    started = time.monotonic()
     settings = Settings()
     in_run = FlowRunContext.get() is not None
-    scorer = Scorer.from_registry(Registry(settings.registry_dir), model)
+    registry = Registry(settings.registry_dir)
+    scorer = Scorer.from_registry(registry, model)
+    challenger = _challenger(registry, shadow, in_run) if shadow else None
     summary = run_batch(
         input,
         output,
@@ -50,15 +61,54 @@ def score_batch(
         chunk_size=chunk_size or settings.chunk_size,
         run_id=str(flow_run.id) if in_run else None,
         force=force,
+        shadow=challenger,
         score_one_file=score_file_task if in_run else score_file,
     )
     if in_run:
         _publish(summary)
+    _push(settings, summary, time.monotonic() - started)
     failed = [f for f in summary.files if f.status == "failed"]
     if failed:
         details = "; ".join(f"{f.source}: {f.error}" for f in failed)
         raise BatchRunFailed(f"{len(failed)} of {len(summary.files)} input files failed: {details}")
     return summary.to_dict()
+
+
+def _challenger(registry: Registry, ref: str, in_run: bool) -> Scorer | None:
+    """The shadow model, or None (reported) if it cannot be loaded: it must never stop the champion's run."""
+    try:
+        return Scorer.from_registry(registry, ref)
+    except ScoringError as exc:
+        message = f"shadow {ref!r} skipped: {exc}"
+        if in_run:
+            get_run_logger().warning(message)
+        else:
+            print(message)
+        return None
+
+
+def _push(settings: Settings, summary: BatchSummary, seconds: float) -> None:
+    figures = {
+        "scorepipe_batch_rows_scored": (summary.rows_scored, "Rows scored by the last score-batch run"),
+        "scorepipe_batch_rows_rejected": (summary.rows_rejected, "Rows rejected by validation in the last run"),
+        "scorepipe_batch_files_scored": (summary.count("scored"), "Files scored in the last run"),
+        "scorepipe_batch_files_skipped": (summary.count("skipped"), "Files already current in the last run"),
+        "scorepipe_batch_files_quarantined": (summary.count("quarantined"), "Files quarantined in the last run"),
+        "scorepipe_batch_files_failed": (summary.count("failed"), "Files failed after retries in the last run"),
+        "scorepipe_batch_duration_seconds": (seconds, "Wall time of the last score-batch run"),
+        "scorepipe_batch_model_version": (summary.model_version, "Model version of the last run"),
+    }
+    agreement = summary.agreement()
+    if agreement is not None and agreement.rows:
+        figures["scorepipe_batch_shadow_label_agreement_ratio"] = (
+            agreement.label_agreement or 0.0,
+            "Champion/challenger label agreement in the last run",
+        )
+        figures["scorepipe_batch_shadow_p95_abs_proba_diff"] = (
+            agreement.quantile(0.95) or 0.0,
+            "p95 absolute difference in the positive-class probability in the last run",
+        )
+    push_run_figures(settings.pushgateway_url, job="score-batch", figures=figures)
 
 
 def _publish(summary: BatchSummary) -> None:
@@ -96,7 +146,20 @@ def _publish(summary: BatchSummary) -> None:
             f"{summary.count('skipped')} | {summary.count('quarantined')} | {summary.count('failed')} |\n\n"
             f"Input: `{summary.input}`  \nOutput: `{summary.output}`  \n"
             f"Rejected rows: `{Path(summary.output) / '_rejected'}`  \n"
-            f"Quarantined files: `{Path(summary.output) / '_quarantine'}`\n"
+            f"Quarantined files: `{Path(summary.output) / '_quarantine'}`\n" + _shadow_markdown(summary)
         ),
         description="Totals and output paths of score-batch",
+    )
+
+
+def _shadow_markdown(summary: BatchSummary) -> str:
+    agreement = summary.agreement()
+    if summary.shadow_version is None or agreement is None:
+        return ""
+    figures = agreement.summary()
+    return (
+        f"\n### Shadow: challenger v{summary.shadow_version}\n\n"
+        f"Outputs: `{Path(summary.output) / SHADOW_DIR}`  \n"
+        f"Rows compared: {figures['rows_compared']:,}; label agreement {figures['label_agreement']:.4f}; "
+        f"mean |Δp| {figures['mean_abs_proba_diff']:.4f}; p95 |Δp| {figures['p95_abs_proba_diff']:.3f}\n"
     )

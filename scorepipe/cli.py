@@ -212,10 +212,39 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
                 model=args.model,
                 chunk_size=args.chunk_size,
                 force=args.force,
+                shadow=args.shadow,
             )
         finally:
             ROWS_SCORED.reset(token)
     print_summary(summary)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from scoring.compare import compare_outputs, find_shadow
+
+    shadow = args.shadow or find_shadow(args.scored)
+    pairs = compare_outputs(args.scored, shadow)
+    table = Table(title=f"champion vs challenger: {args.scored} against {shadow}")
+    for column in ("champion", "challenger", "rows compared", "label agreement", "mean |Δp|", "p95 |Δp|"):
+        table.add_column(column, justify="right")
+    summaries = [p.summary() for p in pairs]
+    for s in summaries:
+        table.add_row(
+            f"v{s['champion_version']}",
+            f"v{s['challenger_version']}",
+            f"{s['rows_compared']:,}",
+            f"{s['label_agreement']:.4f}",
+            f"{s['mean_abs_proba_diff']:.4f}",
+            f"{s['p95_abs_proba_diff']:.3f}",
+        )
+    console.print(table)
+    out = args.out or settings.reports_dir / f"compare-{Path(args.scored).name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"scored": str(args.scored), "shadow": str(shadow), "pairs": summaries}, indent=2))
+    console.print(f"summary: {out}", soft_wrap=True)
     return 0
 
 
@@ -260,6 +289,7 @@ def _stream_settings(args: argparse.Namespace, settings: Settings) -> Settings:
         "consumer_group": getattr(args, "group", None),
         "stream_batch_events": getattr(args, "batch_events", None),
         "stream_batch_ms": getattr(args, "batch_ms", None),
+        "shadow_topic": getattr(args, "shadow_topic", None),
     }
     return settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
 
@@ -293,26 +323,72 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     import logging
 
-    from streaming.consumer import StreamMetrics, score_stream
+    from monitoring.health import Health, OpsServer
+    from monitoring.metrics import ScoringMetrics
+    from streaming.consumer import score_stream
     from streaming.topics import ensure_topics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = _stream_settings(args, settings)
-    scorer = Scorer.from_registry(Registry(settings.registry_dir), args.model)
-    ensure_topics(settings)
-    metrics = StreamMetrics()
-    if args.metrics_port:
-        metrics.serve(args.metrics_port)
-    consumer = score_stream(settings, scorer, metrics=metrics, client_id=args.client_id)
+    metrics, health = ScoringMetrics(), Health()
+    models, shadow = _watchers(settings, args.model, args.shadow, metrics)
+    ensure_topics(settings, *_stream_topics(settings, shadow=args.shadow is not None))
+    server = None
+    port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    if port is not None:
+        server = OpsServer(metrics.registry, health, port=port).start()
+    consumer = score_stream(settings, models, shadow=shadow, metrics=metrics, health=health, client_id=args.client_id)
+    following = f"following {models.ref}" if models.follows else "pinned"
     console.print(
         f"scoring {settings.features_topic} -> {settings.predictions_topic} (dead letters: {settings.dlq_topic}) "
-        f"with model v{scorer.version}, group {settings.consumer_group}; Ctrl-C or SIGTERM to stop",
+        f"with model v{models.version} ({following}), group {settings.consumer_group}"
+        + (f"; shadow {shadow.ref} v{shadow.version} -> {settings.shadow_topic}" if shadow else "")
+        + (f"; metrics and health on {server.url}" if server else "")
+        + "; Ctrl-C or SIGTERM to stop",
         soft_wrap=True,
     )
-    stats = consumer.run(idle_exit_seconds=args.exit_when_idle)
+    try:
+        stats = consumer.run(idle_exit_seconds=args.exit_when_idle)
+    finally:
+        if server is not None:
+            server.stop()
     console.print(f"stopped cleanly: {stats.as_dict()}; live window in {settings.live_dir}", soft_wrap=True)
+    for agreement in consumer.agreements.values():
+        console.print(f"shadow agreement: {agreement.summary()}", soft_wrap=True)
     return 0
+
+
+def _watchers(settings: Settings, model: str, shadow: str | None, metrics):
+    """The champion's watcher (required) and the shadow's (optional), both feeding ``metrics``."""
+    from scoring.watcher import ModelWatcher, feature_mismatch
+
+    registry = Registry(settings.registry_dir)
+    models = ModelWatcher(
+        registry, model, check_seconds=settings.model_check_seconds, listeners=[metrics.on_reload]
+    ).start()
+    schema = models.current().bundle.schema  # events are shaped for the champion's features
+
+    def compatible(candidate: Scorer) -> str | None:
+        return feature_mismatch(schema, candidate.bundle.schema)
+
+    models.compatible = compatible
+    if shadow is None:
+        return models, None
+    watcher = ModelWatcher(
+        registry,
+        shadow,
+        required=False,
+        check_seconds=settings.model_check_seconds,
+        compatible=compatible,
+        listeners=[metrics.on_reload],
+    ).start()
+    return models, watcher
+
+
+def _stream_topics(settings: Settings, *, shadow: bool) -> tuple[str, ...]:
+    topics = (settings.features_topic, settings.predictions_topic, settings.dlq_topic)
+    return (*topics, settings.shadow_topic) if shadow else topics
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
@@ -352,6 +428,9 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     with console.status(f"building the Evidently drift report for {args.current}"):
         summary = build_report(args.current, args.out or settings.reports_dir, settings, model=args.model, since=since)
     print_drift(summary)
+    from flows.drift_report import push_drift_figures
+
+    push_drift_figures(settings, summary)
     return DRIFT_EXIT_CODE if summary.drift_detected else 0
 
 
@@ -374,6 +453,13 @@ def _since(text: str) -> datetime:
         return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.status import print_status
+
+    print_status(_stream_settings(args, settings), console)
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -443,7 +529,14 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--model", default="champion", help="alias or version")
     score.add_argument("--chunk-size", type=int)
     score.add_argument("--force", action="store_true", help="re-score files whose output is current")
+    score.add_argument("--shadow", help="also score with this alias or version (e.g. challenger) into _shadow/")
     score.set_defaults(handler=cmd_score)
+
+    compare = commands.add_parser("compare", help="champion vs shadow challenger on scored outputs or a live window")
+    compare.add_argument("scored", type=Path, help="champion outputs: a batch output folder/partition or a live window")
+    compare.add_argument("--shadow", type=Path, help="the challenger's outputs (default: the _shadow/ twin)")
+    compare.add_argument("--out", type=Path, help="JSON summary (default: SCOREPIPE_HOME/reports/compare-NAME.json)")
+    compare.set_defaults(handler=cmd_compare)
 
     kafka = commands.add_parser("kafka", help="a local Apache Kafka broker (KRaft) for development")
     kafka.add_argument("action", choices=["up", "down", "status"])
@@ -459,7 +552,11 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("--model", default="champion", help="alias or version")
     stream.add_argument("--batch-events", type=int, help="most events per micro-batch")
     stream.add_argument("--batch-ms", type=int, help="longest wait to fill a micro-batch")
-    stream.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    stream.add_argument("--shadow", help="also score with this alias or version (e.g. challenger), to the shadow topic")
+    stream.add_argument("--shadow-topic", help="default: SCOREPIPE_SHADOW_TOPIC or predictions.shadow")
+    stream.add_argument(
+        "--metrics-port", type=int, help="serve /metrics, /healthz, /readyz on 127.0.0.1:PORT (0: any free port)"
+    )
     stream.add_argument("--client-id", default="scorepipe-stream")
     stream.add_argument("--exit-when-idle", type=float, help="stop after this many seconds without events")
     stream.set_defaults(handler=cmd_stream)
@@ -481,6 +578,10 @@ def _parser() -> argparse.ArgumentParser:
     drift.add_argument("--model", help="version or alias (default: the version that scored the data)")
     drift.add_argument("--out", type=Path, help="output folder (default: SCOREPIPE_HOME/reports)")
     drift.set_defaults(handler=cmd_drift)
+
+    status = commands.add_parser("status", help="registry aliases, consumer group lag, last flow runs")
+    stream_options(status)
+    status.set_defaults(handler=cmd_status)
 
     demo = commands.add_parser("demo", help="the whole job end to end on embedded defaults")
     demo.set_defaults(handler=cmd_demo)

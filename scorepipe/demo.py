@@ -51,6 +51,21 @@ def run_demo(settings: Settings, console: Console) -> int:
     check_quality_gate(bundle.metrics, settings.min_roc_auc)
     registry.promote(version, "champion")
     console.print(f"v{version}: roc_auc {bundle.metrics['roc_auc']:.4f}, passed the gate, now champion")
+    with console.status("training a challenger on 100,000 drifted transactions"):
+        drifted = synthetic.generate(100_000, seed=settings.seed + 1, drifted=True)
+        rival = train_bundle(
+            drifted,
+            synthetic.TARGET,
+            features=list(synthetic.FEATURES),
+            bounds=synthetic.BOUNDS,
+            reference_rows=settings.reference_rows,
+            seed=settings.seed,
+            source="synthetic demo, drifted",
+        )
+    challenger = registry.register(rival, note="make demo challenger (drifted data)")
+    check_quality_gate(rival.metrics, settings.min_roc_auc)
+    registry.promote(challenger, "challenger")
+    console.print(f"v{challenger}: roc_auc {rival.metrics['roc_auc']:.4f}, now challenger (scored in shadow)")
 
     console.rule(f"[bold]2. a night of incoming data: {incoming / f'date={day}'}")
     paths = write_incoming(
@@ -84,6 +99,8 @@ def run_demo(settings: Settings, console: Console) -> int:
                     f"output={scored}",
                     "-p",
                     "force=true",
+                    "-p",
+                    "shadow=challenger",
                     "--watch",
                     "--watch-timeout",
                     "600",
@@ -102,6 +119,7 @@ def run_demo(settings: Settings, console: Console) -> int:
 
     console.rule("[bold]5. results")
     _print_results(console, scored, day)
+    _print_agreement(console, scored / f"date={day}")
 
     console.rule("[bold]6. real time: Kafka broker, stream consumer, 10,000 events")
     _stream_act(settings, console)
@@ -135,9 +153,27 @@ def _drift_act(settings: Settings, console: Console, data: Path, day: str) -> No
         console.print(f"  {path}")
 
 
+def _print_agreement(console: Console, scored: Path) -> None:
+    from scoring.compare import compare_outputs
+
+    for pair in compare_outputs(scored):
+        s = pair.summary()
+        console.print(
+            f"shadow: challenger v{s['challenger_version']} against champion v{s['champion_version']} on "
+            f"{s['rows_compared']:,} rows: label agreement {s['label_agreement']:.4f}, mean |Δp| "
+            f"{s['mean_abs_proba_diff']:.4f}, p95 |Δp| {s['p95_abs_proba_diff']:.3f} "
+            f"(`scorepipe compare {scored}`)",
+            soft_wrap=True,
+        )
+
+
 def _stream_act(settings: Settings, console: Console) -> None:
-    """Start a broker and a consumer, produce 10,000 events (2% malformed), count what came out."""
+    """Broker, consumer with a shadow challenger, 10,000 events; promote and roll back mid-stream.
+
+    The counts at the end show every event predicted or dead-lettered once, by which version.
+    """
     from scorepipe.kafka_broker import KafkaBroker
+    from scorepipe.services import free_port, http_ok
     from streaming.producer import produce
     from streaming.topics import count_messages, ensure_topics
 
@@ -148,16 +184,28 @@ def _stream_act(settings: Settings, console: Console) -> None:
         stream = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
         console.print(f"Kafka at {broker.bootstrap_servers} (PID {broker.pid})")
         ensure_topics(stream)
+        ensure_topics(stream, stream.shadow_topic)
         env = {**os.environ, **stream.as_env()}
+        port = free_port()
         consumer = ManagedProcess(
             "scorepipe stream",
-            [sys.executable, "-m", "scorepipe.cli", "stream"],
+            [sys.executable, "-m", "scorepipe.cli", "stream", "--shadow", "challenger", "--metrics-port", str(port)],
             env=env,
             log_path=settings.home / "logs" / "stream-demo.log",
         ).start()
-        console.print(f"consumer PID {consumer.pid} scoring {stream.features_topic} -> {stream.predictions_topic}")
-        with console.status("producing 10,000 events at 2,000/s, 2% of them malformed"):
-            sent = produce(stream, count=10_000, rate=2_000, seed=2026, malformed_share=0.02)
+        metrics_url = f"http://127.0.0.1:{port}"
+        consumer.wait_until(lambda: http_ok(f"{metrics_url}/readyz"), timeout=60, what="ready")
+        console.print(
+            f"consumer PID {consumer.pid} scoring {stream.features_topic} -> {stream.predictions_topic}, "
+            f"challenger in shadow -> {stream.shadow_topic}; {metrics_url}/readyz answers 200"
+        )
+        registry = Registry(settings.registry_dir)
+        champion, challenger = registry.resolve("champion"), registry.resolve("challenger")
+        moves = _AliasMoves(registry, champion, challenger, console)
+        with console.status("producing 10,000 events at 2,000/s, 2% malformed; promoting mid-stream"):
+            sent = produce(
+                stream, count=10_000, rate=2_000, seed=2026, malformed_share=0.02, on_progress=moves.on_progress
+            )
 
         def done() -> bool:
             out = count_messages(stream, stream.predictions_topic) + count_messages(stream, stream.dlq_topic)
@@ -165,7 +213,12 @@ def _stream_act(settings: Settings, console: Console) -> None:
 
         with console.status("waiting for every event to be scored or dead-lettered"):
             consumer.wait_until(done, timeout=120, what="done with all events")
+        metrics = _scrape(f"{metrics_url}/metrics")
         consumer.stop()
+        console.print(
+            "metrics: " + ", ".join(f"{k} {v:g}" for k, v in metrics.items() if "reload" in k or "agreement" in k),
+            soft_wrap=True,
+        )
         predictions = count_messages(stream, stream.predictions_topic)
         dead = count_messages(stream, stream.dlq_topic)
         table = Table(title="stream results")
@@ -175,12 +228,73 @@ def _stream_act(settings: Settings, console: Console) -> None:
         table.add_row(f"{sent.sent:,}", f"{sent.malformed:,}", f"{predictions:,}", f"{dead:,}", str(exit_code))
         console.print(table)
         console.print(_dead_letter_reasons(stream))
+        console.print(_versions_table(stream))
         console.print(f"live window for drift: {settings.live_dir}; consumer log: {consumer.log_path}")
     finally:
         if consumer is not None:
             consumer.stop()
         broker.stop()
         console.print("stopped the consumer and the broker")
+
+
+class _AliasMoves:
+    """Promote the challenger to champion a third of the way through the events, roll back at two thirds."""
+
+    def __init__(self, registry: Registry, champion: int, challenger: int, console: Console) -> None:
+        self.registry, self.champion, self.challenger, self.console = registry, champion, challenger, console
+        self.sent = 0
+
+    def on_progress(self, n: int) -> None:
+        before, self.sent = self.sent, self.sent + n
+        if before < 3_333 <= self.sent:
+            self.registry.promote(self.challenger, "champion")
+            self.console.print(f"after {self.sent:,} events: `models promote v{self.challenger}` (no restart)")
+        if before < 6_666 <= self.sent:
+            self.registry.rollback("champion")
+            self.console.print(f"after {self.sent:,} events: `models rollback` to v{self.champion}")
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """The scorepipe_ samples of a /metrics page."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - the loopback URL we started
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("scorepipe_") and " " in line:
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def _versions_table(settings: Settings) -> Table:
+    """Predictions per model version, in the order the versions served: the switch without a restart."""
+    from kafka import KafkaConsumer
+
+    reader = KafkaConsumer(
+        settings.predictions_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    by_batch: dict[str, str] = {}
+    counts: Counter[str] = Counter()
+    for message in reader:
+        version = dict(message.headers)["model_version"].decode()
+        by_batch[dict(message.headers)["scored_at"].decode()] = version
+        counts[version] += 1
+    reader.close()
+    runs: list[str] = []
+    for _, version in sorted(by_batch.items()):
+        if not runs or runs[-1] != version:
+            runs.append(version)
+    table = Table(title="predictions by model version (served in the order " + " -> ".join(f"v{v}" for v in runs) + ")")
+    table.add_column("model version")
+    table.add_column("predictions", justify="right")
+    for version, count in sorted(counts.items()):
+        table.add_row(f"v{version}", f"{count:,}")
+    return table
 
 
 def _dead_letter_reasons(settings: Settings) -> Table:

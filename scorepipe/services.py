@@ -7,13 +7,16 @@ stopped, children and all, by its PID, and its log can be shown when it fails to
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -199,3 +202,82 @@ def run_prefect(args: list[str], *, env: Mapping[str, str], cwd: Path, timeout: 
     if result.returncode != 0:
         raise ServiceError(f"prefect {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result.stdout + result.stderr
+
+
+def require_binary(name: str, package: str) -> str:
+    """The path of a Debian-packaged server, or a ServiceError saying how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise ServiceError(f"{name} is not installed: `apt-get install {package}` (make test does it when it can)")
+    return path
+
+
+class Pushgateway(ManagedProcess):
+    """A Prometheus Pushgateway (Debian ``prometheus-pushgateway``) on 127.0.0.1, in memory only."""
+
+    def __init__(self, home: Path, *, port: int | None = None):
+        self.port = port or free_port()
+        binary = require_binary("prometheus-pushgateway", "prometheus-pushgateway")
+        super().__init__(
+            "pushgateway",
+            [binary, f"--web.listen-address=127.0.0.1:{self.port}"],
+            env=os.environ,
+            log_path=home / "pushgateway.log",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> Pushgateway:  # type: ignore[override]
+        super().start()
+        self.wait_until(lambda: http_ok(f"{self.url}/-/ready"), timeout=timeout, what="ready")
+        return self
+
+
+class PrometheusServer(ManagedProcess):
+    """A Prometheus server (Debian ``prometheus``) on 127.0.0.1 scraping ``targets`` every second.
+
+    ``targets`` maps a job name to ``host:port``; the Pushgateway's job keeps the pushed labels.
+    """
+
+    def __init__(self, home: Path, targets: Mapping[str, str], *, port: int | None = None, honor: tuple[str, ...] = ()):
+        self.port = port or free_port()
+        home.mkdir(parents=True, exist_ok=True)
+        config = home / "prometheus.yml"
+        jobs = "".join(
+            f"  - job_name: {job}\n    honor_labels: {'true' if job in honor else 'false'}\n"
+            f"    static_configs:\n      - targets: ['{target}']\n"
+            for job, target in targets.items()
+        )
+        config.write_text(f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{jobs}")
+        binary = require_binary("prometheus", "prometheus")
+        super().__init__(
+            "prometheus",
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            env=os.environ,
+            log_path=home / "prometheus.log",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> PrometheusServer:  # type: ignore[override]
+        super().start()
+        self.wait_until(lambda: http_ok(f"{self.url}/-/ready"), timeout=timeout, what="ready")
+        return self
+
+    def query(self, promql: str) -> list[dict]:
+        """The instant vector ``promql`` evaluates to now (Prometheus's HTTP API)."""
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback URL we built
+            body = json.loads(response.read())
+        if body.get("status") != "success":
+            raise ServiceError(f"Prometheus query {promql!r} failed: {body}")
+        return list(body["data"]["result"])

@@ -82,6 +82,18 @@ class Registry:
         """Turn ``champion``, ``challenger``, ``latest``, ``v3`` or ``3`` into a version number."""
         return self._resolve(self._read_index(), ref)
 
+    def index_stamp(self) -> tuple[int, int, int] | None:
+        """A cheap fingerprint of the index (inode, size, mtime): it changes with every write.
+
+        Writers replace the index by renaming a new file over it, so a new inode means a new index;
+        watchers compare stamps instead of re-reading and parsing the index on every check.
+        """
+        try:
+            stat_result = (self.root / INDEX_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return (stat_result.st_ino, stat_result.st_size, stat_result.st_mtime_ns)
+
     def load(self, ref: str | int = "champion") -> LoadedModel:
         """Load a version after checking every artifact against the manifest."""
         index = self._read_index()

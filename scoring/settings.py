@@ -48,6 +48,16 @@ class Settings(BaseSettings):
         default=10_000, gt=0, description="How soon a dead consumer's partitions move to the others."
     )
     topic_partitions: int = Field(default=4, gt=0, description="Partitions of topics scorepipe creates.")
+    shadow_topic: str = Field(default="predictions.shadow", description="Topic for a shadow challenger's predictions.")
+    model_check_seconds: float = Field(
+        default=1.0, gt=0, description="How often a long-running scorer checks whether its alias moved."
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port for /metrics, /healthz, /readyz on 127.0.0.1 (none: off)."
+    )
+    pushgateway_url: str | None = Field(
+        default=None, description="Prometheus Pushgateway (host:port or URL) that flows push their figures to."
+    )
     live_window_rows: int = Field(default=5_000, gt=0, description="Rows per rolled live-window Parquet file.")
     live_window_seconds: float = Field(default=30.0, gt=0, description="Longest a live-window file stays open.")
 

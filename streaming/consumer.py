@@ -17,15 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from threadpoolctl import threadpool_limits
 
+from monitoring.health import Health
+from monitoring.metrics import ScoringMetrics
 from scoring import SchemaError, Scorer, Settings, SinkError
-from scoring.scorer import REJECT_REASON
+from scoring.agreement import Agreement
+from scoring.scorer import CONFIDENCE, PREDICTION, REJECT_REASON
+from scoring.watcher import FixedModel, ModelWatcher
 from streaming.events import (
     DLQ_OFFSET,
     DLQ_PARTITION,
@@ -37,10 +41,11 @@ from streaming.events import (
     encode_prediction,
     iso_ms,
 )
-from streaming.live_window import LiveWindow
+from streaming.live_window import SHADOW_DIR, LiveWindow
 
 log = logging.getLogger("scorepipe.stream")
 ACK_TIMEOUT_S = 60.0
+BROKER_CHECK_S = 5.0  # how often end offsets are asked for (consumer lag, broker reachability)
 
 
 @dataclass
@@ -65,47 +70,51 @@ class StreamStats:
         }
 
 
-class StreamMetrics:
-    """Prometheus metrics of one consumer, in a registry of its own (served on 127.0.0.1 if asked)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.events = Counter(
-            "scorepipe_stream_events", "Events consumed, by outcome", ["outcome"], registry=self.registry
-        )
-        self.batch_seconds = Histogram(
-            "scorepipe_stream_batch_seconds",
-            "Time to decode, score, publish and commit one micro-batch",
-            registry=self.registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-        )
-
-    def serve(self, port: int) -> None:
-        start_http_server(port, addr="127.0.0.1", registry=self.registry)
-
-
 class StreamConsumer:
-    """Scores the features topic into the predictions and dead-letter topics."""
+    """Scores the features topic into the predictions and dead-letter topics.
+
+    ``models`` follows an alias (hot reload) or is one fixed ``Scorer``; ``shadow``, if given, is
+    a challenger scored on the same frames, whose predictions go to the shadow topic and never
+    touch the champion's path.
+    """
 
     def __init__(
         self,
         settings: Settings,
-        scorer: Scorer,
+        models: Scorer | ModelWatcher | FixedModel,
         *,
+        shadow: ModelWatcher | None = None,
         live_window: LiveWindow | None = None,
-        metrics: StreamMetrics | None = None,
+        shadow_window: LiveWindow | None = None,
+        metrics: ScoringMetrics | None = None,
+        health: Health | None = None,
         client_id: str = "scorepipe-stream",
     ) -> None:
         self.settings = settings
-        self.scorer = scorer
+        self.models = FixedModel(models) if isinstance(models, Scorer) else models
+        self.shadow = shadow
         self.live_window = live_window
-        self.metrics = metrics or StreamMetrics()
+        self.shadow_window = shadow_window
+        self.metrics = metrics or ScoringMetrics()
+        self.health = health or Health()
         self.stats = StreamStats()
+        self.agreements: dict[tuple[int, int], Agreement] = {}
         self._stopping = threading.Event()
         self._pending: list[Any] = []
-        self._schema = scorer.bundle.schema
+        serving = self.models.current()
+        if serving is None:
+            raise SinkError(f"no model to score with for {self.models.ref!r}")
+        self._schema = serving.bundle.schema
         self._decoder = EventDecoder(self._schema)
-        self._classes = [str(c) for c in scorer.bundle.classes]
+        self._next_offsets: dict[TopicPartition, int] = {}
+        self._rewind: dict[TopicPartition, int] = {}
+        self._assigned = 0
+        self._broker_checked: float | None = None
+        self._broker_error: str | None = "not checked yet"
+        self.metrics.set_model(self.models.ref, serving.version)
+        if shadow is not None:
+            self.metrics.set_model(shadow.ref, shadow.version)
+        self._add_readiness_checks()
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.consumer_group,
@@ -125,10 +134,17 @@ class StreamConsumer:
             linger_ms=5,
             batch_size=256 * 1024,
         )
-        self.consumer.subscribe([settings.features_topic], listener=_CommitOnRevoke(self))
+        self.consumer.subscribe([settings.features_topic], listener=_ReleaseOnRevoke(self))
         # Micro-batches are small: one OpenMP thread scores them faster than two (no per-tree
         # fork/join) and leaves the other core to the Kafka client's network threads.
         self._threads = threadpool_limits(limits=1, user_api="openmp")
+
+    @property
+    def scorer(self) -> Scorer:
+        """The champion scoring the next batch."""
+        scorer = self.models.current()
+        assert scorer is not None  # a required model never goes back to None
+        return scorer
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -144,13 +160,16 @@ class StreamConsumer:
         idle_since = time.monotonic()
         try:
             while not self._stopping.is_set():
+                self.health.beat()
                 self._fill_batch()
+                self._assigned = len(self.consumer.assignment())
+                self._check_broker()
                 if self._pending:
                     self._drain()
                     idle_since = time.monotonic()
                     if on_batch is not None:
                         on_batch(self.stats)
-                elif not self.consumer.assignment():
+                elif not self._assigned:
                     idle_since = time.monotonic()  # waiting for partitions is not being idle
                 elif idle_exit_seconds is not None and time.monotonic() - idle_since >= idle_exit_seconds:
                     break
@@ -160,11 +179,53 @@ class StreamConsumer:
         return self.stats
 
     def close(self) -> None:
-        if self.live_window is not None:
-            self.live_window.flush()
+        for window in (self.live_window, self.shadow_window):
+            if window is not None:
+                window.flush()
         self.producer.close(timeout=10)
         self.consumer.close()  # leaves the group, so its partitions move at once
         self._threads.restore_original_limits()
+        self.models.stop()
+        if self.shadow is not None:
+            self.shadow.stop()
+
+    # -- health ------------------------------------------------------------------------------
+
+    def _add_readiness_checks(self) -> None:
+        self.health.add_check("model", lambda: None if self.models.version is not None else "no model loaded")
+        self.health.add_check(
+            "partitions", lambda: None if self._assigned else "no partitions assigned (joining the group?)"
+        )
+        self.health.add_check("broker", self._broker_reason)
+
+    def _broker_reason(self) -> str | None:
+        if self._broker_error is not None:
+            return f"broker {self.settings.kafka_bootstrap_servers}: {self._broker_error}"
+        if self._broker_checked is None or time.monotonic() - self._broker_checked > 3 * BROKER_CHECK_S + 10:
+            return "broker not answered recently"
+        return None
+
+    def _check_broker(self) -> None:
+        """Every few seconds ask the broker for end offsets: it proves the broker answers and gives the lag."""
+        now = time.monotonic()
+        if self._broker_checked is not None and now - self._broker_checked < BROKER_CHECK_S:
+            return
+        assigned = list(self.consumer.assignment())
+        if not assigned:
+            return
+        try:
+            ends = self.consumer.end_offsets(assigned, timeout_ms=2000)
+        except KafkaError as exc:
+            self._broker_error = f"{type(exc).__name__}: {exc}"
+            self._broker_checked = now
+            return
+        self._broker_error = None
+        self._broker_checked = now
+        self.metrics.lag.clear()  # partitions that moved to another member stop being reported
+        for tp, end in ends.items():
+            done = self._next_offsets.get(tp)
+            if done is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - done))
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -187,33 +248,68 @@ class StreamConsumer:
             elif not self._pending:
                 return  # idle: let run() check for stop and idleness
 
+    def _release(self, revoked: set[TopicPartition]) -> int:
+        """Forget pending records of ``revoked`` partitions (they are not committed); return how many.
+
+        A partition handed straight back to this member keeps its fetch position in kafka-python,
+        so the first dropped offset is remembered and ``_rewind`` seeks back to it.
+        """
+        kept = []
+        for record in self._pending:
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in revoked:
+                self._rewind[tp] = min(self._rewind.get(tp, record.offset), record.offset)
+            else:
+                kept.append(record)
+        dropped = len(self._pending) - len(kept)
+        self._pending = kept
+        for tp in revoked:
+            self._next_offsets.pop(tp, None)
+        return dropped
+
+    def _rewind_returned(self, assigned: set[TopicPartition]) -> None:
+        """Seek partitions that came back after a revocation to their first unscored offset (local only)."""
+        for tp, offset in self._rewind.items():
+            if tp in assigned:
+                self.consumer.seek(tp, offset)
+        self._rewind.clear()
+
     def _drain(self) -> None:
-        """Process what is pending and commit it; called by the loop and on partition revocation."""
+        """Process what is pending and commit it, before the next poll."""
         if not self._pending:
             return
         records, self._pending = self._pending, []
-        with self.metrics.batch_seconds.time():
+        with self.metrics.batch_duration.time():
             self._process(records)
             self._commit(records)
 
     def _process(self, records: list[Any]) -> None:
+        scorer = self.models.current()  # one version for the whole batch, swapped only between batches
+        assert scorer is not None
+        if scorer.bundle.schema != self._schema:  # a reload passed the compatibility check: same fields
+            self._schema = scorer.bundle.schema
+            self._decoder = EventDecoder(self._schema)
         decoded = [self._decoder.decode(r.value) for r in records]
         dead: list[tuple[Any, str, str]] = [
             (r, d.error, "decode") for r, d in zip(records, decoded, strict=True) if d.error
         ]
         good = [(r, d) for r, d in zip(records, decoded, strict=True) if d.error is None]
         futures = []
+        shadow_futures: list[Any] = []
+        accepted = None
         if good:
-            scored = self._score([d.features for _, d in good])
+            frame = pd.DataFrame.from_records([d.features for _, d in good], columns=self._schema.names)
+            scored = self._score(scorer, frame)
             reasons = scored[REJECT_REASON].to_numpy()
             valid = pd.isna(reasons)
             accepted = scored[valid]
-            futures += self._publish_predictions([g for g, ok in zip(good, valid, strict=True) if ok], accepted)
+            kept = [g for g, ok in zip(good, valid, strict=True) if ok]
+            futures += self._publish(scorer, kept, accepted, self.settings.predictions_topic)
             dead += [(r, reason, "validate") for (r, _), reason, ok in zip(good, reasons, valid, strict=True) if not ok]
             if self.live_window is not None and valid.any():
-                window = accepted.drop(columns=[REJECT_REASON])
-                window.insert(0, EVENT_ID, [d.event_id for (_, d), ok in zip(good, valid, strict=True) if ok])
-                self.live_window.append(window.reset_index(drop=True))
+                self.live_window.append(_window_rows(accepted, kept))
+            if self.shadow is not None and valid.any():
+                shadow_futures = self._shadow_score(scorer, frame, scored, valid, kept)
         for record, reason, stage in dead:
             futures.append(self._dead_letter(record, reason, stage))
             log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
@@ -224,45 +320,96 @@ class StreamConsumer:
                     future.get(timeout=ACK_TIMEOUT_S)
         except KafkaError as exc:
             raise SinkError(f"the broker did not acknowledge a batch of {len(records)} results: {exc}") from exc
+        failed_shadow = sum(1 for f in shadow_futures if not f.succeeded())
+        if failed_shadow:
+            self.metrics.shadow_errors.labels("publish").inc(failed_shadow)
+            log.warning("shadow: %d challenger predictions were not acknowledged (champion unaffected)", failed_shadow)
+        self._account(scorer, records, dead, accepted, good)
+
+    def _account(self, scorer: Scorer, records: list[Any], dead: list[Any], accepted: Any, good: list[Any]) -> None:
+        predicted = len(records) - len(dead)
         self.stats.events += len(records)
-        self.stats.predictions += len(records) - len(dead)
+        self.stats.predictions += predicted
         self.stats.dead_letters += len(dead)
         self.stats.batches += 1
-        self.metrics.events.labels("predicted").inc(len(records) - len(dead))
+        self.metrics.events.labels("predicted").inc(predicted)
         self.metrics.events.labels("dead_letter").inc(len(dead))
+        for stage in ("decode", "validate"):
+            if n := sum(1 for _, _, s in dead if s == stage):
+                self.metrics.dead_letters.labels(stage).inc(n)
+        if accepted is not None and len(accepted):
+            self.metrics.record_predictions(
+                scorer.version, accepted[PREDICTION].to_numpy(), accepted[CONFIDENCE].to_numpy(dtype=float)
+            )
+            event_ms = np.fromiter((r.timestamp for r in records), dtype=np.int64, count=len(records))
+            self.metrics.record_latencies(np.maximum(time.time() * 1000 - event_ms, 0) / 1000)
 
-    def _score(self, events: list[dict[str, Any]]) -> pd.DataFrame:
-        frame = pd.DataFrame.from_records(events, columns=self._schema.names)
+    def _score(self, scorer: Scorer, frame: pd.DataFrame) -> pd.DataFrame:
         try:
-            return self.scorer.score(frame)
+            return scorer.score(frame)
         except SchemaError:
             # Decoding makes this rare; score one by one so a bad event cannot take its batch down.
             parts = []
             for i in range(len(frame)):
                 try:
-                    parts.append(self.scorer.score(frame.iloc[i : i + 1]))
+                    parts.append(scorer.score(frame.iloc[i : i + 1]))
                 except SchemaError as exc:
                     parts.append(frame.iloc[i : i + 1].assign(**{REJECT_REASON: " ".join(exc.problems)}))
             return pd.concat(parts)
 
-    def _publish_predictions(self, good: list[tuple[Any, Any]], scored: pd.DataFrame) -> list[Any]:
+    def _shadow_score(
+        self, champion: Scorer, frame: pd.DataFrame, scored: pd.DataFrame, valid: np.ndarray, kept: list[Any]
+    ) -> list[Any]:
+        """Score the same frame with the challenger; publish and compare; never raise into the champion's path."""
+        assert self.shadow is not None
+        challenger = self.shadow.current()
+        if challenger is None or challenger.version == champion.version:
+            return []
+        try:
+            shadow = challenger.score(frame[valid])
+        except Exception as exc:  # noqa: BLE001 - a broken challenger is reported and skipped, whatever it raises
+            self.metrics.shadow_errors.labels("score").inc()
+            log.warning("shadow: challenger v%s failed on a batch of %d: %s", challenger.version, len(frame), exc)
+            return []
+        both = shadow[REJECT_REASON].isna().to_numpy()
+        if not both.all():
+            self.metrics.shadow_errors.labels("validate").inc(int((~both).sum()))
+        key = (champion.version, challenger.version)
+        total = self.agreements.setdefault(key, Agreement(*key))
+        batch = Agreement(*key)
+        diff = batch.add(scored[valid], shadow, champion.bundle.classes)
+        total.merge(batch)
+        self.metrics.record_agreement(batch, diff, total)
+        accepted = shadow[both]
+        rows = [k for k, ok in zip(kept, both, strict=True) if ok]
+        if self.shadow_window is not None and len(accepted):
+            self.shadow_window.append(_window_rows(accepted, rows))
+        try:
+            return self._publish(challenger, rows, accepted, self.settings.shadow_topic)
+        except KafkaError as exc:
+            self.metrics.shadow_errors.labels("publish").inc(len(rows))
+            log.warning("shadow: cannot publish to %s: %s", self.settings.shadow_topic, exc)
+            return []
+
+    def _publish(self, scorer: Scorer, good: list[tuple[Any, Any]], scored: pd.DataFrame, topic: str) -> list[Any]:
+        """Send one prediction per scored event to ``topic``, keyed by event id; return the futures."""
         if not good:
             return []
-        proba = scored[self.scorer.proba_columns].to_numpy()
-        predictions = scored["prediction"].to_numpy(dtype=object)
-        confidence = scored["confidence"].to_numpy()
-        version = int(self.scorer.version)
+        proba = scored[scorer.proba_columns].to_numpy()
+        predictions = scored[PREDICTION].to_numpy(dtype=object)
+        confidence = scored[CONFIDENCE].to_numpy()
+        version = int(scorer.version)
+        classes = [str(c) for c in scorer.bundle.classes]
         scored_at = scored["scored_at"].iloc[0].isoformat(timespec="milliseconds")
         version_header = str(version).encode()
         scored_at_header = scored_at.encode()
         event_times = iso_ms([record.timestamp for record, _ in good])
-        topic = self.settings.predictions_topic
         futures = []
         for i, (record, decoded) in enumerate(good):
             body = encode_prediction(
                 decoded.event_id,
                 prediction=predictions[i],
-                probabilities=dict(zip(self._classes, proba[i].tolist(), strict=True)),
+                probabilities=dict(zip(classes, proba[i].tolist(), strict=True)),
                 confidence=float(confidence[i]),
                 model_version=version,
                 event_time=event_times[i],
@@ -292,26 +439,51 @@ class StreamConsumer:
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, -1), record.offset + 1)
         self.consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+        self._next_offsets.update(offsets)
         self.stats.commits += 1
 
 
-class _CommitOnRevoke(ConsumerRebalanceListener):
-    """Before partitions move to another member, finish and commit what was fetched from them."""
+def _window_rows(scored: pd.DataFrame, rows: list[tuple[Any, Any]]) -> pd.DataFrame:
+    """Scored rows for the live window, with their event ids and without the reject column."""
+    window = scored.drop(columns=[REJECT_REASON])
+    window.insert(0, EVENT_ID, [decoded.event_id for _, decoded in rows])
+    return window.reset_index(drop=True)
+
+
+class _ReleaseOnRevoke(ConsumerRebalanceListener):
+    """Before partitions move to another member, drop what was fetched from them but not yet scored.
+
+    Every scored batch is committed before the next poll, so at a rebalance the only uncommitted
+    records are the ones still pending; the new owner reads them again from the committed offset
+    (no loss, no duplicate). The listener runs on kafka-python's IO thread, where a blocking call
+    such as ``commit()`` is refused, so it does no I/O at all.
+    """
 
     def __init__(self, owner: StreamConsumer) -> None:
         self.owner = owner
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        self.owner._drain()
-        log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
+        dropped = self.owner._release(set(revoked))
+        log.info(
+            "partitions revoked: %s (%d fetched, unscored events left for the next owner)",
+            sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked),
+            dropped,
+        )
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        self.owner._rewind_returned(set(assigned))
         log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
 
-def score_stream(settings: Settings, scorer: Scorer, **kwargs: Any) -> StreamConsumer:
-    """Build a consumer writing its live window under ``settings.live_dir``."""
-    window = LiveWindow(
-        settings.live_dir, roll_rows=settings.live_window_rows, roll_seconds=settings.live_window_seconds
+def score_stream(
+    settings: Settings, models: Scorer | ModelWatcher, *, shadow: ModelWatcher | None = None, **kwargs: Any
+) -> StreamConsumer:
+    """Build a consumer writing its live window under ``settings.live_dir`` (a shadow's under ``_shadow/``)."""
+
+    def window(root: Any) -> LiveWindow:
+        return LiveWindow(root, roll_rows=settings.live_window_rows, roll_seconds=settings.live_window_seconds)
+
+    shadow_window = window(settings.live_dir / SHADOW_DIR) if shadow is not None else None
+    return StreamConsumer(
+        settings, models, shadow=shadow, live_window=window(settings.live_dir), shadow_window=shadow_window, **kwargs
     )
-    return StreamConsumer(settings, scorer, live_window=window, **kwargs)

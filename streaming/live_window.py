@@ -17,6 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+SHADOW_DIR = "_shadow"  # a shadow challenger's window, beside the champion's; readers skip ``_*`` folders
+
 
 class LiveWindow:
     """Rolling Parquet files of scored features and predictions."""

@@ -1,0 +1,1 @@
+"""Operating scorepipe from outside: Prometheus metrics, health endpoints and Pushgateway pushes."""
