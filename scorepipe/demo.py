@@ -36,36 +36,9 @@ def run_demo(settings: Settings, console: Console) -> int:
 
     console.rule("[bold]1. train and register a model")
     registry = Registry(settings.registry_dir)
-    with console.status("training on 100,000 synthetic card transactions"):
-        frame = synthetic.generate(100_000, seed=settings.seed)
-        bundle = train_bundle(
-            frame,
-            synthetic.TARGET,
-            features=list(synthetic.FEATURES),
-            bounds=synthetic.BOUNDS,
-            reference_rows=settings.reference_rows,
-            seed=settings.seed,
-            source="synthetic demo",
-        )
-    version = registry.register(bundle, note="make demo")
-    check_quality_gate(bundle.metrics, settings.min_roc_auc)
-    registry.promote(version, "champion")
-    console.print(f"v{version}: roc_auc {bundle.metrics['roc_auc']:.4f}, passed the gate, now champion")
-    with console.status("training a challenger on 100,000 drifted transactions"):
-        drifted = synthetic.generate(100_000, seed=settings.seed + 1, drifted=True)
-        rival = train_bundle(
-            drifted,
-            synthetic.TARGET,
-            features=list(synthetic.FEATURES),
-            bounds=synthetic.BOUNDS,
-            reference_rows=settings.reference_rows,
-            seed=settings.seed,
-            source="synthetic demo, drifted",
-        )
-    challenger = registry.register(rival, note="make demo challenger (drifted data)")
-    check_quality_gate(rival.metrics, settings.min_roc_auc)
-    registry.promote(challenger, "challenger")
-    console.print(f"v{challenger}: roc_auc {rival.metrics['roc_auc']:.4f}, now challenger (scored in shadow)")
+    champion = _train_and_promote(registry, settings, console, alias="champion", drifted=False)
+    challenger = _train_and_promote(registry, settings, console, alias="challenger", drifted=True)
+    console.print(f"v{champion} is champion; v{challenger} (trained on drifted data) is challenger, scored in shadow")
 
     console.rule(f"[bold]2. a night of incoming data: {incoming / f'date={day}'}")
     paths = write_incoming(
@@ -127,6 +100,27 @@ def run_demo(settings: Settings, console: Console) -> int:
     console.rule("[bold]7. drift: Evidently reports for a clean and a drifted batch")
     _drift_act(settings, console, data, day)
     return 0
+
+
+def _train_and_promote(registry: Registry, settings: Settings, console: Console, *, alias: str, drifted: bool) -> int:
+    """Train the default pipeline on 100,000 synthetic (or drifted) transactions, gate it, promote it."""
+    kind = "drifted " if drifted else ""
+    with console.status(f"training on 100,000 {kind}synthetic card transactions"):
+        frame = synthetic.generate(100_000, seed=settings.seed + int(drifted), drifted=drifted)
+        bundle = train_bundle(
+            frame,
+            synthetic.TARGET,
+            features=list(synthetic.FEATURES),
+            bounds=synthetic.BOUNDS,
+            reference_rows=settings.reference_rows,
+            seed=settings.seed,
+            source=f"synthetic demo{', drifted' if drifted else ''}",
+        )
+    version = registry.register(bundle, note=f"make demo {alias}")
+    check_quality_gate(bundle.metrics, settings.min_roc_auc)
+    registry.promote(version, alias)
+    console.print(f"v{version}: roc_auc {bundle.metrics['roc_auc']:.4f}, passed the gate, now {alias}")
+    return version
 
 
 def _drift_act(settings: Settings, console: Console, data: Path, day: str) -> None:
@@ -215,10 +209,16 @@ def _stream_act(settings: Settings, console: Console) -> None:
             consumer.wait_until(done, timeout=120, what="done with all events")
         metrics = _scrape(f"{metrics_url}/metrics")
         consumer.stop()
-        console.print(
-            "metrics: " + ", ".join(f"{k} {v:g}" for k, v in metrics.items() if "reload" in k or "agreement" in k),
-            soft_wrap=True,
+        shown = (
+            "scorepipe_model_reloads_total",
+            "scorepipe_model_reload_failures_total",
+            "agreement_ratio",
+            "rows_compared",
         )
+        console.print("metrics at the end (from /metrics):")
+        for name, value in metrics.items():
+            if any(s in name for s in shown):
+                console.print(f"  {name} {value:g}", soft_wrap=True)
         predictions = count_messages(stream, stream.predictions_topic)
         dead = count_messages(stream, stream.dlq_topic)
         table = Table(title="stream results")
@@ -262,7 +262,7 @@ def _scrape(url: str) -> dict[str, float]:
         text = response.read().decode()
     samples = {}
     for line in text.splitlines():
-        if line.startswith("scorepipe_") and " " in line:
+        if line.startswith("scorepipe_") and " " in line and "_created" not in line:
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
     return samples

@@ -212,7 +212,22 @@ def require_binary(name: str, package: str) -> str:
     return path
 
 
-class Pushgateway(ManagedProcess):
+class _PrometheusProject(ManagedProcess):
+    """A Prometheus-project server on 127.0.0.1:``port``, ready when ``/-/ready`` answers."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> _PrometheusProject:  # type: ignore[override]
+        super().start()
+        self.wait_until(lambda: http_ok(f"{self.url}/-/ready"), timeout=timeout, what="ready")
+        return self
+
+
+class Pushgateway(_PrometheusProject):
     """A Prometheus Pushgateway (Debian ``prometheus-pushgateway``) on 127.0.0.1, in memory only."""
 
     def __init__(self, home: Path, *, port: int | None = None):
@@ -225,17 +240,8 @@ class Pushgateway(ManagedProcess):
             log_path=home / "pushgateway.log",
         )
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> Pushgateway:  # type: ignore[override]
-        super().start()
-        self.wait_until(lambda: http_ok(f"{self.url}/-/ready"), timeout=timeout, what="ready")
-        return self
-
-
-class PrometheusServer(ManagedProcess):
+class PrometheusServer(_PrometheusProject):
     """A Prometheus server (Debian ``prometheus``) on 127.0.0.1 scraping ``targets`` every second.
 
     ``targets`` maps a job name to ``host:port``; the Pushgateway's job keeps the pushed labels.
@@ -263,15 +269,6 @@ class PrometheusServer(ManagedProcess):
             env=os.environ,
             log_path=home / "prometheus.log",
         )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> PrometheusServer:  # type: ignore[override]
-        super().start()
-        self.wait_until(lambda: http_ok(f"{self.url}/-/ready"), timeout=timeout, what="ready")
-        return self
 
     def query(self, promql: str) -> list[dict]:
         """The instant vector ``promql`` evaluates to now (Prometheus's HTTP API)."""

@@ -36,17 +36,21 @@ def training_frame() -> pd.DataFrame:
     return synthetic.generate(6_000, seed=11)
 
 
-@pytest.fixture(scope="session")
-def bundle(training_frame: pd.DataFrame) -> ModelBundle:
-    """The default pipeline trained once per session on a small synthetic set."""
+def _train(frame: pd.DataFrame, seed: int) -> ModelBundle:
     return train_bundle(
-        training_frame,
+        frame,
         synthetic.TARGET,
         features=list(synthetic.FEATURES),
         bounds=synthetic.BOUNDS,
         reference_rows=500,
-        seed=11,
+        seed=seed,
     )
+
+
+@pytest.fixture(scope="session")
+def bundle(training_frame: pd.DataFrame) -> ModelBundle:
+    """The default pipeline trained once per session on a small synthetic set."""
+    return _train(training_frame, 11)
 
 
 @pytest.fixture
@@ -101,15 +105,7 @@ def prefect_server():
 @pytest.fixture(scope="session")
 def challenger_bundle() -> ModelBundle:
     """A second, different model (trained on drifted data): it disagrees with ``bundle`` on some rows."""
-    frame = synthetic.generate(6_000, seed=12, drifted=True)
-    return train_bundle(
-        frame,
-        synthetic.TARGET,
-        features=list(synthetic.FEATURES),
-        bounds=synthetic.BOUNDS,
-        reference_rows=500,
-        seed=12,
-    )
+    return _train(synthetic.generate(6_000, seed=12, drifted=True), 12)
 
 
 # -- one real Kafka broker per test session, and per-test topics and groups ------------------

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import joblib
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
 from scorepipe.cli import main
-from scoring import Registry, synthetic
+from scoring import Registry, Scorer, synthetic
 
 
 @pytest.fixture
@@ -89,3 +91,53 @@ def test_errors_are_one_clear_line_and_a_non_zero_exit(home, tmp_path, capsys):
     synthetic.generate(5, with_target=False).to_parquet(tmp_path / "in.parquet")
     assert main(["score", str(tmp_path / "in.parquet"), str(tmp_path / "out")]) == 1
     assert "no model yet; run `scorepipe train` first" in capsys.readouterr().out
+
+
+def test_score_with_a_shadow_then_compare_writes_agreement(home, tmp_path, capsys, bundle, challenger_bundle):
+    registry = Registry(home / "registry")
+    registry.promote(registry.register(bundle), "champion")
+    registry.promote(registry.register(challenger_bundle), "challenger")
+    synthetic.generate(800, seed=3, with_target=False).to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out"
+    assert main(["score", str(tmp_path / "in.parquet"), str(out), "--shadow", "challenger"]) == 0
+    assert (out / "_shadow" / "in.parquet").exists()
+    capsys.readouterr()
+    assert main(["compare", str(out / "in.parquet"), "--out", str(tmp_path / "cmp.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "800" in printed and "v1" in printed and "v2" in printed
+
+    [pair] = json.loads((tmp_path / "cmp.json").read_text())["pairs"]
+    assert pair["rows_compared"] == 800 and 0.5 < pair["label_agreement"] <= 1
+    assert main(["compare", str(tmp_path / "in.parquet")]) == 1  # never scored with a shadow
+    assert "no shadow outputs" in capsys.readouterr().out
+
+
+def test_a_broken_shadow_never_stops_the_champion(home, tmp_path, capsys, bundle):
+    registry = Registry(home / "registry")
+    registry.promote(registry.register(bundle), "champion")
+    synthetic.generate(100, seed=4, with_target=False).to_parquet(tmp_path / "in.parquet")
+    assert main(["score", str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--shadow", "challenger"]) == 0
+    assert "shadow 'challenger' skipped" in capsys.readouterr().out
+    assert len(pd.read_parquet(tmp_path / "out" / "in.parquet")) == 100
+
+
+@pytest.mark.integration
+def test_status_shows_aliases_and_the_groups_lag(stream_settings, monkeypatch, capsys):
+    from streaming.consumer import score_stream
+    from streaming.producer import produce
+    from streaming.topics import ensure_topics
+
+    settings = stream_settings()
+    for name, value in settings.as_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    ensure_topics(settings)
+    produce(settings, count=300, seed=5)
+    score_stream(settings, Scorer.from_registry(Registry(settings.registry_dir))).run(idle_exit_seconds=2)
+    produce(settings, count=40, seed=6)  # not consumed: the lag
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "champion v1" in out and settings.consumer_group in out
+    assert "PREFECT_API_URL is not set" in out
+    lags = [int(line.split("│")[-2].replace(",", "")) for line in out.splitlines() if line.count("│") == 5]
+    assert sum(lags) == 40
