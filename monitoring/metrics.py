@@ -37,6 +37,22 @@ class ScoringMetrics:
         self.dead_letters = Counter(
             "scorepipe_dead_letters", "Events sent to the dead-letter topic, by stage", ["stage"], registry=r
         )
+        self.rejected = Counter(
+            "scorepipe_rejected_records", "HTTP records that could not be scored, by stage", ["stage"], registry=r
+        )
+        self.http_requests = Counter(
+            "scorepipe_http_requests",
+            "HTTP requests, by endpoint (route template), status code and model version",
+            ["endpoint", "status", "model_version"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "scorepipe_http_request_duration_seconds",
+            "HTTP request time in the server, by endpoint",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
         self.batch_duration = Histogram(
             "scorepipe_stream_batch_duration_seconds",
             "Time to decode, score, publish and commit one micro-batch",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     pushgateway_url: str | None = Field(
         default=None, description="Prometheus Pushgateway (host:port or URL) that flows push their figures to."
     )
+    # Online scoring (HTTP)
+    serve_model_name: str = Field(default="scorepipe", description="Model name in Open Inference Protocol paths.")
+    serve_max_batch_records: int = Field(default=1000, gt=0, description="Most records in one HTTP request.")
+    serve_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0, description="Largest HTTP request body.")
+    api_key: SecretStr | None = Field(
+        default=None, description="If set, scoring endpoints need `Authorization: Bearer KEY` or `X-API-Key: KEY`."
+    )
     live_window_rows: int = Field(default=5_000, gt=0, description="Rows per rolled live-window Parquet file.")
     live_window_seconds: float = Field(default=30.0, gt=0, description="Longest a live-window file stays open.")
 
@@ -82,7 +89,12 @@ class Settings(BaseSettings):
         '10'
         """
         prefix = self.model_config.get("env_prefix", "")
-        return {f"{prefix}{name}".upper(): str(value) for name, value in self.model_dump().items() if value is not None}
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        return {
+            f"{prefix}{name}".upper(): value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            for name, value in values.items()
+            if value is not None
+        }
 
     @property
     def registry_dir(self) -> Path:

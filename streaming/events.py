@@ -7,7 +7,6 @@ are checked by the scoring core, exactly as for batch rows.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 import orjson
 
 from scoring import FeatureSchema
+from scoring.records import RecordShape
 
 EVENT_ID = "event_id"
 
@@ -37,17 +37,11 @@ class Decoded:
 
 
 class EventDecoder:
-    """Decodes events for one schema; field names and kinds are looked up once, not per event."""
+    """Decodes events for one schema (the field checks are ``scoring.records.RecordShape``'s)."""
 
     def __init__(self, schema: FeatureSchema) -> None:
-        self.names = tuple(schema.names)
-        self._known = frozenset(self.names)
-        self._numeric = frozenset(f.name for f in schema.numeric)
-        # The exact JSON types each field may hold (bool is not a number, even though Python says so).
-        self._allowed = {
-            f.name: frozenset({int, float, type(None)} if f.kind == "numeric" else {str, type(None)})
-            for f in schema.features
-        }
+        self.shape = RecordShape(schema)
+        self.names = self.shape.names
 
     def decode(self, value: bytes | None) -> Decoded:
         """Decode one message value; every problem found is named in ``error``."""
@@ -60,34 +54,16 @@ class EventDecoder:
         if not isinstance(payload, dict):
             return Decoded(None, None, f"expected a JSON object, got {type(payload).__name__}")
         event_id = payload.pop(EVENT_ID, None)
-        fields_ok = payload.keys() == self._known and isinstance(event_id, str) and event_id
-        if fields_ok and not self._type_problems(payload):
+        if isinstance(event_id, str) and event_id and self.shape.fits(payload):
             return Decoded(event_id, payload)  # the common case, checked with the least work
         problems = []
         if not isinstance(event_id, str | int) or isinstance(event_id, bool) or event_id == "":
             problems.append(f"{EVENT_ID}: missing or not a string/integer")
             event_id = None
-        missing = [name for name in self.names if name not in payload]
-        extra = sorted(name for name in payload if name not in self._known)
-        if missing:
-            problems.append(f"missing fields: {', '.join(missing)}")
-        if extra:
-            problems.append(f"unexpected fields: {', '.join(extra)}")
-        problems += self._type_problems(payload)
+        problems += self.shape.problems(payload)
         if problems:
             return Decoded(None if event_id is None else str(event_id), None, "; ".join(problems))
         return Decoded(str(event_id), payload)
-
-    def _type_problems(self, payload: dict[str, Any]) -> list[str]:
-        # null is left alone: absence is reported elsewhere, and a null value is the core's call.
-        problems = []
-        for name, value in payload.items():
-            allowed = self._allowed.get(name)
-            if allowed is None or type(value) in allowed:
-                continue
-            wanted = "a number" if name in self._numeric else "a string"
-            problems.append(f"{name}: expected {wanted}, got {_json_type(value)} {_short(value)}")
-        return problems
 
 
 def decode_event(value: bytes | None, schema: FeatureSchema) -> Decoded:
@@ -135,12 +111,3 @@ def iso_ms(epoch_ms: list[int]) -> list[str]:
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
-
-
-def _json_type(value: Any) -> str:
-    return {str: "string", bool: "boolean", list: "array", dict: "object"}.get(type(value), type(value).__name__)
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,334 @@
+"""The online scoring API: Open Inference Protocol V2 and the simple JSON endpoints, on FastAPI.
+
+Bodies are read by hand, bounded by ``serve_max_body_bytes`` and parsed as strict JSON (orjson:
+NaN and Infinity literals are refused, as on the stream), so bad input always gets a 4xx naming
+the problem and never a 500. Scoring runs in the thread pool; each request takes the champion
+once (``ModelWatcher.current()``), so a promotion lands between requests, never inside one.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from monitoring.metrics import ScoringMetrics
+from scoring import Registry, Scorer, Settings
+from scoring.watcher import ModelWatcher, feature_mismatch
+from serving.errors import ApiError
+from serving.runtime import Runtime
+
+log = logging.getLogger("scorepipe.serve")
+OPEN_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready", "/metrics"})
+MODEL_VERSION_HEADER = "x-model-version"
+
+
+def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics | None = None) -> FastAPI:
+    """The API over ``models`` (a started watcher); the caller owns the watcher's lifetime."""
+    metrics = metrics or ScoringMetrics()
+    runtime = Runtime(settings, models, metrics)
+    app = FastAPI(title="scorepipe", version=_package_version(), docs_url="/docs", redoc_url=None)
+    app.state.runtime = runtime
+    name = settings.serve_model_name
+    key = settings.api_key.get_secret_value().encode() if settings.api_key else None
+
+    @app.middleware("http")
+    async def measure_and_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        if key is not None and request.url.path not in OPEN_PATHS and not _authorised(request, key):
+            response: Response = JSONResponse(
+                {"error": "missing or wrong API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        metrics.http_requests.labels(
+            endpoint, str(response.status_code), response.headers.get(MODEL_VERSION_HEADER, "")
+        ).inc()
+        metrics.http_duration.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    # -- health, metrics -----------------------------------------------------------------------
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        current = models.version
+        status = 200 if current is not None else 503
+        return JSONResponse({"status": "ok" if current else "no model", "model_version": current}, status)
+
+    @app.get("/v2/health/live")
+    def live() -> dict:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    def ready() -> JSONResponse:
+        ok = models.version is not None
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    # -- Open Inference Protocol V2 ------------------------------------------------------------
+
+    @app.get("/v2")
+    def server_metadata() -> dict:
+        return {"name": "scorepipe", "version": _package_version(), "extensions": []}
+
+    def model_metadata(model_name: str, model_version: str | None) -> JSONResponse:
+        scorer = _model(runtime, name, model_name, model_version)
+        return _versioned(scorer, _metadata(name, scorer, runtime.versions()))
+
+    def model_ready(model_name: str, model_version: str | None) -> JSONResponse:
+        scorer = _model(runtime, name, model_name, model_version)
+        return _versioned(scorer, {"name": name, "ready": True})
+
+    async def infer(request: Request, model_name: str, model_version: str | None) -> JSONResponse:
+        payload = await _json_body(request, settings, status=400)
+        if not isinstance(payload, dict):
+            raise ApiError(400, "an inference request is a JSON object with `inputs`")
+        inputs = payload.get("inputs")
+        if not isinstance(inputs, list) or not all(isinstance(t, dict) for t in inputs):
+            raise ApiError(400, "`inputs` must be a list of tensors {name, shape, datatype, data}")
+        wanted = _requested_outputs(payload.get("outputs"))
+        scorer = _model(runtime, name, model_name, model_version)
+        frame = runtime.infer_frame(inputs, scorer)
+        scored = await run_in_threadpool(runtime.infer, frame, scorer)
+        outputs = _outputs(scorer, scored, wanted)
+        body: dict[str, Any] = {
+            "model_name": name,
+            "model_version": str(scorer.version),
+            "id": str(payload.get("id")) if payload.get("id") is not None else "",
+            "parameters": {"content_type": "pd"},
+            "outputs": outputs,
+        }
+        return _versioned(scorer, body)
+
+    app.get("/v2/models/{model_name}")(lambda model_name: model_metadata(model_name, None))
+    app.get("/v2/models/{model_name}/versions/{model_version}")(model_metadata)
+    app.get("/v2/models/{model_name}/ready")(lambda model_name: model_ready(model_name, None))
+    app.get("/v2/models/{model_name}/versions/{model_version}/ready")(model_ready)
+
+    @app.post("/v2/models/{model_name}/infer")
+    async def infer_latest(request: Request, model_name: str) -> JSONResponse:
+        return await infer(request, model_name, None)
+
+    @app.post("/v2/models/{model_name}/versions/{model_version}/infer")
+    async def infer_version(request: Request, model_name: str, model_version: str) -> JSONResponse:
+        return await infer(request, model_name, model_version)
+
+    # -- the simple JSON API -------------------------------------------------------------------
+
+    @app.get("/model_info")
+    def model_info() -> JSONResponse:
+        scorer = runtime.scorer()
+        info = runtime.registry.info(scorer.version)
+        bundle = scorer.bundle
+        return _versioned(
+            scorer,
+            {
+                "name": name,
+                "version": scorer.version,
+                "aliases": list(info.aliases),
+                "following": models.ref if models.follows else None,
+                "classes": [_plain(c) for c in bundle.classes],
+                "schema": bundle.schema.model_dump(mode="json"),
+                "metrics": info.metrics,
+                "sha256": info.files,
+                "created_at": info.created_at,
+            },
+        )
+
+    @app.post("/predict")
+    async def predict(request: Request) -> JSONResponse:
+        record = await _json_body(request, settings, status=422)
+        if not isinstance(record, dict):
+            raise ApiError(422, "/predict takes one record, a JSON object (use /predict_batch for a list)")
+        scorer = runtime.scorer()
+        [result] = await run_in_threadpool(runtime.score_records, [record], scorer)
+        if result.error is not None:
+            raise ApiError(422, "the record cannot be scored", result.error.split("; "))
+        return _versioned(scorer, result.scores or {})
+
+    @app.post("/predict_batch")
+    async def predict_batch(request: Request) -> JSONResponse:
+        payload = await _json_body(request, settings, status=422)
+        records = payload.get("records") if isinstance(payload, dict) else payload
+        if not isinstance(records, list):
+            raise ApiError(422, '/predict_batch takes a JSON array of records, or {"records": [...]}')
+        if not records:
+            raise ApiError(422, "the batch is empty")
+        limit = settings.serve_max_batch_records
+        if len(records) > limit:
+            raise ApiError(413, f"{len(records)} records is more than the limit of {limit} per request")
+        scorer = runtime.scorer()
+        results = await run_in_threadpool(runtime.score_records, records, scorer)
+        rejected = [r for r in results if r.error is not None]
+        if len(rejected) == len(results):
+            raise ApiError(422, "no record can be scored", [f"record {r.index}: {r.error}" for r in rejected])
+        body = {
+            "model_version": scorer.version,
+            "scored": len(results) - len(rejected),
+            "rejected": len(rejected),
+            "results": [
+                {"index": r.index, **r.scores} if r.scores is not None else {"index": r.index, "error": r.error}
+                for r in results
+            ],
+        }
+        return _versioned(scorer, body)
+
+    return app
+
+
+def build_app(settings: Settings, model: str = "champion") -> tuple[FastAPI, ModelWatcher]:
+    """A watcher following ``model`` (hot reload, hash-checked) and the app over it."""
+    metrics = ScoringMetrics()
+    registry = Registry(settings.registry_dir)
+    models = ModelWatcher(
+        registry, model, check_seconds=settings.model_check_seconds, listeners=[metrics.on_reload]
+    ).start()
+    schema = models.current().bundle.schema  # type: ignore[union-attr]  # required watchers always hold one
+
+    def compatible(candidate: Scorer) -> str | None:
+        return feature_mismatch(schema, candidate.bundle.schema)  # clients send these fields
+
+    models.compatible = compatible
+    metrics.set_model(models.ref, models.version)
+    return create_app(settings, models, metrics), models
+
+
+def app_from_env() -> FastAPI:
+    """Uvicorn's factory for worker processes: settings and the model from ``SCOREPIPE_*`` variables."""
+    import os
+
+    settings = Settings()
+    app, _ = build_app(settings, os.environ.get("SCOREPIPE_SERVE_MODEL", "champion"))
+    return app
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _authorised(request: Request, key: bytes) -> bool:
+    given = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization", "")
+    if given is None and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    return given is not None and hmac.compare_digest(given.encode(), key)
+
+
+async def _json_body(request: Request, settings: Settings, *, status: int) -> Any:
+    """The request body as strict JSON, read no further than the size limit (413 past it)."""
+    limit = settings.serve_max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body of {int(declared):,} bytes is over the limit of {limit:,} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise ApiError(status, "empty request body: send JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(status, f"invalid JSON: {exc}") from exc
+
+
+def _model(runtime: Runtime, name: str, model_name: str, model_version: str | None) -> Scorer:
+    if model_name != name:
+        raise ApiError(404, f"unknown model {model_name!r}: this server serves {name!r}")
+    return runtime.scorer(model_version)
+
+
+def _metadata(name: str, scorer: Scorer, versions: list[str]) -> dict[str, Any]:
+    """V2 model metadata: one input per feature column, the outputs ``infer`` returns."""
+    inputs = [
+        {"name": f.name, "datatype": "FP64" if f.kind == "numeric" else "BYTES", "shape": [-1]}
+        for f in scorer.bundle.schema.features
+    ]
+    return {
+        "name": name,
+        "versions": versions,
+        "platform": "sklearn",
+        "inputs": inputs,
+        "outputs": [{"name": n, "datatype": t, "shape": [-1]} for n, t in _output_types(scorer).items()],
+        "parameters": {"content_type": "pd", "model_version": str(scorer.version)},
+    }
+
+
+def _output_types(scorer: Scorer) -> dict[str, str]:
+    integer = all(isinstance(_plain(c), int) for c in scorer.bundle.classes)
+    types = {"prediction": "INT64" if integer else "BYTES"}
+    types.update({c: "FP64" for c in scorer.proba_columns})
+    types.update({"confidence": "FP64", "model_version": "INT64"})
+    return types
+
+
+def _requested_outputs(outputs: Any) -> list[str] | None:
+    if outputs is None:
+        return None
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        raise ApiError(400, '`outputs` must be a list of {"name": ...}')
+    return [o["name"] for o in outputs]
+
+
+def _outputs(scorer: Scorer, scored: Any, wanted: list[str] | None) -> list[dict[str, Any]]:
+    types = _output_types(scorer)
+    if wanted is not None and (unknown := [n for n in wanted if n not in types]):
+        raise ApiError(400, f"unknown outputs: {', '.join(unknown)} (outputs are {', '.join(types)})")
+    n = len(scored)
+    tensors = []
+    for output_name, datatype in types.items():
+        if wanted is not None and output_name not in wanted:
+            continue
+        column = scored[output_name]
+        if datatype == "BYTES":
+            data = column.astype(str).tolist()
+        elif datatype == "INT64":
+            data = column.astype("int64").tolist()
+        else:
+            data = column.astype("float64").tolist()
+        tensors.append({"name": output_name, "shape": [n], "datatype": datatype, "data": data})
+    return tensors
+
+
+def _versioned(scorer: Scorer, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, headers={MODEL_VERSION_HEADER: str(scorer.version)})
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _package_version() -> str:
+    try:
+        return version("scorepipe")
+    except PackageNotFoundError:
+        return "0+unknown"

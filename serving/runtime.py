@@ -1,0 +1,213 @@
+"""What the HTTP handlers call: records and V2 tensors in, ``Scorer.score`` results out.
+
+Free of FastAPI so it can be tested and reused: the app only parses bodies and renders these results.
+Every prediction comes from ``Scorer.score`` on a frame, exactly as in the batch flow and the stream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitoring.metrics import ScoringMetrics
+from scoring import Scorer, ScoringError, Settings
+from scoring.records import RecordShape, json_type, short
+from scoring.scorer import CONFIDENCE, PREDICTION, REJECT_REASON
+from scoring.watcher import ModelWatcher
+from serving.errors import ApiError
+
+NUMERIC_DATATYPES = frozenset({"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32"})
+VERSION_CACHE = 4  # pinned versions asked for by path, kept loaded
+
+
+@dataclass
+class RecordResult:
+    """One record's outcome: its scores, or why it could not be scored."""
+
+    index: int
+    scores: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class Runtime:
+    """The serving side of one process: the followed champion, pinned versions, metrics."""
+
+    def __init__(self, settings: Settings, models: ModelWatcher, metrics: ScoringMetrics) -> None:
+        self.settings = settings
+        self.models = models
+        self.metrics = metrics
+        self.registry = models.registry
+        self._pinned: OrderedDict[int, Scorer] = OrderedDict()
+
+    # -- models ------------------------------------------------------------------------------
+
+    def scorer(self, version: str | None = None) -> Scorer:
+        """The champion now (swapped in if its alias moved), or a specific version (404 if unknown)."""
+        if version is None:
+            scorer = self.models.current()
+            if scorer is None:
+                raise ApiError(503, "no model loaded")
+            return scorer
+        try:
+            number = self.registry.resolve(version if not version.isdigit() else int(version))
+        except ScoringError as exc:
+            raise ApiError(404, f"unknown model version {version!r}: {exc}") from exc
+        current = self.models.current()
+        if current is not None and current.version == number:
+            return current
+        if number not in self._pinned:
+            try:
+                self._pinned[number] = Scorer.from_registry(self.registry, number)  # hash-verified
+            except ScoringError as exc:
+                raise ApiError(503, f"model version {number} cannot be loaded: {exc}") from exc
+            while len(self._pinned) > VERSION_CACHE:
+                self._pinned.popitem(last=False)
+        self._pinned.move_to_end(number)
+        return self._pinned[number]
+
+    def versions(self) -> list[str]:
+        return [str(v.version) for v in self.registry.versions()]
+
+    # -- the simple JSON API -------------------------------------------------------------------
+
+    def score_records(self, records: list[Any], scorer: Scorer) -> list[RecordResult]:
+        """Score every well-formed record as one frame; the others come back with their reasons, in order."""
+        shape = RecordShape(scorer.bundle.schema)
+        results = [RecordResult(i) for i in range(len(records))]
+        good: list[int] = []
+        for i, record in enumerate(records):
+            if not isinstance(record, dict):
+                results[i].error = f"expected a JSON object, got {json_type(record)} {short(record)}"
+            elif not shape.fits(record) and (problems := shape.problems(record)):
+                results[i].error = "; ".join(problems)
+            else:
+                good.append(i)
+        if good:
+            frame = pd.DataFrame.from_records([records[i] for i in good], columns=list(shape.names))
+            scored = scorer.score(frame)
+            reasons = scored[REJECT_REASON].to_numpy()
+            proba = scored[scorer.proba_columns].to_numpy()
+            labels = scored[PREDICTION].to_numpy(dtype=object)
+            confidence = scored[CONFIDENCE].to_numpy()
+            classes = [str(c) for c in scorer.bundle.classes]
+            for row, i in enumerate(good):
+                if isinstance(reasons[row], str):
+                    results[i].error = reasons[row]
+                    continue
+                results[i].scores = {
+                    "prediction": _plain(labels[row]),
+                    "probabilities": dict(zip(classes, proba[row].tolist(), strict=True)),
+                    "confidence": float(confidence[row]),
+                    "model_version": scorer.version,
+                }
+        ok = [r.scores for r in results if r.scores is not None]
+        self._count(
+            scorer,
+            np.asarray([s["prediction"] for s in ok], dtype=object),
+            np.asarray([s["confidence"] for s in ok], dtype=float),
+            rejected=len(results) - len(ok),
+        )
+        return results
+
+    # -- Open Inference Protocol V2 ------------------------------------------------------------
+
+    def infer_frame(self, inputs: list[dict[str, Any]], scorer: Scorer) -> pd.DataFrame:
+        """The V2 request's columns as one frame; 400 listing every problem if it cannot be scored."""
+        schema = scorer.bundle.schema
+        problems: list[str] = []
+        by_name = {}
+        for position, tensor in enumerate(inputs):
+            name = tensor.get("name")
+            if name in by_name:
+                problems.append(f"input {name!r} is given twice")
+            by_name[name] = (position, tensor)
+        missing = [n for n in schema.names if n not in by_name]
+        unknown = [str(n) for n in by_name if n not in schema.names]
+        if missing:
+            problems.append(f"missing inputs: {', '.join(missing)}")
+        if unknown:
+            problems.append(f"unknown inputs: {', '.join(unknown)} (the model takes {', '.join(schema.names)})")
+        columns: dict[str, Any] = {}
+        lengths: dict[str, int] = {}
+        for feature in schema.features:
+            if feature.name not in by_name:
+                continue
+            _, tensor = by_name[feature.name]
+            column, column_problems = _column(tensor, numeric=feature.kind == "numeric")
+            problems += column_problems
+            if column is not None:
+                columns[feature.name] = column
+                lengths[feature.name] = len(column)
+        if len(set(lengths.values())) > 1:
+            problems.append(f"inputs differ in length: {', '.join(f'{n}={k}' for n, k in lengths.items())}")
+        if not problems and not lengths:
+            problems.append("no inputs")
+        if not problems and next(iter(lengths.values())) == 0:
+            problems.append("inputs hold no rows")
+        if not problems and next(iter(lengths.values())) > self.settings.serve_max_batch_records:
+            raise ApiError(413, f"{next(iter(lengths.values()))} rows is more than the limit of "
+                           f"{self.settings.serve_max_batch_records} per request")  # fmt: skip
+        if problems:
+            raise ApiError(400, "the request cannot be scored", problems)
+        return pd.DataFrame(columns, columns=schema.names)
+
+    def infer(self, frame: pd.DataFrame, scorer: Scorer) -> pd.DataFrame:
+        """Score the frame; every row must be scorable (400 naming each rejected row otherwise)."""
+        scored = scorer.score(frame)
+        reasons = scored[REJECT_REASON]
+        bad = reasons.notna().to_numpy()
+        good = scored[~bad]
+        self._count(scorer, good[PREDICTION].to_numpy(dtype=object), good[CONFIDENCE].to_numpy(float), int(bad.sum()))
+        if bad.any():
+            problems = [f"row {i}: {reasons.iloc[i]}" for i in np.flatnonzero(bad)]
+            raise ApiError(400, f"{int(bad.sum())} of {len(frame)} rows cannot be scored", problems)
+        return scored
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _count(self, scorer: Scorer, labels: np.ndarray, confidence: np.ndarray, rejected: int) -> None:
+        if len(labels):
+            self.metrics.record_predictions(scorer.version, labels, confidence)
+        if rejected:
+            self.metrics.rejected.labels("validate").inc(rejected)
+
+
+def _column(tensor: dict[str, Any], *, numeric: bool) -> tuple[list[Any] | None, list[str]]:
+    """One V2 input's data as a flat list of JSON scalars, with every problem of its shape and types."""
+    name = tensor.get("name")
+    datatype = tensor.get("datatype")
+    data = tensor.get("data")
+    shape = tensor.get("shape")
+    problems = []
+    if numeric and datatype not in NUMERIC_DATATYPES:
+        problems.append(f"input {name!r}: datatype {datatype!r}, expected FP64 (or another numeric type)")
+    if not numeric and datatype != "BYTES":
+        problems.append(f"input {name!r}: datatype {datatype!r}, expected BYTES")
+    if not isinstance(data, list):
+        return None, [*problems, f"input {name!r}: data must be a list"]
+    flat = [v for row in data for v in (row if isinstance(row, list) else [row])]
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        problems.append(f"input {name!r}: shape must be a list of sizes, got {short(shape)}")
+    elif math.prod(shape) != len(flat) or len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+        problems.append(f"input {name!r}: shape {shape} does not fit {len(flat)} values of one column ([n] or [n, 1])")
+    wrong = [
+        (i, v)
+        for i, v in enumerate(flat)
+        if v is not None
+        and (not isinstance(v, int | float) or isinstance(v, bool) if numeric else not isinstance(v, str))
+    ]
+    for i, value in wrong[:5]:
+        kind = "a number" if numeric else "a string"
+        problems.append(f"input {name!r}: element {i} is {json_type(value)} {short(value)}, expected {kind}")
+    if len(wrong) > 5:
+        problems.append(f"input {name!r}: {len(wrong) - 5} more elements of the wrong type")
+    return (None if problems else flat), problems
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
