@@ -46,9 +46,11 @@ demo: venv
 	$(BIN)/scorepipe demo
 
 bench: venv
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q wrk; }
 	$(BIN)/python bench/batch.py
 	$(BIN)/python bench/stream.py
 	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/online.py
 
 clean:
 	rm -rf .scorepipe bench/out

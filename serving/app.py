@@ -8,6 +8,7 @@ once (``ModelWatcher.current()``), so a promotion lands between requests, never 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from monitoring.metrics import ScoringMetrics
 from scoring import Registry, Scorer, Settings
 from scoring.watcher import ModelWatcher, feature_mismatch
+from serving.batcher import DynamicBatcher
 from serving.errors import ApiError
 from serving.runtime import Runtime
 
@@ -36,8 +38,11 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
     """The API over ``models`` (a started watcher); the caller owns the watcher's lifetime."""
     metrics = metrics or ScoringMetrics()
     runtime = Runtime(settings, models, metrics)
+    batcher = DynamicBatcher(runtime, max_records=settings.serve_max_batch_records)
     app = FastAPI(title="scorepipe", version=_package_version(), docs_url="/docs", redoc_url=None)
     app.state.runtime = runtime
+    app.state.batcher = batcher
+    app.router.on_shutdown.append(batcher.stop)
     name = settings.serve_model_name
     key = settings.api_key.get_secret_value().encode() if settings.api_key else None
 
@@ -165,8 +170,7 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
         record = await _json_body(request, settings, status=422)
         if not isinstance(record, dict):
             raise ApiError(422, "/predict takes one record, a JSON object (use /predict_batch for a list)")
-        scorer = runtime.scorer()
-        [result] = await run_in_threadpool(runtime.score_records, [record], scorer)
+        scorer, [result] = await asyncio.wrap_future(batcher.submit([record]))
         if result.error is not None:
             raise ApiError(422, "the record cannot be scored", result.error.split("; "))
         return _versioned(scorer, result.scores or {})
@@ -182,8 +186,7 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
         limit = settings.serve_max_batch_records
         if len(records) > limit:
             raise ApiError(413, f"{len(records)} records is more than the limit of {limit} per request")
-        scorer = runtime.scorer()
-        results = await run_in_threadpool(runtime.score_records, records, scorer)
+        scorer, results = await asyncio.wrap_future(batcher.submit(records))
         rejected = [r for r in results if r.error is not None]
         if len(rejected) == len(results):
             raise ApiError(422, "no record can be scored", [f"record {r.index}: {r.error}" for r in rejected])

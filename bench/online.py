@@ -1,0 +1,235 @@
+"""Online scoring throughput and latency: `scorepipe serve` on loopback under a bounded async load.
+
+Measured in one run, on the same rows:
+- the limit: the core's ``Scorer.score`` in-process (one record per call, and 100-record frames);
+- single-record ``POST /predict`` at a fixed rate (p50, p99) and at saturation (requests/s, p50, p99);
+- 100-record ``POST /predict_batch`` at saturation (rows/s) and V2 ``infer`` with 100 rows;
+- against the seed service's published figures (about 60 requests/s single, 1,000 rows/s in batches of
+  100, p99 35 ms).
+
+Load generators run on the same 2 cores as the server, so every figure is a floor for what the server
+does with the machine to itself. Saturation is driven by `wrk` (C, Debian package `wrk`; `make bench`
+installs it) for a fixed time; a Python client costs more CPU per request than the server does and
+would measure itself. The fixed-rate run is open-loop (httpx, asyncio: one request every 1/rate s,
+bounded by a request count), so slow answers do not slow the arrivals.
+
+Usage: .venv/bin/python bench/online.py [--workers 2] [--requests 3000] [--rate 100] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.batch import registry  # noqa: E402
+from scorepipe.services import ManagedProcess, free_port, http_ok  # noqa: E402
+from scoring import Scorer, Settings, synthetic  # noqa: E402
+
+SEED = {"single_rps": 60.0, "batch_rows_per_s": 1000.0, "p99_ms": 35.0}
+
+
+def rows(n: int, seed: int = 2027) -> list[dict]:
+    frame = synthetic.generate(n, seed=seed, with_target=False).drop(columns=[synthetic.ID_COLUMN])
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        for r in frame.to_dict("records")
+    ]
+
+
+def in_process_limit(scorer: Scorer, records: list[dict]) -> dict:
+    """``Scorer.score`` on one thread: single records per call, and 100-record frames."""
+    import pandas as pd
+
+    frames = [pd.DataFrame([r]) for r in records[:300]]
+    started = time.perf_counter()
+    for frame in frames:
+        scorer.score(frame)
+    single = len(frames) / (time.perf_counter() - started)
+    batches = [pd.DataFrame(records[i : i + 100]) for i in range(0, len(records) - 99, 100)]
+    started = time.perf_counter()
+    for frame in batches:
+        scorer.score(frame)
+    batch_rows = 100 * len(batches) / (time.perf_counter() - started)
+    return {"single_calls_per_s": round(single, 1), "batch100_rows_per_s": round(batch_rows)}
+
+
+async def fixed_rate(url: str, bodies: list[bytes], rate: float, seconds: float) -> dict:
+    """Open-loop load: one request every 1/rate s, whatever the answers do (no coordinated omission)."""
+    count = int(rate * seconds)
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as client:
+
+        async def one(body: bytes) -> None:
+            nonlocal errors
+            t = time.perf_counter()
+            response = await client.post(url, content=body, headers={"content-type": "application/json"})
+            latencies.append(time.perf_counter() - t)
+            errors += response.status_code != 200
+
+        tasks = []
+        started = time.perf_counter()
+        for i in range(count):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(bodies[i % len(bodies)])))
+        await asyncio.gather(*tasks)
+    return {"requests": count, "errors": errors, **percentiles(latencies)}
+
+
+async def saturate(url: str, bodies: list[bytes], total: int, concurrency: int) -> dict:
+    """Closed-loop load: ``concurrency`` clients each sending their next request as soon as one returns."""
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+
+        async def worker() -> None:
+            nonlocal sent, errors
+            while sent < total:
+                body = bodies[sent % len(bodies)]
+                sent += 1
+                t = time.perf_counter()
+                response = await client.post(url, content=body, headers={"content-type": "application/json"})
+                latencies.append(time.perf_counter() - t)
+                errors += response.status_code != 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"requests": total, "errors": errors, "requests_per_s": round(total / elapsed, 1), **percentiles(latencies)}
+
+
+def wrk(url: str, body: bytes, *, connections: int, seconds: float, workdir: Path) -> dict:
+    """Closed-loop saturation with wrk: requests/s, p50 and p99 over a fixed time."""
+    script = workdir / f"post-{connections}.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body.decode())}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "-s", str(script), "--latency", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw errors:\n{out}")
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 1)
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {"requests_per_s": round(rps, 1), "p50_ms": ms("50"), "p99_ms": ms("99"), "errors": 0}
+
+
+def percentiles(latencies: list[float]) -> dict:
+    ms = np.asarray(latencies) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1)}
+
+
+def v2_body(batch: list[dict]) -> bytes:
+    inputs = []
+    for name in batch[0]:
+        values = [r[name] for r in batch]
+        kind = "BYTES" if isinstance(next((v for v in values if v is not None), 0.0), str) else "FP64"
+        inputs.append({"name": name, "shape": [len(batch)], "datatype": kind, "data": values})
+    return json.dumps({"inputs": inputs}).encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=3000, help="single-record requests at saturation")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--batches", type=int, default=300, help="100-record requests at saturation")
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # as `scorepipe serve` runs: one OpenMP thread per scoring thread
+    reg = registry()
+    records = rows(3000)
+    limit = in_process_limit(Scorer.from_registry(reg), records)
+    port = free_port()
+    settings = Settings(home=Path(tempfile.mkdtemp(prefix="bench-online-")), registry=reg.root)
+    server = ManagedProcess(
+        "scorepipe serve",
+        [sys.executable, "-m", "scorepipe.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
+        env={**os.environ, **settings.as_env()},
+        log_path=settings.home / "serve.log",
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        server.wait_until(lambda: http_ok(f"{url}/v2/health/ready"), timeout=90, what="ready")
+        singles = [json.dumps(r).encode() for r in records]
+        batches = [json.dumps(records[i : i + 100]).encode() for i in range(0, 3000, 100)]
+        v2 = [v2_body(records[i : i + 100]) for i in range(0, 3000, 100)]
+        asyncio.run(saturate(f"{url}/predict", singles, 200, 8))  # warm-up: imports, first calls
+        steady = asyncio.run(fixed_rate(f"{url}/predict", singles, args.rate, args.seconds))
+        if shutil.which("wrk"):
+            tmp = settings.home
+            single = wrk(f"{url}/predict", singles[0], connections=args.concurrency, seconds=args.seconds, workdir=tmp)
+            batch = wrk(f"{url}/predict_batch", batches[0], connections=4, seconds=args.seconds, workdir=tmp)
+            infer = wrk(f"{url}/v2/models/scorepipe/infer", v2[0], connections=4, seconds=args.seconds, workdir=tmp)
+        else:  # a floor: the Python client competes with the server for the cores
+            print("wrk not found (apt-get install wrk): saturating with httpx, which measures itself too")
+            single = asyncio.run(saturate(f"{url}/predict", singles, args.requests, args.concurrency))
+            batch = asyncio.run(saturate(f"{url}/predict_batch", batches, args.batches, 4))
+            infer = asyncio.run(saturate(f"{url}/v2/models/scorepipe/infer", v2, args.batches, 4))
+    finally:
+        server.stop()
+    batch_rows = batch["requests_per_s"] * 100
+    infer_rows = infer["requests_per_s"] * 100
+    results = {
+        "workers": args.workers,
+        "limit_in_process": limit,
+        "single_at_fixed_rate": {"rate": args.rate, **steady},
+        "load_generator": "wrk" if shutil.which("wrk") else "httpx",
+        "single_at_saturation": {"concurrency": args.concurrency, **single},
+        "batch100_at_saturation": {"concurrency": 4, "rows_per_s": round(batch_rows), **batch},
+        "v2_infer100_at_saturation": {"concurrency": 4, "rows_per_s": round(infer_rows), **infer},
+        "single_vs_seed": round(single["requests_per_s"] / SEED["single_rps"], 1),
+        "batch_ratio_to_limit": round(batch_rows / limit["batch100_rows_per_s"], 3),
+        "batch_vs_seed": round(batch_rows / SEED["batch_rows_per_s"], 1),
+    }
+    print(f"limit, Scorer.score in-process, one record per call:   {limit['single_calls_per_s']:>9,} calls/s")
+    print(f"limit, Scorer.score in-process, 100-record frames:    {limit['batch100_rows_per_s']:>9,} rows/s")
+    print(
+        f"/predict at {args.rate:.0f}/s: p50 {steady['p50_ms']} ms, p99 {steady['p99_ms']} ms, "
+        f"{steady['errors']} errors (target p99 < 25 ms; seed p99 {SEED['p99_ms']:.0f} ms)"
+    )
+    print(
+        f"/predict at saturation ({args.concurrency} clients): {single['requests_per_s']:,} requests/s, "
+        f"p50 {single['p50_ms']} ms, p99 {single['p99_ms']} ms; {results['single_vs_seed']}x the seed "
+        f"(target >= 10x)"
+    )
+    print(
+        f"/predict_batch of 100: {batch_rows:,.0f} rows/s, {results['batch_ratio_to_limit']} of the in-process "
+        f"limit (target >= 0.7), {results['batch_vs_seed']}x the seed"
+    )
+    print(f"V2 infer of 100 rows: {infer_rows:,.0f} rows/s, p99 {infer['p99_ms']} ms")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""`scorepipe serve` as a real server process: one score on every path, and hot reload under load."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.batch import run_batch
+from scorepipe.services import ManagedProcess, free_port, http_ok
+from scoring import Registry, Scorer, synthetic
+from streaming.consumer import score_stream
+from streaming.producer import produce
+from streaming.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+def serve(settings, tmp_path, *args):
+    port = free_port()
+    server = ManagedProcess(
+        "scorepipe serve",
+        [sys.executable, "-m", "scorepipe.cli", "serve", "--port", str(port), *args],
+        env={**os.environ, **settings.as_env(), "SCOREPIPE_MODEL_CHECK_SECONDS": "0.2"},
+        log_path=tmp_path / f"serve-{port}.log",
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    server.wait_until(lambda: http_ok(f"{url}/v2/health/ready"), timeout=60, what="ready")
+    return server, url
+
+
+def post(url, body):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def as_records(frame):
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        for r in frame.to_dict("records")
+    ]
+
+
+def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(stream_settings, tmp_path):
+    settings = stream_settings()
+    rows = synthetic.generate(300, seed=91, with_target=False)
+    ids = rows[synthetic.ID_COLUMN].tolist()
+    features = rows.drop(columns=[synthetic.ID_COLUMN])
+
+    rows.to_parquet(tmp_path / "rows.parquet")
+    scorer = Scorer.from_registry(Registry(settings.registry_dir))
+    run_batch(tmp_path / "rows.parquet", tmp_path / "batch", scorer, chunk_size=128)
+    batch = pd.read_parquet(tmp_path / "batch" / "rows.parquet").set_index(synthetic.ID_COLUMN)
+
+    ensure_topics(settings)
+    produce(settings, count=300, seed=91)
+    score_stream(settings, scorer).run(idle_exit_seconds=3)
+    from tests.streaming.test_stream import read_topic
+
+    stream = {m.key.decode(): json.loads(m.value) for m in read_topic(settings, settings.predictions_topic, expect=300)}
+
+    server, url = serve(settings, tmp_path)
+    try:
+        status, simple = post(f"{url}/predict_batch", as_records(features))
+        assert status == 200 and simple["scored"] == 300
+        inputs = [
+            {
+                "name": name,
+                "shape": [300],
+                "datatype": "BYTES" if features[name].dtype == object else "FP64",
+                "data": [None if isinstance(v, float) and np.isnan(v) else v for v in features[name].tolist()],
+            }
+            for name in features.columns
+        ]
+        status, v2 = post(f"{url}/v2/models/scorepipe/infer", {"id": "parity", "inputs": inputs})
+        assert status == 200, v2
+        status, single = post(f"{url}/predict", as_records(features.iloc[[7]])[0])
+        assert status == 200
+    finally:
+        server.stop()
+
+    v2_out = {o["name"]: o["data"] for o in v2["outputs"]}
+    assert set(stream) == set(ids) == set(batch.index)
+    for i, event_id in enumerate(ids):
+        expected = batch.at[event_id, "proba_1"]
+        assert stream[event_id]["probabilities"]["1"] == expected
+        assert simple["results"][i]["probabilities"]["1"] == expected
+        assert v2_out["proba_1"][i] == expected
+        label = int(batch.at[event_id, "prediction"])
+        assert stream[event_id]["prediction"] == simple["results"][i]["prediction"] == v2_out["prediction"][i] == label
+    assert single["probabilities"]["1"] == batch.at[ids[7], "proba_1"]
+    versions = {s["model_version"] for s in stream.values()} | {r["model_version"] for r in simple["results"]}
+    assert versions == {1} and set(v2_out["model_version"]) == {1} and v2["model_version"] == "1"
+    assert set(batch["model_version"]) == {1}
+
+
+def test_promote_and_rollback_under_requests_fail_no_request(stream_settings, bundle, tmp_path):
+    settings = stream_settings()
+    registry = Registry(settings.registry_dir)
+    registry.register(bundle)
+    server, url = serve(settings, tmp_path, "--workers", "2")
+    record = as_records(synthetic.generate(1, seed=3, with_target=False).drop(columns=[synthetic.ID_COLUMN]))[0]
+    seen, failures, stop = [], [], threading.Event()
+
+    def hammer():
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            status, body = post(f"{url}/predict", record)
+            (seen if status == 200 else failures).append(body.get("model_version", body))
+
+    client = threading.Thread(target=hammer)
+    try:
+        client.start()
+        time.sleep(1)
+        registry.promote(2)
+        deadline = time.monotonic() + 15
+        while not (seen and seen[-1] == 2 and seen[-20:].count(2) == 20):
+            assert time.monotonic() < deadline, "the workers never all followed the promotion"
+            time.sleep(0.1)
+        registry.rollback()
+        deadline = time.monotonic() + 15
+        while seen[-20:].count(1) != 20:
+            assert time.monotonic() < deadline, "the workers never all followed the rollback"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        client.join()
+        server.stop()
+    assert failures == []
+    changes = [v for i, v in enumerate(seen) if i == 0 or v != seen[i - 1]]
+    assert changes[0] == 1 and 2 in changes and changes[-1] == 1
+    assert len(seen) > 40  # requests kept coming across both moves
