@@ -270,21 +270,12 @@ def _scrape(url: str) -> dict[str, float]:
 
 def _versions_table(settings: Settings) -> Table:
     """Predictions per model version, in the order the versions served: the switch without a restart."""
-    from kafka import KafkaConsumer
-
-    reader = KafkaConsumer(
-        settings.predictions_topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
     by_batch: dict[str, str] = {}
     counts: Counter[str] = Counter()
-    for message in reader:
-        version = dict(message.headers)["model_version"].decode()
-        by_batch[dict(message.headers)["scored_at"].decode()] = version
+    for headers in _all_headers(settings, settings.predictions_topic):
+        version = headers["model_version"].decode()
+        by_batch[headers["scored_at"].decode()] = version
         counts[version] += 1
-    reader.close()
     runs: list[str] = []
     for _, version in sorted(by_batch.items()):
         if not runs or runs[-1] != version:
@@ -297,22 +288,29 @@ def _versions_table(settings: Settings) -> Table:
     return table
 
 
-def _dead_letter_reasons(settings: Settings) -> Table:
+def _all_headers(settings: Settings, topic: str) -> list[dict[str, bytes]]:
+    """The headers of every message on ``topic``, read from the beginning until it goes quiet."""
     from kafka import KafkaConsumer
 
-    from streaming.events import DLQ_REASON
-
     reader = KafkaConsumer(
-        settings.dlq_topic,
+        topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         auto_offset_reset="earliest",
         consumer_timeout_ms=3000,
     )
+    try:
+        return [dict(message.headers) for message in reader]
+    finally:
+        reader.close()
+
+
+def _dead_letter_reasons(settings: Settings) -> Table:
+    from streaming.events import DLQ_REASON
+
     reasons: Counter[str] = Counter()
-    for message in reader:
-        reason = dict(message.headers)[DLQ_REASON].decode()
+    for headers in _all_headers(settings, settings.dlq_topic):
+        reason = headers[DLQ_REASON].decode()
         reasons[re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "…", reason)] += 1
-    reader.close()
     table = Table(title="dead letters by reason")
     table.add_column("reason")
     table.add_column("count", justify="right")
