@@ -46,7 +46,8 @@ demo: venv
 	$(BIN)/scorepipe demo
 
 bench: venv
-	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q wrk; }
+	@command -v wrk >/dev/null 2>&1 && command -v hey >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q wrk hey; }
 	$(BIN)/python bench/batch.py
 	$(BIN)/python bench/stream.py
 	$(BIN)/python bench/drift.py

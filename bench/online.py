@@ -10,8 +10,9 @@ Measured in one run, on the same rows:
 Load generators run on the same 2 cores as the server, so every figure is a floor for what the server
 does with the machine to itself. Saturation is driven by `wrk` (C, Debian package `wrk`; `make bench`
 installs it) for a fixed time; a Python client costs more CPU per request than the server does and
-would measure itself. The fixed-rate run is open-loop (httpx, asyncio: one request every 1/rate s,
-bounded by a request count), so slow answers do not slow the arrivals.
+would measure itself. The steady-rate run uses `hey` (Go, Debian package `hey`) with 10 rate-limited
+connections; without it, an open-loop httpx client (one request every 1/rate s, bounded by a
+request count), whose own CPU then adds to the latency it measures.
 
 Usage: .venv/bin/python bench/online.py [--workers 2] [--requests 3000] [--rate 100] [--seconds 10]
 """
@@ -142,6 +143,26 @@ def wrk(url: str, body: bytes, *, connections: int, seconds: float, workdir: Pat
     return {"requests_per_s": round(rps, 1), "p50_ms": ms("50"), "p99_ms": ms("99"), "errors": 0}
 
 
+def hey(url: str, body: bytes, *, rate: float, seconds: float, workdir: Path) -> dict:
+    """``rate`` requests/s for ``seconds`` from 10 rate-limited connections: p50, p99, errors."""
+    payload = workdir / "hey-body.json"
+    payload.write_bytes(body)
+    connections = 10
+    out = subprocess.run(
+        ["hey", "-z", f"{seconds:.0f}s", "-c", str(connections), "-q", f"{rate / connections:g}", "-m", "POST",
+         "-T", "application/json", "-D", str(payload), url],
+        capture_output=True, text=True, timeout=seconds + 60, check=True,
+    ).stdout  # fmt: skip
+
+    def ms(q: str) -> float:
+        return round(float(re.search(rf"{q}% in ([\d.]+) secs", out).group(1)) * 1000, 1)  # type: ignore[union-attr]
+
+    codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", out)
+    errors = sum(int(n) for code, n in codes if code != "200")
+    sent = sum(int(n) for _, n in codes)
+    return {"requests": sent, "errors": errors, "p50_ms": ms("50"), "p99_ms": ms("99")}
+
+
 def percentiles(latencies: list[float]) -> dict:
     ms = np.asarray(latencies) * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1)}
@@ -185,7 +206,11 @@ def main() -> None:
         batches = [json.dumps(records[i : i + 100]).encode() for i in range(0, 3000, 100)]
         v2 = [v2_body(records[i : i + 100]) for i in range(0, 3000, 100)]
         asyncio.run(saturate(f"{url}/predict", singles, 200, 8))  # warm-up: imports, first calls
-        steady = asyncio.run(fixed_rate(f"{url}/predict", singles, args.rate, args.seconds))
+        if shutil.which("hey"):
+            steady = hey(f"{url}/predict", singles[0], rate=args.rate, seconds=args.seconds, workdir=settings.home)
+        else:
+            print("hey not found (apt-get install hey): steady rate from httpx, whose CPU adds to the latency")
+            steady = asyncio.run(fixed_rate(f"{url}/predict", singles, args.rate, args.seconds))
         if shutil.which("wrk"):
             tmp = settings.home
             single = wrk(f"{url}/predict", singles[0], connections=args.concurrency, seconds=args.seconds, workdir=tmp)
@@ -205,6 +230,7 @@ def main() -> None:
         "limit_in_process": limit,
         "single_at_fixed_rate": {"rate": args.rate, **steady},
         "load_generator": "wrk" if shutil.which("wrk") else "httpx",
+        "steady_load_generator": "hey" if shutil.which("hey") else "httpx",
         "single_at_saturation": {"concurrency": args.concurrency, **single},
         "batch100_at_saturation": {"concurrency": 4, "rows_per_s": round(batch_rows), **batch},
         "v2_infer100_at_saturation": {"concurrency": 4, "rows_per_s": round(infer_rows), **infer},

@@ -7,10 +7,12 @@ version, predicted label, alias, stage, partition; never an event id).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from scoring.agreement import Agreement
 from scoring.watcher import ReloadEvent
@@ -77,11 +79,13 @@ class ScoringMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        # Gauges say how to combine worker processes when metrics are multiprocess (``serve --workers N``).
         self.model_info = Gauge(
             "scorepipe_model_info",
-            "The model version each alias is scoring with (always 1)",
+            "The model version each alias is scoring with (1; 0 once replaced)",
             ["alias", "version"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.reloads = Counter(
             "scorepipe_model_reloads", "Models swapped in after an alias moved", ["alias"], registry=r
@@ -133,6 +137,7 @@ class ScoringMetrics:
         """Point ``scorepipe_model_info{alias}`` at ``version`` (None: no model for the alias)."""
         old = self._info.pop(alias, None)
         if old is not None:
+            self.model_info.labels(alias, old).set(0)  # what a multiprocess collector keeps of a removed series
             self.model_info.remove(alias, old)
         if version is not None:
             self._info[alias] = str(version)
@@ -153,6 +158,19 @@ class ScoringMetrics:
         if total.label_agreement is not None:
             self.shadow_agreement.labels(*pair).set(total.label_agreement)
         observe_many(self.shadow_diff.labels(*pair), diff)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of this process, or of every worker when metrics are multiprocess.
+
+        ``scorepipe serve --workers N`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, so
+        each worker writes its samples to files there and any worker's ``/metrics`` reads them all.
+        """
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined, path=directory)
+        return generate_latest(combined)
 
     def snapshot(self) -> dict[str, Any]:
         """Current sample values by name and labels, for tests and status lines."""

@@ -472,6 +472,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         soft_wrap=True,
     )
     if args.workers > 1:
+        import shutil
+
+        # Every worker writes its metrics here, so any worker's /metrics reports the whole server.
+        metrics_dir = settings.home / "serve-metrics" / str(args.port)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         os.environ.update({**settings.as_env(), "SCOREPIPE_SERVE_MODEL": args.model})
         uvicorn.run(
             "serving.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,

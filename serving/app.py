@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from monitoring.metrics import ScoringMetrics
@@ -78,7 +78,7 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
     def health() -> JSONResponse:

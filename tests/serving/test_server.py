@@ -16,7 +16,7 @@ import pytest
 
 from flows.batch import run_batch
 from scorepipe.services import ManagedProcess, free_port, http_ok
-from scoring import Registry, Scorer, synthetic
+from scoring import Registry, Scorer, Settings, synthetic
 from streaming.consumer import score_stream
 from streaming.producer import produce
 from streaming.topics import ensure_topics
@@ -134,11 +134,61 @@ def test_promote_and_rollback_under_requests_fail_no_request(stream_settings, bu
         while seen[-20:].count(1) != 20:
             assert time.monotonic() < deadline, "the workers never all followed the rollback"
             time.sleep(0.1)
+        stop.set()
+        client.join()
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            exposition = response.read().decode()
     finally:
         stop.set()
         client.join()
         server.stop()
     assert failures == []
+    served = {
+        version: float(line.rsplit(" ", 1)[1])
+        for version in ("1", "2")
+        for line in exposition.splitlines()
+        if line.startswith(
+            f'scorepipe_http_requests_total{{endpoint="/predict",model_version="{version}",status="200"}}'
+        )
+    }
+    assert sum(served.values()) == len(seen)  # both workers' counts, from whichever worker answered
+    assert served["1"] == seen.count(1) and served["2"] == seen.count(2)
+    assert 'scorepipe_model_info{alias="champion",version="1"} 1.0' in exposition
     changes = [v for i, v in enumerate(seen) if i == 0 or v != seen[i - 1]]
     assert changes[0] == 1 and 2 in changes and changes[-1] == 1
     assert len(seen) > 40  # requests kept coming across both moves
+
+
+def test_a_kserve_v2_client_works_against_the_server(make_registry, tmp_path, bundle):
+    """Triton's HTTP client speaks the Open Inference Protocol V2 (the KServe protocol): metadata and infer."""
+    import tritonclient.http as v2
+
+    settings = Settings(home=tmp_path / "home", registry=make_registry().root)
+    server, url = serve(settings, tmp_path)
+    try:
+        client = v2.InferenceServerClient(url=url.removeprefix("http://"))
+        assert client.is_server_live() and client.is_server_ready()
+        assert client.is_model_ready("scorepipe")
+        metadata = client.get_model_metadata("scorepipe")
+        assert [i["name"] for i in metadata["inputs"]] == bundle.schema.names
+        frame = synthetic.generate(20, seed=93, with_target=False).drop(columns=[synthetic.ID_COLUMN])
+        inputs = []
+        for spec in bundle.schema.features:
+            column = frame[spec.name]
+            if spec.kind == "numeric":
+                tensor = v2.InferInput(spec.name, [len(frame)], "FP64")
+                tensor.set_data_from_numpy(column.to_numpy(dtype=np.float64), binary_data=False)
+            else:
+                tensor = v2.InferInput(spec.name, [len(frame)], "BYTES")
+                tensor.set_data_from_numpy(column.to_numpy(dtype=object), binary_data=False)
+            inputs.append(tensor)
+        outputs = [v2.InferRequestedOutput(n, binary_data=False) for n in ("proba_1", "prediction", "model_version")]
+        result = client.infer("scorepipe", inputs, request_id="triton-1", outputs=outputs)
+        client.close()
+    finally:
+        server.stop()
+    expected = Scorer(bundle, 1).score(frame)
+    assert result.get_response()["id"] == "triton-1"
+    assert result.as_numpy("proba_1").tolist() == expected["proba_1"].tolist()
+    assert result.as_numpy("prediction").tolist() == expected["prediction"].astype(int).tolist()
+    assert set(result.as_numpy("model_version").tolist()) == {1}
