@@ -52,6 +52,7 @@ bench: venv
 	$(BIN)/python bench/stream.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/online.py
+	$(BIN)/python bench/performance.py
 
 clean:
 	rm -rf .scorepipe bench/out

@@ -502,6 +502,117 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_performance(args: argparse.Namespace, settings: Settings) -> int:
+    from performance.report import build_performance_report
+
+    since = _since(args.since) if args.since else None
+    with console.status(f"joining labels to {args.scored} and building the Evidently classification report"):
+        summary = build_performance_report(
+            args.scored,
+            args.labels,
+            args.out or settings.reports_dir,
+            settings,
+            id_column=args.id_column,
+            label_column=args.label_column,
+            since=since,
+            name=args.name,
+        )
+    print_performance(summary)
+    return DRIFT_EXIT_CODE if summary.degraded else 0
+
+
+def print_performance(summary) -> None:
+    table = Table(title=f"model performance on {summary.labelled_rows:,} labelled rows of {summary.scored}")
+    for column in (
+        "version",
+        "rows",
+        "ROC AUC",
+        "training",
+        "drop",
+        "precision",
+        "recall",
+        "F1",
+        "log loss",
+        "verdict",
+    ):
+        table.add_column(column, justify="right")
+    for v in summary.versions:
+        table.add_row(
+            f"v{v.model_version}",
+            f"{v.rows:,}",
+            "-" if v.roc_auc is None else f"{v.roc_auc:.4f}",
+            "-" if v.training_roc_auc is None else f"{v.training_roc_auc:.4f}",
+            "-" if v.roc_auc_drop is None else f"{v.roc_auc_drop:+.4f}",
+            f"{v.precision:.3f}",
+            f"{v.recall:.3f}",
+            f"{v.f1:.3f}",
+            f"{v.log_loss:.4f}",
+            "[red]degraded[/]" if v.degraded else "ok",
+        )
+    console.print(table)
+    colour = "red" if summary.degraded else "green"
+    console.print(f"[bold {colour}]{summary.headline()}[/]", soft_wrap=True)
+    for v in summary.versions:
+        for reason in v.reasons:
+            console.print(f"  v{v.model_version}: {reason}", soft_wrap=True)
+    if summary.unknown_label_ids or summary.labels_rejected:
+        console.print(
+            f"labels: {summary.unknown_label_ids:,} ids matched no scored row "
+            f"(e.g. {summary.unknown_label_examples[:3]}); {summary.labels_rejected:,} set aside"
+            + (f" in {summary.rejected_labels_path}" if summary.rejected_labels_path else ""),
+            soft_wrap=True,
+        )
+    if summary.estimated is not None:
+        gap = summary.realized_vs_estimated_roc_auc
+        console.print(
+            f"estimated from probabilities alone (CBPE, {int(summary.estimated['rows']):,} scored rows): ROC AUC "
+            f"{summary.estimated['roc_auc']:.4f}, F1 {summary.estimated['f1']:.3f}"
+            + (f"; realized minus estimated ROC AUC {gap:+.4f}" if gap is not None else ""),
+            soft_wrap=True,
+        )
+    if summary.challenger is not None:
+        c = summary.challenger
+        console.print(
+            f"challenger v{c['challenger_version']} vs champion v{c['champion_version']} "
+            f"on {c['rows']:,} labelled rows: "
+            f"ROC AUC {c['challenger_roc_auc']:.4f} vs {c['champion_roc_auc']:.4f}, difference {c['difference']:+.4f} "
+            f"(95% CI {c['ci95_low']:+.4f} .. {c['ci95_high']:+.4f}): {c['better']}",
+            soft_wrap=True,
+        )
+    console.print(f"report: {summary.html}\nsummary: {summary.json_path}", soft_wrap=True)
+
+
+def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from streaming.labels import LabelSink
+    from streaming.topics import ensure_topics
+
+    settings = _stream_settings(args, settings)
+    ensure_topics(settings, args.topic)
+    sink = LabelSink(settings, args.out, topic=args.topic)
+    signal.signal(signal.SIGTERM, sink.stop)
+    signal.signal(signal.SIGINT, sink.stop)
+    console.print(f"appending labels from {args.topic} to {args.out}; Ctrl-C or SIGTERM to stop", soft_wrap=True)
+    stats = sink.run(idle_exit_seconds=args.exit_when_idle)
+    console.print(
+        f"{stats.labels:,} labels in {stats.files} file(s) under {args.out}; {stats.rejected:,} messages set aside "
+        f"in {args.out / '_rejected'}",
+        soft_wrap=True,
+    )
+    return 0
+
+
+def cmd_data_labels(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.demo_data import write_labels
+
+    path = write_labels(args.out, args.rows, seed=args.seed, drifted=args.drifted, fraction=args.fraction)
+    console.print(
+        f"wrote the true labels of {args.fraction:.0%} of {args.rows:,} transactions (seed {args.seed}) to {path}"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from scorepipe.demo import run_demo
 
@@ -533,6 +644,17 @@ def _parser() -> argparse.ArgumentParser:
     incoming.add_argument("--bad-rows", type=int, default=0, help="rows spoiled on purpose, spread over the files")
     incoming.add_argument("--corrupt", action="store_true", help="add one file that is not Parquet")
     incoming.set_defaults(handler=cmd_data_incoming)
+    labels = data.add_parser(
+        "labels", help="the delayed true labels of generated transactions (the generator knows them)"
+    )
+    labels.add_argument("--out", type=Path, required=True, help="a Parquet file: transaction_id, label, label_time")
+    labels.add_argument(
+        "--rows", type=int, default=100_000, help="as many rows as `data incoming` wrote (files x rows)"
+    )
+    labels.add_argument("--seed", type=int, default=7, help="the seed `data incoming` used")
+    labels.add_argument("--drifted", action="store_true")
+    labels.add_argument("--fraction", type=float, default=1.0, help="share of rows whose label has arrived, 0..1")
+    labels.set_defaults(handler=cmd_data_labels)
 
     train = commands.add_parser("train", help="fit, register and (if it passes the gate) promote a model")
     train.add_argument("--rows", type=int, default=100_000, help="synthetic rows when no --data is given")
@@ -625,6 +747,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.set_defaults(handler=cmd_serve)
+
+    label_sink = commands.add_parser("labels", help="append delayed labels from a Kafka topic to label files")
+    stream_options(label_sink)
+    label_sink.add_argument("--topic", default="labels", help='JSON {"event_id": ..., "label": ...} messages')
+    label_sink.add_argument("--out", type=Path, default=Path("data/labels/stream"))
+    label_sink.add_argument("--exit-when-idle", type=float, help="stop after this many seconds without messages")
+    label_sink.set_defaults(handler=cmd_labels)
+
+    performance = commands.add_parser("performance", help="model quality on scored rows whose labels arrived")
+    performance.add_argument("--scored", required=True, help="scored Parquet: batch outputs or a live window")
+    performance.add_argument("--labels", required=True, help="label Parquet: a file, folder or glob")
+    performance.add_argument("--id-column", help="id to join on (default: event_id or transaction_id)")
+    performance.add_argument("--label-column", default="label")
+    performance.add_argument("--since", help="only rows scored since: ISO time or 30m / 6h / 7d")
+    performance.add_argument("--out", type=Path, help="output folder (default: SCOREPIPE_HOME/reports)")
+    performance.add_argument("--name", help="report name: performance-NAME.html/.json (default: the scored folder's)")
+    performance.set_defaults(handler=cmd_performance)
 
     status = commands.add_parser("status", help="registry aliases, consumer group lag, last flow runs")
     stream_options(status)

@@ -99,7 +99,27 @@ def run_demo(settings: Settings, console: Console) -> int:
 
     console.rule("[bold]7. drift: Evidently reports for a clean and a drifted batch")
     _drift_act(settings, console, data, day)
+
+    console.rule("[bold]8. performance: the delayed labels of both nights joined to their scores")
+    _performance_act(settings, console, data, day)
     return 0
+
+
+def _performance_act(settings: Settings, console: Console, data: Path, day: str) -> None:
+    """Half of tonight's labels and all of the drifted night's arrive; judge the model on each."""
+    from performance.report import build_performance_report
+    from scorepipe.cli import print_performance
+    from scorepipe.demo_data import write_labels
+
+    nights = (
+        ("clean", data / "scored" / f"date={day}", dict(rows=100_000, seed=7, fraction=0.5)),
+        ("drifted", data / "scored-drifted" / f"date={day}", dict(rows=50_000, seed=8, drifted=True)),
+    )
+    for label, scored, truth in nights:
+        labels = write_labels(data / "labels" / label / f"date={day}" / "labels.parquet", **truth)  # type: ignore[arg-type]
+        with console.status(f"joining the {label} night's labels and building the Evidently report"):
+            summary = build_performance_report(scored, labels.parent, data / "reports", settings, name=f"{label}-{day}")
+        print_performance(summary)
 
 
 def _train_and_promote(registry: Registry, settings: Settings, console: Console, *, alias: str, drifted: bool) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -68,3 +69,27 @@ def write_incoming(
         path.write_bytes(b"PAR1 this upload was cut off half way" + bytes(range(256)))
         paths.append(path)
     return paths
+
+
+def write_labels(path: Path, rows: int, *, seed: int, drifted: bool = False, fraction: float = 1.0) -> Path:
+    """The true labels of the first ``rows`` generated transactions, as delayed labels arrive.
+
+    ``fraction`` of them, chosen with a fixed seed, each with a ``label_time`` some days after now.
+    """
+    frame = synthetic.generate(rows, seed=seed, drifted=drifted, with_target=True)
+    rng = np.random.default_rng([seed, 99])
+    keep = rng.random(len(frame)) < fraction
+    delay_days = rng.uniform(1, 30, len(frame))
+    now = pd.Timestamp.now(tz="UTC")
+    labels = pd.DataFrame(
+        {
+            synthetic.ID_COLUMN: frame[synthetic.ID_COLUMN],
+            "label": frame[synthetic.TARGET],
+            "label_time": now + pd.to_timedelta(delay_days, unit="D"),
+        }
+    )[keep]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pandas(labels, preserve_index=False), tmp)
+    tmp.replace(path)
+    return path

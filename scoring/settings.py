@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     pushgateway_url: str | None = Field(
         default=None, description="Prometheus Pushgateway (host:port or URL) that flows push their figures to."
     )
+    performance_max_auc_drop: float = Field(
+        default=0.03, ge=0.0, le=1.0, description="Degraded when live ROC AUC is this far below training's."
+    )
+
     # Online scoring (HTTP)
     serve_model_name: str = Field(default="scorepipe", description="Model name in Open Inference Protocol paths.")
     serve_max_batch_records: int = Field(default=1000, gt=0, description="Most records in one HTTP request.")

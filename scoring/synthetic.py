@@ -133,6 +133,9 @@ def _seeded_block(block: int, *, seed: int, drifted: bool) -> pd.DataFrame:
         - 0.5 * np.log1p(account_age_days / 365)
         - 0.004 * (np.nan_to_num(credit_score, nan=600) - 690)
         - 0.6 * card_present
+        # Concept drift: in the drifted world a fraud ring works from tablets and online fraud moves
+        # elsewhere, so a model trained on the clean world ranks these rows worse (its labels say so).
+        + shift * (1.6 * (device == 2) - 1.0 * (channel == 2) + 0.8 * (hour >= 20))
     )
     is_fraud = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
 

@@ -31,6 +31,7 @@ def test_deployment_runs_through_a_worker(tmp_path, make_registry, incoming_rows
         run_prefect(["work-pool", "create", "scorepipe-process", "--type", "process", "--overwrite"], env=env, cwd=REPO)
         deployed = run_prefect(["--no-prompt", "deploy", "--all"], env=env, cwd=REPO)
         assert "score-batch/nightly" in deployed
+        assert "drift-report/nightly" in deployed and "performance-report/nightly" in deployed
         schedules = run_prefect(["deployment", "inspect", "score-batch/nightly"], env=env, cwd=REPO)
         assert "15 2 * * *" in schedules
         worker = prefect_worker(server, "scorepipe-process", cwd=REPO, base_env=base_env).start()

@@ -1,0 +1,83 @@
+"""The ``performance-report`` Prefect flow: the model's quality on last night's rows whose labels arrived.
+
+It publishes the per-version table as a markdown artifact and ends in a Failed state named
+``Performance degraded`` when any version fell below the quality gate or too far below training.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
+from prefect.states import Completed, Failed, State
+
+from flows.drift_report import latest_partition
+from monitoring.push import push_run_figures
+from performance.report import build_performance_report
+from performance.summary import PerformanceSummary
+from scoring import Settings, SourceError
+
+
+@flow(name="performance-report", log_prints=True)
+def performance_report(
+    scored: str = "data/scored",
+    labels: str = "data/labels",
+    output: str | None = None,
+    latest_only: bool = True,
+    id_column: str | None = None,
+    since_days: float | None = None,
+) -> State:
+    """Join labels to scored rows and judge each model version; Failed('Performance degraded') if one fell."""
+    settings = Settings()
+    folder = Path(scored)
+    if not folder.exists():
+        raise SourceError(f"no scored data at {folder}")
+    target = latest_partition(folder) if latest_only and folder.is_dir() else folder
+    since = datetime.now(UTC) - timedelta(days=since_days) if since_days else None
+    out = Path(output) if output else settings.reports_dir
+    summary = build_performance_report(target, labels, out, settings, id_column=id_column, since=since)
+    push_performance_figures(settings, summary)
+    if FlowRunContext.get() is not None:
+        get_run_logger().info("%s; report %s", summary.headline(), summary.html)
+        create_markdown_artifact(key="performance-report", markdown=markdown(summary), description=summary.headline())
+    if summary.degraded:
+        return Failed(name="Performance degraded", message=summary.headline(), data=summary.model_dump())
+    return Completed(message=summary.headline(), data=summary.model_dump())
+
+
+def push_performance_figures(settings: Settings, summary: PerformanceSummary) -> bool:
+    """The most-scored version's figures as gauges on the Pushgateway (when one is configured)."""
+    main = max(summary.versions, key=lambda v: v.rows)
+    figures = {
+        "scorepipe_performance_roc_auc": (main.roc_auc or 0.0, "ROC AUC on labelled rows, most-scored version"),
+        "scorepipe_performance_roc_auc_drop": (main.roc_auc_drop or 0.0, "Training ROC AUC minus live ROC AUC"),
+        "scorepipe_performance_f1": (main.f1, "F1 on labelled rows, most-scored version"),
+        "scorepipe_performance_label_coverage_ratio": (summary.label_coverage, "Share of scored rows with a label"),
+        "scorepipe_performance_labelled_rows": (summary.labelled_rows, "Scored rows joined to a label"),
+        "scorepipe_performance_degraded": (float(summary.degraded), "1 when a version is degraded"),
+        "scorepipe_performance_model_version": (main.model_version, "The most-scored version"),
+    }
+    return push_run_figures(settings.pushgateway_url, job="performance-report", figures=figures)
+
+
+def markdown(summary: PerformanceSummary) -> str:
+    rows = "\n".join(
+        f"| v{v.model_version} | {v.rows:,} | {_f(v.roc_auc)} | {_f(v.training_roc_auc)} | {v.precision:.3f} | "
+        f"{v.recall:.3f} | {v.f1:.3f} | {v.log_loss:.4f} | {'**degraded**' if v.degraded else 'ok'} |"
+        for v in summary.versions
+    )
+    return (
+        f"## Performance report: {summary.verdict}\n\n{summary.headline()}\n\n"
+        f"Scored: `{summary.scored}`; labels: `{summary.labels}` ({summary.labels_rejected:,} set aside, "
+        f"{summary.unknown_label_ids:,} matching no scored row).\n\n"
+        f"HTML report: `{summary.html}`  \nJSON summary: `{summary.json_path}`\n\n"
+        f"| version | rows | ROC AUC | training | precision | recall | F1 | log loss | verdict |\n"
+        f"|---|---|---|---|---|---|---|---|---|\n{rows}\n"
+    )
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

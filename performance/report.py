@@ -1,0 +1,217 @@
+"""Model performance on labelled rows: scikit-learn figures per version, an Evidently classification report.
+
+The verdict is ``degraded`` when a version's ROC AUC is below the quality gate (``min_roc_auc``) or
+more than ``performance_max_auc_drop`` below the ROC AUC it had on its training holdout.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Report
+from evidently.presets import ClassificationPreset
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from drift.report import EXTERNAL_ASSET, ReportError
+from performance.challenger import compare_on_outcomes
+from performance.estimate import estimated_metrics
+from performance.join import ID_CANDIDATES, join_labels
+from performance.labels import LABEL, read_labels
+from performance.summary import PerformanceSummary, VersionPerformance
+from scoring import Registry, Settings, SourceError
+from scoring.compare import find_shadow
+from scoring.scorer import MODEL_VERSION, PREDICTION, PROBA_PREFIX
+from scoring.sources import discover_inputs
+
+
+def build_performance_report(
+    scored: str | Path,
+    labels: str | Path,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    id_column: str | None = None,
+    label_column: str = LABEL,
+    since: datetime | None = None,
+    name: str | None = None,
+) -> PerformanceSummary:
+    """Join ``labels`` to ``scored``, measure every model version, write HTML, JSON and set-aside labels."""
+    started = time.perf_counter()
+    registry = Registry(settings.registry_dir)
+    classes = _classes(scored, registry)
+    id_col = id_column or _id_column(scored)
+    label_set = read_labels(labels, id_column=id_col, label_column=label_column, classes=classes)
+    positive = f"{PROBA_PREFIX}{classes[-1]}" if len(classes) == 2 else None
+    joined = join_labels(scored, label_set, id_column=id_col, since=since, collect_proba=positive)
+    if joined.rows.empty:
+        raise SourceError(
+            f"no scored row under {scored} has a label in {labels} (joined on {id_col}; "
+            f"{len(label_set.labels):,} usable labels, e.g. {joined.unknown_examples[:3]})"
+        )
+    performances = [
+        _measure(group, int(version), classes, registry, settings)
+        for version, group in joined.rows.groupby(MODEL_VERSION, sort=True)
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"performance-{name or Path(str(scored)).name}"
+    html = out_dir / f"{stem}.html"
+    dominant = int(joined.rows[MODEL_VERSION].mode().iloc[0])
+    _save_html(joined.rows[joined.rows[MODEL_VERSION] == dominant], classes, html)
+    estimated = estimated_metrics(joined.proba) if joined.proba is not None and len(joined.proba) else None
+    main = max(performances, key=lambda p: p.rows)
+    gap = main.roc_auc - estimated["roc_auc"] if estimated and main.roc_auc is not None else None
+    challenger = _against_challenger(scored, label_set, joined.rows, id_col, classes, since, settings.seed)
+    rejected_path = None
+    if len(label_set.rejected):
+        rejected_path = out_dir / f"{stem}-rejected-labels.parquet"
+        label_set.rejected.astype(str).to_parquet(rejected_path, index=False)
+    summary = PerformanceSummary(
+        verdict="degraded" if any(p.degraded for p in performances) else "ok",
+        versions=performances,
+        scored_rows=joined.scored_rows,
+        labelled_rows=len(joined.rows),
+        label_coverage=len(joined.rows) / max(joined.scored_rows - joined.scored_repeats_dropped, 1),
+        label_rows_read=label_set.rows_read,
+        labels_rejected=len(label_set.rejected),
+        label_repeats_dropped=label_set.repeats_dropped,
+        unknown_label_ids=joined.unknown_label_ids,
+        unknown_label_examples=joined.unknown_examples,
+        scored_repeats_dropped=joined.scored_repeats_dropped,
+        estimated=estimated,
+        realized_vs_estimated_roc_auc=gap,
+        challenger=challenger,
+        min_roc_auc=settings.min_roc_auc,
+        max_roc_auc_drop=settings.performance_max_auc_drop,
+        scored=str(scored),
+        labels=str(labels),
+        html=str(html),
+        json_path=str(out_dir / f"{stem}.json"),
+        rejected_labels_path=str(rejected_path) if rejected_path else None,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    _write_atomic(Path(summary.json_path), summary.model_dump_json(indent=2))
+    return summary
+
+
+def _against_challenger(
+    scored: str | Path, labels: Any, champion: pd.DataFrame, id_column: str, classes: list[Any], since: Any, seed: int
+) -> dict[str, Any] | None:
+    """The shadow challenger's outcome comparison, when ``scored`` has ``_shadow/`` outputs."""
+    try:
+        shadow = find_shadow(Path(scored))
+    except SourceError:
+        return None
+    challenger = join_labels(shadow, labels, id_column=id_column, since=since)
+    if challenger.rows.empty:
+        return None
+    return compare_on_outcomes(champion, challenger.rows, id_column=id_column, classes=classes, seed=seed)
+
+
+def _measure(rows: pd.DataFrame, version: int, classes: list[Any], registry: Registry, settings: Settings):
+    names = [str(c) for c in classes]
+    y_true = rows[LABEL].astype(str).to_numpy()
+    y_pred = rows[PREDICTION].astype(str).to_numpy()
+    proba = rows[[f"{PROBA_PREFIX}{c}" for c in names]].to_numpy(dtype=float)
+    binary = len(names) == 2
+    present = set(y_true)
+    roc_auc = None
+    if len(present) > 1:
+        roc_auc = float(
+            roc_auc_score(y_true == names[-1], proba[:, -1])
+            if binary
+            else roc_auc_score(y_true, proba, multi_class="ovr", labels=names)
+        )
+    average = "binary" if binary else "macro"
+    pos = {"pos_label": names[-1]} if binary else {}
+    training = registry.info(version).metrics.get("roc_auc")
+    drop = training - roc_auc if training is not None and roc_auc is not None else None
+    reasons = []
+    if roc_auc is not None and roc_auc < settings.min_roc_auc:
+        reasons.append(f"ROC AUC {roc_auc:.4f} is below the quality gate {settings.min_roc_auc}")
+    if drop is not None and drop > settings.performance_max_auc_drop:
+        reasons.append(
+            f"ROC AUC {roc_auc:.4f} is {drop:.4f} below training's {training:.4f} "
+            f"(more than {settings.performance_max_auc_drop})"
+        )
+    return VersionPerformance(
+        model_version=version,
+        rows=len(rows),
+        roc_auc=roc_auc,
+        precision=float(precision_score(y_true, y_pred, average=average, zero_division=0, **pos)),
+        recall=float(recall_score(y_true, y_pred, average=average, zero_division=0, **pos)),
+        f1=float(f1_score(y_true, y_pred, average=average, zero_division=0, **pos)),
+        log_loss=float(log_loss(y_true, np.clip(proba, 1e-15, 1), labels=names)),
+        accuracy=float(accuracy_score(y_true, y_pred)),
+        classes=names,
+        confusion_matrix=confusion_matrix(y_true, y_pred, labels=names).tolist(),
+        training_roc_auc=training,
+        roc_auc_drop=drop,
+        degraded=bool(reasons),
+        reasons=reasons,
+    )
+
+
+def _save_html(rows: pd.DataFrame, classes: list[Any], path: Path) -> None:
+    """Evidently's classification preset on the labelled rows, saved self-contained."""
+    names = [str(c) for c in classes]
+    frame = pd.DataFrame({"target": rows[LABEL].astype(str), "prediction": rows[PREDICTION].astype(str)})
+    if len(names) == 2:
+        frame["proba"] = rows[f"{PROBA_PREFIX}{names[-1]}"].to_numpy(dtype=float)
+        task: Any = BinaryClassification(
+            target="target", prediction_labels="prediction", prediction_probas="proba", pos_label=names[-1]
+        )
+    else:
+        for name in names:
+            frame[name] = rows[f"{PROBA_PREFIX}{name}"].to_numpy(dtype=float)
+        task = MulticlassClassification(target="target", prediction_labels="prediction", prediction_probas=names)
+    definition = DataDefinition(
+        classification=[task],
+        categorical_columns=["target", "prediction"],
+        numerical_columns=[c for c in frame.columns if c not in ("target", "prediction")],
+    )
+    snapshot = Report([ClassificationPreset()]).run(Dataset.from_pandas(frame, data_definition=definition), None)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    snapshot.save_html(str(tmp))
+    text = tmp.read_text(errors="replace")
+    if EXTERNAL_ASSET.search(text):
+        tmp.unlink(missing_ok=True)
+        raise ReportError(f"the Evidently report for {path.name} fetches scripts or styles from elsewhere")
+    os.replace(tmp, path)
+
+
+def _classes(scored: str | Path, registry: Registry) -> list[Any]:
+    """The model's classes, from a version that scored the data (versions of one model share them)."""
+    first = discover_inputs(scored).files[0]
+    versions = [v for v in pq.read_table(first, columns=[MODEL_VERSION]).column(0).to_pylist() if v is not None]
+    return list(registry.load(max(versions) if versions else "champion").bundle.classes)
+
+
+def _id_column(scored: str | Path) -> str:
+    names = pq.read_schema(discover_inputs(scored).files[0]).names
+    for candidate in ID_CANDIDATES:
+        if candidate in names:
+            return candidate
+    raise SourceError(f"scored data at {scored} has none of {', '.join(ID_CANDIDATES)}: pass --id-column")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,144 @@
+"""Delayed labels from Kafka: JSON ``{"event_id": ..., "label": ...}`` messages appended to label files.
+
+The consumer buffers decoded labels and writes them as one Parquet file per flush (by count or age),
+atomically, under ``OUT/date=YYYY-MM-DD/``; only then are the offsets committed (at least once: a
+crash re-reads at most the unflushed buffer, and repeats are counted once by the label reader).
+Messages that are not a JSON object with an ``event_id`` and a ``label`` go to ``OUT/_rejected/`` with
+their raw value and the reason; whether a label is one of the model's classes is judged later, by the
+performance report, which sets such rows aside with its own reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from scoring import Settings
+from streaming.events import EVENT_ID
+
+log = logging.getLogger("scorepipe.labels")
+
+
+@dataclass
+class LabelStats:
+    """Running totals of one label consumer."""
+
+    messages: int = 0
+    labels: int = 0
+    rejected: int = 0
+    files: int = 0
+
+
+class LabelSink:
+    """Consumes the labels topic into Parquet label files; ``stop()`` flushes, commits and returns."""
+
+    def __init__(self, settings: Settings, out_dir: Path, *, topic: str = "labels", flush_rows: int = 10_000,
+                 flush_seconds: float = 5.0) -> None:  # fmt: skip
+        self.out_dir = Path(out_dir)
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.stats = LabelStats()
+        self._stopping = threading.Event()
+        self._good: list[dict[str, Any]] = []
+        self._bad: list[dict[str, Any]] = []
+        self._offsets: dict[TopicPartition, int] = {}
+        self._opened = time.monotonic()
+        self.consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=f"{settings.consumer_group}-labels",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    def stop(self, *_: object) -> None:
+        self._stopping.set()
+
+    def run(self, *, idle_exit_seconds: float | None = None) -> LabelStats:
+        idle_since = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                polled = self.consumer.poll(timeout_ms=500)
+                for records in polled.values():
+                    for record in records:
+                        self._take(record)
+                if polled:
+                    idle_since = time.monotonic()
+                pending = len(self._good) + len(self._bad)
+                if pending and (pending >= self.flush_rows or time.monotonic() - self._opened >= self.flush_seconds):
+                    self._flush()
+                if not polled and idle_exit_seconds is not None and time.monotonic() - idle_since >= idle_exit_seconds:
+                    break
+            self._flush()
+        finally:
+            self.consumer.close()
+        return self.stats
+
+    def _take(self, record: Any) -> None:
+        if not self._good and not self._bad:
+            self._opened = time.monotonic()
+        self.stats.messages += 1
+        tp = TopicPartition(record.topic, record.partition)
+        self._offsets[tp] = record.offset + 1
+        reason = None
+        try:
+            payload = orjson.loads(record.value) if record.value is not None else None
+        except orjson.JSONDecodeError as exc:
+            payload, reason = None, f"invalid JSON: {exc}"
+        if reason is None and not isinstance(payload, dict):
+            reason = "expected a JSON object with event_id and label"
+        elif reason is None and not isinstance(payload.get(EVENT_ID), str | int):
+            reason = f"{EVENT_ID}: missing or not a string/integer"
+        elif reason is None and "label" not in payload:
+            reason = "label: missing"
+        if reason is not None:
+            raw = record.value.decode(errors="replace") if record.value is not None else None
+            self._bad.append({"value": raw, "reason": reason, "partition": record.partition, "offset": record.offset})
+            return
+        label = payload["label"]
+        self._good.append(
+            {
+                EVENT_ID: str(payload[EVENT_ID]),
+                "label": None if label is None else str(int(label) if isinstance(label, bool) else label),
+                "label_time": datetime.fromtimestamp(record.timestamp / 1000, UTC),
+            }
+        )
+
+    def _flush(self) -> None:
+        """Write what is buffered (labels and rejects), then commit the offsets it came from."""
+        now = datetime.now(UTC)
+        stamp = f"{now.strftime('%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        for rows, folder, kind in (
+            (self._good, self.out_dir, "labels"),
+            (self._bad, self.out_dir / "_rejected", "rejected"),
+        ):
+            if rows:
+                self._write(rows, folder / f"date={now.date().isoformat()}" / f"{kind}-{stamp}.parquet")
+        self.stats.labels += len(self._good)
+        self.stats.rejected += len(self._bad)
+        if self._bad:
+            log.warning("set aside %d label messages that could not be read", len(self._bad))
+        self._good, self._bad = [], []
+        if self._offsets:
+            self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in self._offsets.items()})
+            self._offsets = {}
+
+    def _write(self, rows: list[dict[str, Any]], path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        os.replace(tmp, path)
+        self.stats.files += 1

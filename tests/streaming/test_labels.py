@@ -1,0 +1,50 @@
+"""Labels from a real Kafka topic into label files, then into a performance report on the stream's window."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from kafka import KafkaProducer
+
+from performance.report import build_performance_report
+from scoring import Registry, Scorer, synthetic
+from streaming.consumer import score_stream
+from streaming.labels import LabelSink
+from streaming.producer import produce
+from streaming.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+def test_labels_from_kafka_join_the_live_window(stream_settings, tmp_path):
+    settings = stream_settings()
+    topic = settings.features_topic + "-labels"
+    ensure_topics(settings)
+    ensure_topics(settings, topic)
+    produce(settings, count=2000, seed=61)
+    score_stream(settings, Scorer.from_registry(Registry(settings.registry_dir))).run(idle_exit_seconds=3)
+
+    truth = synthetic.generate(2000, seed=61)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    for event_id, label in zip(truth["transaction_id"][:1500], truth["is_fraud"][:1500], strict=True):
+        producer.send(topic, json.dumps({"event_id": event_id, "label": int(label)}).encode())
+    producer.send(topic, b"{not json")
+    producer.send(topic, json.dumps({"label": 1}).encode())
+    producer.send(topic, json.dumps({"event_id": "txn-61-c-0000000000", "label": 7}).encode())
+    producer.flush()
+    producer.close()
+
+    out = tmp_path / "labels"
+    stats = LabelSink(settings, out, topic=topic, flush_rows=600).run(idle_exit_seconds=3)
+    assert (stats.messages, stats.labels, stats.rejected) == (1503, 1501, 2)
+    rejected = pd.concat(pd.read_parquet(p) for p in (out / "_rejected").rglob("*.parquet"))
+    assert sorted(rejected["reason"].str.split(":").str[0]) == ["event_id", "invalid JSON"]
+    again = LabelSink(settings, out, topic=topic).run(idle_exit_seconds=2)  # offsets were committed
+    assert again.messages == 0
+
+    summary = build_performance_report(settings.live_dir, out, tmp_path / "reports", settings)
+    assert summary.labelled_rows == 1500 and summary.scored_rows == 2000
+    assert summary.labels_rejected == 1  # the label 7: not a class, set aside by the report with its reason
+    assert summary.versions[0].rows == 1500
