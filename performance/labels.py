@@ -45,7 +45,9 @@ def read_labels(path: str | Path, *, id_column: str, label_column: str, classes:
     raw = pd.concat(frames, ignore_index=True).rename(columns={id_column: "id", label_column: LABEL})
     rows_read = len(raw)
     by_text = {str(_plain(c)): _plain(c) for c in classes}
-    text = raw[LABEL].map(_label_text, na_action="ignore")
+    # One conversion per distinct label value (a handful), not per row.
+    distinct_values = raw[LABEL].dropna().unique()
+    text = raw[LABEL].map({v: _label_text(v) for v in distinct_values}, na_action="ignore")
     reasons = pd.Series(None, index=raw.index, dtype=object)
     reasons[raw["id"].isna()] = f"missing {id_column}"
     reasons[reasons.isna() & raw[LABEL].isna()] = f"missing {label_column}"

@@ -72,7 +72,13 @@ def build_performance_report(
     stem = f"performance-{name or Path(str(scored)).name}"
     html = out_dir / f"{stem}.html"
     dominant = int(joined.rows[MODEL_VERSION].mode().iloc[0])
-    _save_html(joined.rows[joined.rows[MODEL_VERSION] == dominant], classes, html)
+    _save_html(
+        joined.rows[joined.rows[MODEL_VERSION] == dominant],
+        classes,
+        html,
+        sample_rows=settings.drift_sample_rows,
+        seed=settings.seed,
+    )
     estimated = estimated_metrics(joined.proba) if joined.proba is not None and len(joined.proba) else None
     main = max(performances, key=lambda p: p.rows)
     gap = main.roc_auc - estimated["roc_auc"] if estimated and main.roc_auc is not None else None
@@ -110,6 +116,28 @@ def build_performance_report(
     return summary
 
 
+def challenger_on_outcomes(
+    scored: str | Path,
+    labels: str | Path,
+    settings: Settings,
+    *,
+    shadow: str | Path | None = None,
+    id_column: str | None = None,
+    label_column: str = LABEL,
+) -> dict[str, Any] | None:
+    """Champion (``scored``) against its shadow challenger on the labels that arrived (``compare --labels``)."""
+    registry = Registry(settings.registry_dir)
+    classes = _classes(scored, registry)
+    id_col = id_column or _id_column(scored)
+    label_set = read_labels(labels, id_column=id_col, label_column=label_column, classes=classes)
+    champion = join_labels(scored, label_set, id_column=id_col)
+    shadow_path = Path(shadow) if shadow is not None else find_shadow(Path(scored))
+    challenger = join_labels(shadow_path, label_set, id_column=id_col)
+    if champion.rows.empty or challenger.rows.empty:
+        return None
+    return compare_on_outcomes(champion.rows, challenger.rows, id_column=id_col, classes=classes, seed=settings.seed)
+
+
 def _against_challenger(
     scored: str | Path, labels: Any, champion: pd.DataFrame, id_column: str, classes: list[Any], since: Any, seed: int
 ) -> dict[str, Any] | None:
@@ -126,20 +154,20 @@ def _against_challenger(
 
 def _measure(rows: pd.DataFrame, version: int, classes: list[Any], registry: Registry, settings: Settings):
     names = [str(c) for c in classes]
-    y_true = rows[LABEL].astype(str).to_numpy()
-    y_pred = rows[PREDICTION].astype(str).to_numpy()
+    codes = list(range(len(names)))
+    y_true = _codes(rows[LABEL], names)  # class indices: scikit-learn is much faster on ints than on strings
+    y_pred = _codes(rows[PREDICTION], names)
     proba = rows[[f"{PROBA_PREFIX}{c}" for c in names]].to_numpy(dtype=float)
     binary = len(names) == 2
-    present = set(y_true)
     roc_auc = None
-    if len(present) > 1:
+    if len(np.unique(y_true)) > 1:
         roc_auc = float(
-            roc_auc_score(y_true == names[-1], proba[:, -1])
+            roc_auc_score(y_true == codes[-1], proba[:, -1])
             if binary
-            else roc_auc_score(y_true, proba, multi_class="ovr", labels=names)
+            else roc_auc_score(y_true, proba, multi_class="ovr", labels=codes)
         )
     average = "binary" if binary else "macro"
-    pos = {"pos_label": names[-1]} if binary else {}
+    pos = {"pos_label": codes[-1]} if binary else {}
     training = registry.info(version).metrics.get("roc_auc")
     drop = training - roc_auc if training is not None and roc_auc is not None else None
     reasons = []
@@ -157,10 +185,10 @@ def _measure(rows: pd.DataFrame, version: int, classes: list[Any], registry: Reg
         precision=float(precision_score(y_true, y_pred, average=average, zero_division=0, **pos)),
         recall=float(recall_score(y_true, y_pred, average=average, zero_division=0, **pos)),
         f1=float(f1_score(y_true, y_pred, average=average, zero_division=0, **pos)),
-        log_loss=float(log_loss(y_true, np.clip(proba, 1e-15, 1), labels=names)),
+        log_loss=float(log_loss(y_true, np.clip(proba, 1e-15, 1), labels=codes)),
         accuracy=float(accuracy_score(y_true, y_pred)),
         classes=names,
-        confusion_matrix=confusion_matrix(y_true, y_pred, labels=names).tolist(),
+        confusion_matrix=confusion_matrix(y_true, y_pred, labels=codes).tolist(),
         training_roc_auc=training,
         roc_auc_drop=drop,
         degraded=bool(reasons),
@@ -168,8 +196,17 @@ def _measure(rows: pd.DataFrame, version: int, classes: list[Any], registry: Reg
     )
 
 
-def _save_html(rows: pd.DataFrame, classes: list[Any], path: Path) -> None:
-    """Evidently's classification preset on the labelled rows, saved self-contained."""
+def _codes(values: pd.Series, names: list[str]) -> np.ndarray:
+    """Labels or predictions as class indices (the position of their text in ``names``)."""
+    lookup = {name: i for i, name in enumerate(names)}
+    text = values.map({v: str(v) for v in values.dropna().unique()})
+    return text.map(lookup).to_numpy(dtype=np.int64)
+
+
+def _save_html(rows: pd.DataFrame, classes: list[Any], path: Path, *, sample_rows: int, seed: int) -> None:
+    """Evidently's classification preset on the labelled rows (a fixed-seed sample), saved self-contained."""
+    if len(rows) > sample_rows:
+        rows = rows.sample(sample_rows, random_state=seed)
     names = [str(c) for c in classes]
     frame = pd.DataFrame({"target": rows[LABEL].astype(str), "prediction": rows[PREDICTION].astype(str)})
     if len(names) == 2:

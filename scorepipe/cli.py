@@ -243,9 +243,37 @@ def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     console.print(table)
     out = args.out or settings.reports_dir / f"compare-{Path(args.scored).name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"scored": str(args.scored), "shadow": str(shadow), "pairs": summaries}, indent=2))
+    outcomes = None
+    if args.labels:
+        from performance.report import challenger_on_outcomes
+
+        with console.status(f"judging both on the labels in {args.labels}"):
+            outcomes = challenger_on_outcomes(
+                args.scored,
+                args.labels,
+                settings,
+                shadow=shadow,
+                id_column=args.id_column,
+                label_column=args.label_column,
+            )
+        if outcomes is None:
+            console.print("no row labelled for both champion and challenger (or a model with more than two classes)")
+        else:
+            print_outcomes(outcomes)
+    body = {"scored": str(args.scored), "shadow": str(shadow), "pairs": summaries, "outcomes": outcomes}
+    out.write_text(json.dumps(body, indent=2))
     console.print(f"summary: {out}", soft_wrap=True)
     return 0
+
+
+def print_outcomes(c: dict) -> None:
+    console.print(
+        f"challenger v{c['challenger_version']} vs champion v{c['champion_version']} "
+        f"on {c['rows']:,} labelled rows: "
+        f"ROC AUC {c['challenger_roc_auc']:.4f} vs {c['champion_roc_auc']:.4f}, difference {c['difference']:+.4f} "
+        f"(95% CI {c['ci95_low']:+.4f} .. {c['ci95_high']:+.4f}): {c['better']}",
+        soft_wrap=True,
+    )
 
 
 def _progress(label: str) -> Progress:
@@ -523,30 +551,18 @@ def cmd_performance(args: argparse.Namespace, settings: Settings) -> int:
 
 def print_performance(summary) -> None:
     table = Table(title=f"model performance on {summary.labelled_rows:,} labelled rows of {summary.scored}")
-    for column in (
-        "version",
-        "rows",
-        "ROC AUC",
-        "training",
-        "drop",
-        "precision",
-        "recall",
-        "F1",
-        "log loss",
-        "verdict",
-    ):
-        table.add_column(column, justify="right")
+    for column in ("model", "rows", "AUC", "train", "prec", "recall", "F1", "logloss", "verdict"):
+        table.add_column(column, justify="right", no_wrap=True)
     for v in summary.versions:
         table.add_row(
             f"v{v.model_version}",
             f"{v.rows:,}",
-            "-" if v.roc_auc is None else f"{v.roc_auc:.4f}",
-            "-" if v.training_roc_auc is None else f"{v.training_roc_auc:.4f}",
-            "-" if v.roc_auc_drop is None else f"{v.roc_auc_drop:+.4f}",
-            f"{v.precision:.3f}",
-            f"{v.recall:.3f}",
-            f"{v.f1:.3f}",
-            f"{v.log_loss:.4f}",
+            "-" if v.roc_auc is None else f"{v.roc_auc:.3f}",
+            "-" if v.training_roc_auc is None else f"{v.training_roc_auc:.3f}",
+            f"{v.precision:.2f}",
+            f"{v.recall:.2f}",
+            f"{v.f1:.2f}",
+            f"{v.log_loss:.3f}",
             "[red]degraded[/]" if v.degraded else "ok",
         )
     console.print(table)
@@ -571,14 +587,7 @@ def print_performance(summary) -> None:
             soft_wrap=True,
         )
     if summary.challenger is not None:
-        c = summary.challenger
-        console.print(
-            f"challenger v{c['challenger_version']} vs champion v{c['champion_version']} "
-            f"on {c['rows']:,} labelled rows: "
-            f"ROC AUC {c['challenger_roc_auc']:.4f} vs {c['champion_roc_auc']:.4f}, difference {c['difference']:+.4f} "
-            f"(95% CI {c['ci95_low']:+.4f} .. {c['ci95_high']:+.4f}): {c['better']}",
-            soft_wrap=True,
-        )
+        print_outcomes(summary.challenger)
     console.print(f"report: {summary.html}\nsummary: {summary.json_path}", soft_wrap=True)
 
 
@@ -698,6 +707,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("scored", type=Path, help="champion outputs: a batch output folder/partition or a live window")
     compare.add_argument("--shadow", type=Path, help="the challenger's outputs (default: the _shadow/ twin)")
     compare.add_argument("--out", type=Path, help="JSON summary (default: SCOREPIPE_HOME/reports/compare-NAME.json)")
+    compare.add_argument("--labels", help="label Parquet: also judge both on outcomes (ROC AUC, bootstrap 95%% CI)")
+    compare.add_argument("--id-column", help="id to join labels on (default: event_id or transaction_id)")
+    compare.add_argument("--label-column", default="label")
     compare.set_defaults(handler=cmd_compare)
 
     kafka = commands.add_parser("kafka", help="a local Apache Kafka broker (KRaft) for development")

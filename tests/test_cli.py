@@ -108,6 +108,13 @@ def test_score_with_a_shadow_then_compare_writes_agreement(home, tmp_path, capsy
 
     [pair] = json.loads((tmp_path / "cmp.json").read_text())["pairs"]
     assert pair["rows_compared"] == 800 and 0.5 < pair["label_agreement"] <= 1
+    truth = synthetic.generate(800, seed=3)[[synthetic.ID_COLUMN, synthetic.TARGET]]
+    truth.to_parquet(tmp_path / "labels.parquet")
+    args = ["--labels", str(tmp_path / "labels.parquet"), "--label-column", synthetic.TARGET]
+    assert main(["compare", str(out / "in.parquet"), "--out", str(tmp_path / "cmp.json"), *args]) == 0
+    outcomes = json.loads((tmp_path / "cmp.json").read_text())["outcomes"]
+    assert outcomes["rows"] == 800 and outcomes["ci95_low"] <= outcomes["difference"] <= outcomes["ci95_high"]
+    assert "on 800 labelled rows" in capsys.readouterr().out
     assert main(["compare", str(tmp_path / "in.parquet")]) == 1  # never scored with a shadow
     assert "no shadow outputs" in capsys.readouterr().out
 
