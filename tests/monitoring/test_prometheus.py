@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from scorepipe.services import PrometheusServer, Pushgateway, free_port
-from scoring import Registry
+from scoring import Registry, synthetic
 from streaming.producer import produce
 from streaming.topics import ensure_topics
 
@@ -91,6 +91,14 @@ def test_prometheus_scrapes_the_consumer_and_receives_the_flows_pushes(
         batch = score_batch(input=str(incoming.parent), output=str(tmp_path / "scored"), shadow="challenger")
         assert batch["rows_scored"] == 300 and batch["shadow_agreement"]["rows_compared"] == 300
         drift_report(current=str(tmp_path / "scored"), output=str(tmp_path / "reports"), return_state=True)
+        from flows.performance_report import performance_report
+
+        truth = synthetic.generate(300, seed=82)[[synthetic.ID_COLUMN, synthetic.TARGET]]
+        write_parquet(tmp_path / "labels" / "l.parquet", truth.rename(columns={synthetic.TARGET: "label"}))
+        performance_report(
+            scored=str(tmp_path / "scored"), labels=str(tmp_path / "labels"), output=str(tmp_path / "reports"),
+            return_state=True,
+        )  # fmt: skip
 
         scored = eventually(
             lambda: (lambda v: v if v and v >= 480 else None)(value_of(prometheus, "sum(scorepipe_predictions_total)")),
@@ -120,6 +128,13 @@ def test_prometheus_scrapes_the_consumer_and_receives_the_flows_pushes(
         )
         assert 0 <= share <= 1
         assert value_of(prometheus, 'scorepipe_drift_detected{job="drift-report"}') in (0.0, 1.0)
+        coverage = eventually(
+            lambda: value_of(prometheus, 'scorepipe_performance_label_coverage_ratio{job="performance-report"}'),
+            timeout=30,
+            what="the performance flow's push",
+        )
+        assert coverage == 1.0
+        assert 0.5 < value_of(prometheus, 'scorepipe_performance_roc_auc{job="performance-report"}') <= 1.0
     finally:
         stream.send_signal(signal.SIGTERM)
         output, _ = stream.communicate(timeout=60)
