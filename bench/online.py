@@ -205,7 +205,9 @@ def main() -> None:
         singles = [json.dumps(r).encode() for r in records]
         batches = [json.dumps(records[i : i + 100]).encode() for i in range(0, 3000, 100)]
         v2 = [v2_body(records[i : i + 100]) for i in range(0, 3000, 100)]
-        asyncio.run(saturate(f"{url}/predict", singles, 200, 8))  # warm-up: imports, first calls
+        # Warm-up: both workers' first calls (imports, allocations) stay out of the figures.
+        asyncio.run(saturate(f"{url}/predict", singles, 1000, 16))
+        asyncio.run(fixed_rate(f"{url}/predict", singles, args.rate, 3))
         if shutil.which("hey"):
             steady = hey(f"{url}/predict", singles[0], rate=args.rate, seconds=args.seconds, workdir=settings.home)
         else:

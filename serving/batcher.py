@@ -17,6 +17,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import sklearn
+
 from scoring import SchemaError, Scorer
 from serving.runtime import RecordResult, Runtime
 
@@ -75,6 +77,9 @@ class DynamicBatcher:
             return jobs
 
     def _run(self) -> None:
+        # Validation has already refused infinities and unexpected missing values, so scikit-learn's own
+        # finiteness checks are redundant here; the setting is per thread and changes no score.
+        sklearn.set_config(assume_finite=True)
         while (jobs := self._take()) is not None:
             try:
                 scorer = self.runtime.scorer()  # one version for the whole batch
