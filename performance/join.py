@@ -39,6 +39,16 @@ class Joined:
     proba: np.ndarray | None = None  # every scored row's ``collect_proba`` column, labelled or not
 
 
+def id_column_of(scored: str | Path) -> str:
+    """The id a scored output carries: ``event_id`` (stream) or ``transaction_id`` (batch)."""
+    first = discover_inputs(scored).files[0]
+    names = pq.read_schema(first).names
+    for candidate in ID_CANDIDATES:
+        if candidate in names:
+            return candidate
+    raise SourceError(f"{first} has none of {', '.join(ID_CANDIDATES)}: name the id with --id-column")
+
+
 def join_labels(
     scored: str | Path,
     labels: LabelSet,
@@ -49,10 +59,7 @@ def join_labels(
 ) -> Joined:
     """Every labelled scored row under ``scored`` (optionally only those scored ``since``)."""
     files = discover_inputs(scored).files
-    first = pq.read_schema(files[0]).names
-    id_column = id_column or next((c for c in ID_CANDIDATES if c in first), None)
-    if id_column is None:
-        raise SourceError(f"{files[0]} has none of {', '.join(ID_CANDIDATES)}: name the id with --id-column")
+    id_column = id_column or id_column_of(scored)
     right = pa.Table.from_pandas(labels.labels.rename(columns={"id": id_column}), preserve_index=False)
     parts: list[pa.Table] = []
     collected: list[np.ndarray] = []

@@ -31,7 +31,7 @@ from sklearn.metrics import (
 from drift.report import EXTERNAL_ASSET, ReportError
 from performance.challenger import compare_on_outcomes
 from performance.estimate import estimated_metrics
-from performance.join import ID_CANDIDATES, join_labels
+from performance.join import id_column_of, join_labels
 from performance.labels import LABEL, read_labels
 from performance.summary import PerformanceSummary, VersionPerformance
 from scoring import Registry, Settings, SourceError
@@ -55,7 +55,7 @@ def build_performance_report(
     started = time.perf_counter()
     registry = Registry(settings.registry_dir)
     classes = _classes(scored, registry)
-    id_col = id_column or _id_column(scored)
+    id_col = id_column or id_column_of(scored)
     label_set = read_labels(labels, id_column=id_col, label_column=label_column, classes=classes)
     positive = f"{PROBA_PREFIX}{classes[-1]}" if len(classes) == 2 else None
     joined = join_labels(scored, label_set, id_column=id_col, since=since, collect_proba=positive)
@@ -128,7 +128,7 @@ def challenger_on_outcomes(
     """Champion (``scored``) against its shadow challenger on the labels that arrived (``compare --labels``)."""
     registry = Registry(settings.registry_dir)
     classes = _classes(scored, registry)
-    id_col = id_column or _id_column(scored)
+    id_col = id_column or id_column_of(scored)
     label_set = read_labels(labels, id_column=id_col, label_column=label_column, classes=classes)
     champion = join_labels(scored, label_set, id_column=id_col)
     shadow_path = Path(shadow) if shadow is not None else find_shadow(Path(scored))
@@ -238,14 +238,6 @@ def _classes(scored: str | Path, registry: Registry) -> list[Any]:
     first = discover_inputs(scored).files[0]
     versions = [v for v in pq.read_table(first, columns=[MODEL_VERSION]).column(0).to_pylist() if v is not None]
     return list(registry.load(max(versions) if versions else "champion").bundle.classes)
-
-
-def _id_column(scored: str | Path) -> str:
-    names = pq.read_schema(discover_inputs(scored).files[0]).names
-    for candidate in ID_CANDIDATES:
-        if candidate in names:
-            return candidate
-    raise SourceError(f"scored data at {scored} has none of {', '.join(ID_CANDIDATES)}: pass --id-column")
 
 
 def _write_atomic(path: Path, text: str) -> None:
