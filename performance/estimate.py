@@ -1,7 +1,9 @@
 """What the model's own probabilities say its performance is, before any label arrives.
 
-This is confidence-based performance estimation (NannyML's CBPE) written out, because ``nannyml``
-does not install beside our pins (pandas < 3, numpy 2): with calibrated probabilities p, a row
+This is confidence-based performance estimation (NannyML's CBPE) written out. ``nannyml`` 0.13.1
+resolves beside our pins, but it brings about 40 more packages (xgboost, lightgbm, an NVIDIA NCCL
+wheel, cloud-storage clients, a telemetry client) for a dozen lines of arithmetic: with calibrated
+probabilities p, a row
 predicted positive is a true positive with probability p, so the expected confusion matrix, precision,
 recall and F1 follow by summing; expected ROC AUC integrates the expected true- and false-positive
 rates over every threshold. It assumes the relation between features and label has not changed
