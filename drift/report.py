@@ -89,7 +89,7 @@ def build_report(
     stem = f"drift-{_slug(name or Path(str(current)).name)}"
     html = out_dir / f"{stem}.html"
     json_path = out_dir / f"{stem}.json"
-    _save_html(snapshot, html)
+    save_html(snapshot, html)
     judged = _column_verdicts(json.loads(snapshot.json()), set(numeric))
     by_name = {c.name: c for c in judged}
     unjudged = [c for c in columns if c not in by_name]
@@ -120,7 +120,7 @@ def build_report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
-    _atomic_write(json_path, summary.model_dump_json(indent=2).encode())
+    atomic_write(json_path, summary.model_dump_json(indent=2).encode())
     return summary
 
 
@@ -157,7 +157,8 @@ def _column_verdicts(result: dict[str, Any], numeric: set[str]) -> list[ColumnDr
     return columns
 
 
-def _save_html(snapshot: Any, path: Path) -> None:
+def save_html(snapshot: Any, path: Path) -> None:
+    """Save an Evidently snapshot atomically, refusing HTML that would load anything from the network."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     snapshot.save_html(str(tmp))
     text = tmp.read_text(errors="replace")
@@ -168,7 +169,7 @@ def _save_html(snapshot: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

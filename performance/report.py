@@ -6,9 +6,7 @@ more than ``performance_max_auc_drop`` below the ROC AUC it had on its training 
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from drift.report import EXTERNAL_ASSET, ReportError
+from drift.report import atomic_write, save_html
 from performance.challenger import compare_on_outcomes
 from performance.estimate import estimated_metrics
 from performance.join import id_column_of, join_labels
@@ -72,7 +70,7 @@ def build_performance_report(
     stem = f"performance-{name or Path(str(scored)).name}"
     html = out_dir / f"{stem}.html"
     dominant = int(joined.rows[MODEL_VERSION].mode().iloc[0])
-    _save_html(
+    _classification_html(
         joined.rows[joined.rows[MODEL_VERSION] == dominant],
         classes,
         html,
@@ -82,7 +80,7 @@ def build_performance_report(
     estimated = estimated_metrics(joined.proba) if joined.proba is not None and len(joined.proba) else None
     main = max(performances, key=lambda p: p.rows)
     gap = main.roc_auc - estimated["roc_auc"] if estimated and main.roc_auc is not None else None
-    challenger = _against_challenger(scored, label_set, joined.rows, id_col, classes, since, settings.seed)
+    challenger = _against_challenger(_shadow_of(scored), label_set, joined.rows, id_col, classes, since, settings.seed)
     rejected_path = None
     if len(label_set.rejected):
         rejected_path = out_dir / f"{stem}-rejected-labels.parquet"
@@ -112,7 +110,7 @@ def build_performance_report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
-    _write_atomic(Path(summary.json_path), summary.model_dump_json(indent=2))
+    atomic_write(Path(summary.json_path), summary.model_dump_json(indent=2).encode())
     return summary
 
 
@@ -131,25 +129,29 @@ def challenger_on_outcomes(
     id_col = id_column or id_column_of(scored)
     label_set = read_labels(labels, id_column=id_col, label_column=label_column, classes=classes)
     champion = join_labels(scored, label_set, id_column=id_col)
-    shadow_path = Path(shadow) if shadow is not None else find_shadow(Path(scored))
-    challenger = join_labels(shadow_path, label_set, id_column=id_col)
-    if champion.rows.empty or challenger.rows.empty:
+    if champion.rows.empty:
         return None
-    return compare_on_outcomes(champion.rows, challenger.rows, id_column=id_col, classes=classes, seed=settings.seed)
+    shadow_path = Path(shadow) if shadow is not None else find_shadow(Path(scored))
+    return _against_challenger(shadow_path, label_set, champion.rows, id_col, classes, None, settings.seed)
 
 
 def _against_challenger(
-    scored: str | Path, labels: Any, champion: pd.DataFrame, id_column: str, classes: list[Any], since: Any, seed: int
+    shadow: Path | None, labels: Any, champion: pd.DataFrame, id_column: str, classes: list[Any], since: Any, seed: int
 ) -> dict[str, Any] | None:
-    """The shadow challenger's outcome comparison, when ``scored`` has ``_shadow/`` outputs."""
-    try:
-        shadow = find_shadow(Path(scored))
-    except SourceError:
+    """The shadow challenger (its outputs at ``shadow``, if any) judged beside the champion on the same labels."""
+    if shadow is None:
         return None
     challenger = join_labels(shadow, labels, id_column=id_column, since=since)
     if challenger.rows.empty:
         return None
     return compare_on_outcomes(champion, challenger.rows, id_column=id_column, classes=classes, seed=seed)
+
+
+def _shadow_of(scored: str | Path) -> Path | None:
+    try:
+        return find_shadow(Path(scored))
+    except SourceError:
+        return None
 
 
 def _measure(rows: pd.DataFrame, version: int, classes: list[Any], registry: Registry, settings: Settings):
@@ -203,7 +205,7 @@ def _codes(values: pd.Series, names: list[str]) -> np.ndarray:
     return text.map(lookup).to_numpy(dtype=np.int64)
 
 
-def _save_html(rows: pd.DataFrame, classes: list[Any], path: Path, *, sample_rows: int, seed: int) -> None:
+def _classification_html(rows: pd.DataFrame, classes: list[Any], path: Path, *, sample_rows: int, seed: int) -> None:
     """Evidently's classification preset on the labelled rows (a fixed-seed sample), saved self-contained."""
     if len(rows) > sample_rows:
         rows = rows.sample(sample_rows, random_state=seed)
@@ -224,13 +226,7 @@ def _save_html(rows: pd.DataFrame, classes: list[Any], path: Path, *, sample_row
         numerical_columns=[c for c in frame.columns if c not in ("target", "prediction")],
     )
     snapshot = Report([ClassificationPreset()]).run(Dataset.from_pandas(frame, data_definition=definition), None)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    snapshot.save_html(str(tmp))
-    text = tmp.read_text(errors="replace")
-    if EXTERNAL_ASSET.search(text):
-        tmp.unlink(missing_ok=True)
-        raise ReportError(f"the Evidently report for {path.name} fetches scripts or styles from elsewhere")
-    os.replace(tmp, path)
+    save_html(snapshot, path)
 
 
 def _classes(scored: str | Path, registry: Registry) -> list[Any]:
@@ -238,9 +234,3 @@ def _classes(scored: str | Path, registry: Registry) -> list[Any]:
     first = discover_inputs(scored).files[0]
     versions = [v for v in pq.read_table(first, columns=[MODEL_VERSION]).column(0).to_pylist() if v is not None]
     return list(registry.load(max(versions) if versions else "champion").bundle.classes)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -139,13 +139,6 @@ class StreamConsumer:
         # fork/join) and leaves the other core to the Kafka client's network threads.
         self._threads = threadpool_limits(limits=1, user_api="openmp")
 
-    @property
-    def scorer(self) -> Scorer:
-        """The champion scoring the next batch."""
-        scorer = self.models.current()
-        assert scorer is not None  # a required model never goes back to None
-        return scorer
-
     # -- lifecycle ---------------------------------------------------------------------------
 
     def stop(self, *_: object) -> None:
@@ -309,7 +302,7 @@ class StreamConsumer:
             if self.live_window is not None and valid.any():
                 self.live_window.append(_window_rows(accepted, kept))
             if self.shadow is not None and valid.any():
-                shadow_futures = self._shadow_score(scorer, frame, scored, valid, kept)
+                shadow_futures = self._shadow_score(scorer, frame[valid], accepted, kept)
         for record, reason, stage in dead:
             futures.append(self._dead_letter(record, reason, stage))
             log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
@@ -324,9 +317,9 @@ class StreamConsumer:
         if failed_shadow:
             self.metrics.shadow_errors.labels("publish").inc(failed_shadow)
             log.warning("shadow: %d challenger predictions were not acknowledged (champion unaffected)", failed_shadow)
-        self._account(scorer, records, dead, accepted, good)
+        self._account(scorer, records, dead, accepted)
 
-    def _account(self, scorer: Scorer, records: list[Any], dead: list[Any], accepted: Any, good: list[Any]) -> None:
+    def _account(self, scorer: Scorer, records: list[Any], dead: list[Any], accepted: Any) -> None:
         predicted = len(records) - len(dead)
         self.stats.events += len(records)
         self.stats.predictions += predicted
@@ -358,15 +351,15 @@ class StreamConsumer:
             return pd.concat(parts)
 
     def _shadow_score(
-        self, champion: Scorer, frame: pd.DataFrame, scored: pd.DataFrame, valid: np.ndarray, kept: list[Any]
+        self, champion: Scorer, frame: pd.DataFrame, accepted: pd.DataFrame, kept: list[Any]
     ) -> list[Any]:
-        """Score the same frame with the challenger; publish and compare; never raise into the champion's path."""
+        """Score the champion's accepted rows with the challenger; publish and compare; never raise into its path."""
         assert self.shadow is not None
         challenger = self.shadow.current()
         if challenger is None or challenger.version == champion.version:
             return []
         try:
-            shadow = challenger.score(frame[valid])
+            shadow = challenger.score(frame)
         except Exception as exc:  # noqa: BLE001 - a broken challenger is reported and skipped, whatever it raises
             self.metrics.shadow_errors.labels("score").inc()
             log.warning("shadow: challenger v%s failed on a batch of %d: %s", challenger.version, len(frame), exc)
@@ -377,15 +370,15 @@ class StreamConsumer:
         key = (champion.version, challenger.version)
         total = self.agreements.setdefault(key, Agreement(*key))
         batch = Agreement(*key)
-        diff = batch.add(scored[valid], shadow, champion.bundle.classes)
+        diff = batch.add(accepted, shadow, champion.bundle.classes)
         total.merge(batch)
         self.metrics.record_agreement(batch, diff, total)
-        accepted = shadow[both]
+        mirrored = shadow[both]
         rows = [k for k, ok in zip(kept, both, strict=True) if ok]
-        if self.shadow_window is not None and len(accepted):
-            self.shadow_window.append(_window_rows(accepted, rows))
+        if self.shadow_window is not None and len(mirrored):
+            self.shadow_window.append(_window_rows(mirrored, rows))
         try:
-            return self._publish(challenger, rows, accepted, self.settings.shadow_topic)
+            return self._publish(challenger, rows, mirrored, self.settings.shadow_topic)
         except KafkaError as exc:
             self.metrics.shadow_errors.labels("publish").inc(len(rows))
             log.warning("shadow: cannot publish to %s: %s", self.settings.shadow_topic, exc)
