@@ -57,16 +57,27 @@ def in_process_limit(scorer: Scorer, records: list[dict]) -> dict:
     import pandas as pd
 
     frames = [pd.DataFrame([r]) for r in records[:300]]
-    started = time.perf_counter()
-    for frame in frames:
-        scorer.score(frame)
-    single = len(frames) / (time.perf_counter() - started)
+
+    def per_second(scorer: Scorer) -> float:
+        started = time.perf_counter()
+        for frame in frames:
+            scorer.score(frame)
+        return len(frames) / (time.perf_counter() - started)
+
+    single = per_second(scorer)
+    sklearn_path = Scorer(scorer.bundle, scorer.version)
+    sklearn_path._small_frames = None  # the naive way: every record through Pipeline.predict_proba
+    single_sklearn = per_second(sklearn_path)
     batches = [pd.DataFrame(records[i : i + 100]) for i in range(0, len(records) - 99, 100)]
     started = time.perf_counter()
     for frame in batches:
         scorer.score(frame)
     batch_rows = 100 * len(batches) / (time.perf_counter() - started)
-    return {"single_calls_per_s": round(single, 1), "batch100_rows_per_s": round(batch_rows)}
+    return {
+        "single_calls_per_s": round(single, 1),
+        "single_calls_per_s_through_sklearn": round(single_sklearn, 1),
+        "batch100_rows_per_s": round(batch_rows),
+    }
 
 
 async def fixed_rate(url: str, bodies: list[bytes], rate: float, seconds: float) -> dict:
@@ -252,6 +263,10 @@ def main() -> None:
         "batch_vs_seed": round(batch_rows / SEED["batch_rows_per_s"], 1),
     }
     print(f"limit, Scorer.score in-process, one record per call:   {limit['single_calls_per_s']:>9,} calls/s")
+    print(
+        f"naive, the same through sklearn's predict_proba:       "
+        f"{limit['single_calls_per_s_through_sklearn']:>9,} calls/s (no small-frame shortcut)"
+    )
     print(f"limit, Scorer.score in-process, 100-record frames:    {limit['batch100_rows_per_s']:>9,} rows/s")
     print(
         f"/predict at {args.rate:.0f}/s (2 connections): p50 {steady['p50_ms']} ms, p99 {steady['p99_ms']} ms, "

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from scoring import fastpath
 from scoring.bundle import ModelBundle
 from scoring.registry import LoadedModel, Registry
 from scoring.validation import ExtraColumns, validate
@@ -46,6 +47,9 @@ class Scorer:
         self.proba_columns = [f"{PROBA_PREFIX}{c}" for c in bundle.classes]
         self._classes = np.asarray(bundle.classes)
         self._integer_classes = np.issubdtype(self._classes.dtype, np.integer)
+        # Small frames (a request, a quiet stream's poll) skip sklearn's per-call overhead when a
+        # shortcut reproduces this pipeline exactly; large frames always go through sklearn.
+        self._small_frames = fastpath.SmallFramePredictor.verified(bundle.pipeline, bundle.schema, bundle.reference)
 
     @classmethod
     def from_registry(cls, registry: Registry, ref: str | int = "champion") -> Scorer:
@@ -70,7 +74,7 @@ class Scorer:
         proba = np.full((n, len(self._classes)), np.nan)
         if valid.any():
             features = validated.features if valid.all() else validated.features[valid]
-            proba[valid] = self.bundle.pipeline.predict_proba(features)
+            proba[valid] = self._predict_proba(features)
         best = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=1)
         if self._integer_classes:
             prediction: Any = pd.array(self._classes[best], dtype="Int64")
@@ -91,6 +95,11 @@ class Scorer:
         columns.update({name: validated.features[name] for name in self.bundle.schema.names})
         columns.update(added)
         return pd.DataFrame(columns, index=frame.index)
+
+    def _predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        if self._small_frames is not None and len(features) <= fastpath.MAX_ROWS:
+            return self._small_frames.predict_proba(features)
+        return self.bundle.pipeline.predict_proba(features)
 
     def score_batches(self, frames: Iterable[pd.DataFrame | pa.Table]) -> Iterator[pd.DataFrame]:
         """Score a stream of chunks one at a time, so memory is bounded by the chunk size."""

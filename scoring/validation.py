@@ -84,7 +84,12 @@ def _flag(mask: np.ndarray, values: pd.Series, row_problems: dict[int, list[str]
 
 def _check_numeric(column: pd.Series, spec: FeatureSpec, row_problems: dict[int, list[str]]) -> pd.Series | str:
     name = spec.name
-    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+        # Plain numpy bool/int/float: cast in numpy (pandas' dtype checks cost more than a small frame).
+        array = column.to_numpy(dtype=np.float64)
+        values = pd.Series(array, index=column.index, name=column.name)
+        missing = np.isnan(array)
+    elif pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
         if pd.api.types.is_complex_dtype(column):
             return f"column {name!r} has type {column.dtype}, expected a real number"
         values = column.astype("float64")
