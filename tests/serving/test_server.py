@@ -16,7 +16,7 @@ import pytest
 
 from flows.batch import run_batch
 from scorepipe.services import ManagedProcess, free_port, http_ok
-from scoring import Registry, Scorer, Settings, synthetic
+from scoring import Registry, Scorer, Settings, fastpath, synthetic
 from streaming.consumer import score_stream
 from streaming.producer import produce
 from streaming.topics import ensure_topics
@@ -55,30 +55,33 @@ def as_records(frame):
 
 def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(stream_settings, tmp_path):
     settings = stream_settings()
-    rows = synthetic.generate(300, seed=91, with_target=False)
+    # 700 rows: the batch flow (one 700-row chunk) and the 700-row HTTP requests go through sklearn's
+    # predict_proba; /predict (and stream micro-batches of 512 events or fewer) through the shortcut.
+    rows = synthetic.generate(700, seed=91, with_target=False)
     ids = rows[synthetic.ID_COLUMN].tolist()
     features = rows.drop(columns=[synthetic.ID_COLUMN])
 
     rows.to_parquet(tmp_path / "rows.parquet")
     scorer = Scorer.from_registry(Registry(settings.registry_dir))
-    run_batch(tmp_path / "rows.parquet", tmp_path / "batch", scorer, chunk_size=128)
+    assert scorer._small_frames is not None and fastpath.MAX_ROWS < 700
+    run_batch(tmp_path / "rows.parquet", tmp_path / "batch", scorer, chunk_size=700)
     batch = pd.read_parquet(tmp_path / "batch" / "rows.parquet").set_index(synthetic.ID_COLUMN)
 
     ensure_topics(settings)
-    produce(settings, count=300, seed=91)
+    produce(settings, count=700, seed=91)
     score_stream(settings, scorer).run(idle_exit_seconds=3)
     from tests.streaming.test_stream import read_topic
 
-    stream = {m.key.decode(): json.loads(m.value) for m in read_topic(settings, settings.predictions_topic, expect=300)}
+    stream = {m.key.decode(): json.loads(m.value) for m in read_topic(settings, settings.predictions_topic, expect=700)}
 
     server, url = serve(settings, tmp_path)
     try:
         status, simple = post(f"{url}/predict_batch", as_records(features))
-        assert status == 200 and simple["scored"] == 300
+        assert status == 200 and simple["scored"] == 700
         inputs = [
             {
                 "name": name,
-                "shape": [300],
+                "shape": [700],
                 "datatype": "BYTES" if features[name].dtype == object else "FP64",
                 "data": [None if isinstance(v, float) and np.isnan(v) else v for v in features[name].tolist()],
             }
