@@ -57,13 +57,28 @@ class ScoringMetrics:
         )
         self.batch_duration = Histogram(
             "scorepipe_stream_batch_duration_seconds",
-            "Time to decode, score, publish and commit one micro-batch",
+            "Time to decode, score and send one micro-batch (acknowledgements arrive later)",
             buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "scorepipe_stream_in_flight_batches",
+            "Micro-batches sent and not yet acknowledged by the broker",
+            registry=r,
+        )
+        self.send_failures = Counter(
+            "scorepipe_stream_send_failures",
+            "Micro-batches whose results the broker did not acknowledge (re-read from their first offset)",
+            registry=r,
+        )
+        self.commit_failures = Counter(
+            "scorepipe_stream_commit_failures",
+            "Offset commits the broker refused or lost (a later commit covers them)",
             registry=r,
         )
         self.latency = Histogram(
             "scorepipe_stream_event_latency_seconds",
-            "From the Kafka record time of an event to its prediction",
+            "From the Kafka record time of an event to the acknowledgement of its prediction",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

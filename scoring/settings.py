@@ -43,7 +43,18 @@ class Settings(BaseSettings):
     stream_batch_events: int = Field(
         default=2000, gt=0, description="Most events scored as one micro-batch (more amortizes per-call model cost)."
     )
-    stream_batch_ms: int = Field(default=100, gt=0, description="Longest wait to fill a micro-batch, in ms.")
+    stream_batch_ms: int = Field(
+        default=100, gt=0, description="Longest a poll waits when no event is buffered; a partial batch never waits."
+    )
+    stream_max_in_flight: int = Field(
+        default=3, gt=0, description="Micro-batches sent but not yet acknowledged before the consumer waits."
+    )
+    stream_delivery_timeout_ms: int = Field(
+        default=120_000, gt=0, description="How long the producer retries a result before the batch counts as failed."
+    )
+    stream_retry_max_seconds: float = Field(
+        default=10.0, gt=0, description="Longest back-off before re-reading from the first unacknowledged batch."
+    )
     stream_session_timeout_ms: int = Field(
         default=10_000, gt=0, description="How soon a dead consumer's partitions move to the others."
     )

@@ -1,25 +1,32 @@
-"""The stream scorer: Kafka micro-batches through the shared ``Scorer``, at least once.
+"""The stream scorer: Kafka micro-batches through the shared ``Scorer``, at least once, pipelined.
 
-For each micro-batch (up to ``stream_batch_events`` events or ``stream_batch_ms`` of waiting):
-decode every event, score the decodable ones as one frame, publish one prediction per scored
-event and send every other event, unchanged, to the dead-letter topic with the reason in its
-headers; wait until the broker has acknowledged all of it, and only then commit the batch's
-offsets. A crash before the commit means the batch is consumed again (duplicates, never loss).
+Each poll returns whatever is buffered (at most ``stream_batch_events``), and it is scored at
+once: a quiet stream is scored event by event, a busy one in full batches, because events pile up
+while the previous batch is scored. For each micro-batch: decode every event, score the decodable
+ones as one frame, send one prediction per scored event and every other event, unchanged, to the
+dead-letter topic with the reason in its headers. The consumer does not wait for the broker's
+acknowledgements before polling again: up to ``stream_max_in_flight`` batches are in flight, and
+offsets are committed in order, only for the leading batches whose every result was acknowledged.
+A failed send stops commits at that batch and re-reads from its first offset; a crash re-reads
+from the last commit. Either way: duplicates, never loss.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from threadpoolctl import threadpool_limits
@@ -44,7 +51,10 @@ from streaming.events import (
 from streaming.live_window import SHADOW_DIR, LiveWindow
 
 log = logging.getLogger("scorepipe.stream")
-ACK_TIMEOUT_S = 60.0
+ACK_TIMEOUT_S = 60.0  # on stop: the longest wait for the batches in flight
+BACKPRESSURE_WAIT_S = 1.0  # at the in-flight bound: one wait for the oldest batch before polling again
+IN_FLIGHT_POLL_MS = 5  # poll timeout while acknowledgements are awaited
+HANDOVER_WAIT_S = 2.0  # on revocation: the longest wait for acknowledgements (the IO thread is blocked)
 BROKER_CHECK_S = 5.0  # how often end offsets are asked for (consumer lag, broker reachability)
 
 
@@ -57,6 +67,7 @@ class StreamStats:
     dead_letters: int = 0
     batches: int = 0
     commits: int = 0
+    send_failures: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,8 +77,27 @@ class StreamStats:
             "dead_letters": self.dead_letters,
             "batches": self.batches,
             "commits": self.commits,
+            "send_failures": self.send_failures,
             "seconds": round(time.monotonic() - self.started, 3),
         }
+
+
+@dataclass
+class _Sent:
+    """One micro-batch whose results were handed to the producer; committable once all are acknowledged."""
+
+    first: dict[TopicPartition, int]  # first offset per partition: where to re-read from if a send fails
+    after: dict[TopicPartition, int]  # the offset to commit per partition (last + 1)
+    futures: list[Any]
+    shadow_futures: list[Any]
+    account: Callable[[], None]  # counts the batch once it is delivered
+
+    def done(self) -> bool:
+        return all(f.is_done for f in self.futures)
+
+    def error(self) -> BaseException | None:
+        """The first send error, once every future is done (None if all were acknowledged)."""
+        return next((f.exception for f in self.futures if f.failed()), None)
 
 
 class StreamConsumer:
@@ -100,7 +130,8 @@ class StreamConsumer:
         self.stats = StreamStats()
         self.agreements: dict[tuple[int, int], Agreement] = {}
         self._stopping = threading.Event()
-        self._pending: list[Any] = []
+        self._sent: deque[_Sent] = deque()
+        self._lock = threading.Lock()  # the rebalance listener (Kafka's IO thread) and the loop share _sent
         serving = self.models.current()
         if serving is None:
             raise SinkError(f"no model to score with for {self.models.ref!r}")
@@ -108,9 +139,12 @@ class StreamConsumer:
         self._decoder = EventDecoder(self._schema)
         self._next_offsets: dict[TopicPartition, int] = {}
         self._rewind: dict[TopicPartition, int] = {}
+        self._same_partitions: dict[str, bool] = {}
         self._assigned = 0
         self._broker_checked: float | None = None
         self._broker_error: str | None = "not checked yet"
+        self._send_error: str | None = None
+        self._retry_delay = 0.0
         self.metrics.set_model(self.models.ref, serving.version)
         if shadow is not None:
             self.metrics.set_model(shadow.ref, shadow.version)
@@ -131,10 +165,12 @@ class StreamConsumer:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             client_id=f"{client_id}-producer",
             acks="all",
-            linger_ms=5,
+            linger_ms=2,
             batch_size=256 * 1024,
+            delivery_timeout_ms=settings.stream_delivery_timeout_ms,
+            request_timeout_ms=min(30_000, settings.stream_delivery_timeout_ms - 2),
         )
-        self.consumer.subscribe([settings.features_topic], listener=_ReleaseOnRevoke(self))
+        self.consumer.subscribe([settings.features_topic], listener=_FinishOnRevoke(self))
         # Micro-batches are small: one OpenMP thread scores them faster than two (no per-tree
         # fork/join) and leaves the other core to the Kafka client's network threads.
         self._threads = threadpool_limits(limits=1, user_api="openmp")
@@ -142,7 +178,7 @@ class StreamConsumer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def stop(self, *_: object) -> None:
-        """Ask the loop to finish the batch in hand, flush, commit and return (signal-safe)."""
+        """Ask the loop to finish the batch in hand, wait for acknowledgements, commit and return (signal-safe)."""
         self._stopping.set()
 
     def run(self, *, idle_exit_seconds: float | None = None, on_batch: Callable[[StreamStats], None] | None = None):
@@ -154,19 +190,22 @@ class StreamConsumer:
         try:
             while not self._stopping.is_set():
                 self.health.beat()
-                self._fill_batch()
+                self._hold_back_at_the_bound()
+                records = self._poll()
                 self._assigned = len(self.consumer.assignment())
                 self._check_broker()
-                if self._pending:
-                    self._drain()
-                    idle_since = time.monotonic()
-                    if on_batch is not None:
-                        on_batch(self.stats)
-                elif not self._assigned:
+                if records:
+                    self._send_batch(records)
+                delivered = self._settle()
+                if (records or delivered) and on_batch is not None:
+                    on_batch(self.stats)
+                if records or not self._assigned:
                     idle_since = time.monotonic()  # waiting for partitions is not being idle
+                elif self._sent:
+                    continue
                 elif idle_exit_seconds is not None and time.monotonic() - idle_since >= idle_exit_seconds:
                     break
-            self._drain()
+            self._finish()
         finally:
             self.close()
         return self.stats
@@ -190,6 +229,7 @@ class StreamConsumer:
             "partitions", lambda: None if self._assigned else "no partitions assigned (joining the group?)"
         )
         self.health.add_check("broker", self._broker_reason)
+        self.health.add_check("results", lambda: self._send_error)
 
     def _broker_reason(self) -> str | None:
         if self._broker_error is not None:
@@ -222,61 +262,118 @@ class StreamConsumer:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def _fill_batch(self) -> None:
-        """Poll until the batch is full, its time is up, or a stop is asked for."""
-        limit = self.settings.stream_batch_events
-        deadline: float | None = None
-        while len(self._pending) < limit and not self._stopping.is_set():
-            if deadline is None:
-                timeout_ms = 500
-            else:
-                timeout_ms = int((deadline - time.monotonic()) * 1000)
-                if timeout_ms <= 0:
-                    break
-            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=limit - len(self._pending))
-            for records in polled.values():
-                self._pending.extend(records)
-            if self._pending and deadline is None:
-                deadline = time.monotonic() + self.settings.stream_batch_ms / 1000
-            elif not self._pending:
-                return  # idle: let run() check for stop and idleness
+    def _poll(self) -> list[Any]:
+        """Whatever is buffered, at once (a partial batch never waits to fill)."""
+        if not self._sent:
+            timeout_ms = self.settings.stream_batch_ms  # nothing to do but wait for events
+        else:
+            timeout_ms = 0 if self._sent[0].done() else IN_FLIGHT_POLL_MS  # also watch for acknowledgements
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.settings.stream_batch_events)
+        if len(polled) == 1:
+            return next(iter(polled.values()))
+        return [record for records in polled.values() for record in records]
 
-    def _release(self, revoked: set[TopicPartition]) -> int:
-        """Forget pending records of ``revoked`` partitions (they are not committed); return how many.
+    def _hold_back_at_the_bound(self) -> None:
+        """Backpressure: pause fetching while ``stream_max_in_flight`` batches await acknowledgement."""
+        full = len(self._sent) >= self.settings.stream_max_in_flight
+        paused = self.consumer.paused()
+        if full and not paused:
+            self.consumer.pause(*self.consumer.assignment())
+        elif not full and paused:
+            self.consumer.resume(*paused)
 
-        A partition handed straight back to this member keeps its fetch position in kafka-python,
-        so the first dropped offset is remembered and ``_rewind`` seeks back to it.
+    def _settle(self) -> int:
+        """Account and commit the leading acknowledged batches; at the bound, wait for the oldest first."""
+        if len(self._sent) >= self.settings.stream_max_in_flight:
+            _wait_for(self._sent[0].futures, BACKPRESSURE_WAIT_S)
+        delivered = self._deliver_leading()
+        self.metrics.in_flight.set(len(self._sent))
+        return delivered
+
+    def _deliver_leading(self) -> int:
+        """Every leading batch whose results were all acknowledged is counted and committed, in order.
+
+        At the first batch with a failed send, nothing after it is committed: see ``_recover``.
         """
-        kept = []
-        for record in self._pending:
-            tp = TopicPartition(record.topic, record.partition)
-            if tp in revoked:
-                self._rewind[tp] = min(self._rewind.get(tp, record.offset), record.offset)
-            else:
-                kept.append(record)
-        dropped = len(self._pending) - len(kept)
-        self._pending = kept
-        for tp in revoked:
-            self._next_offsets.pop(tp, None)
-        return dropped
+        delivered = 0
+        offsets: dict[TopicPartition, int] = {}
+        with self._lock:
+            while self._sent and self._sent[0].done():
+                batch = self._sent[0]
+                error = batch.error()
+                if error is not None:
+                    self._recover(error)
+                    break
+                self._sent.popleft()
+                batch.account()
+                self._count_shadow_failures(batch)
+                offsets.update(batch.after)
+                delivered += 1
+        if offsets:
+            self._commit(offsets)
+            self._send_error = None
+            self._retry_delay = 0.0
+        return delivered
 
-    def _rewind_returned(self, assigned: set[TopicPartition]) -> None:
-        """Seek partitions that came back after a revocation to their first unscored offset (local only)."""
-        for tp, offset in self._rewind.items():
+    def _recover(self, error: BaseException) -> None:
+        """Drop the failed batch and every later one, and re-read from the failed batch's first offsets."""
+        rewind: dict[TopicPartition, int] = {}
+        for batch in self._sent:
+            for tp, offset in batch.first.items():
+                rewind[tp] = min(rewind.get(tp, offset), offset)
+        dropped = len(self._sent)
+        self._sent.clear()
+        assigned = self.consumer.assignment()
+        for tp, offset in rewind.items():
             if tp in assigned:
                 self.consumer.seek(tp, offset)
-        self._rewind.clear()
+        self.stats.send_failures += 1
+        self.metrics.send_failures.inc()
+        self._send_error = f"results not acknowledged: {type(error).__name__}: {error}"
+        self._retry_delay = min(max(0.5, self._retry_delay * 2), self.settings.stream_retry_max_seconds)
+        log.error(
+            "%s; %d batch(es) dropped uncommitted, re-reading %s in %.1f s",
+            self._send_error,
+            dropped,
+            ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in sorted(rewind.items())),
+            self._retry_delay,
+        )
+        self._stopping.wait(self._retry_delay)
 
-    def _drain(self) -> None:
-        """Process what is pending and commit it, before the next poll."""
-        if not self._pending:
-            return
-        records, self._pending = self._pending, []
+    def _finish(self) -> None:
+        """On stop: wait for the batches in flight, count and commit what was delivered (synchronously)."""
+        deadline = time.monotonic() + ACK_TIMEOUT_S
+        while self._sent and time.monotonic() < deadline:
+            _wait_for(self._sent[0].futures, deadline - time.monotonic())
+            if not self._deliver_leading() and self._sent and not self._sent[0].done():
+                break
+        if self._sent:
+            log.warning("stopping with %d batch(es) unacknowledged: they will be read again", len(self._sent))
+        self._sent.clear()
+        owned = {tp: offset for tp, offset in self._next_offsets.items() if tp in self.consumer.assignment()}
+        if owned:
+            try:
+                self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in owned.items()})
+            except KafkaError as exc:
+                self.metrics.commit_failures.inc()
+                log.warning("final commit failed (%s): the last batches will be read again", exc)
+
+    def _send_batch(self, records: list[Any]) -> None:
+        """Decode, score and send one micro-batch; its offsets wait in ``_sent`` for the acknowledgements."""
         with self.metrics.batch_duration.time():
-            self._process(records)
-            self._commit(records)
+            futures, shadow_futures, account = self._process(records)
+        first: dict[TopicPartition, int] = {}
+        after: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            if tp not in first:
+                first[tp] = record.offset
+            after[tp] = record.offset + 1
+        with self._lock:
+            self._sent.append(_Sent(first, after, futures, shadow_futures, account))
+        self.metrics.in_flight.set(len(self._sent))
 
-    def _process(self, records: list[Any]) -> None:
+    def _process(self, records: list[Any]) -> tuple[list[Any], list[Any], Callable[[], None]]:
         scorer = self.models.current()  # one version for the whole batch, swapped only between batches
         assert scorer is not None
         if scorer.bundle.schema != self._schema:  # a reload passed the compatibility check: same fields
@@ -306,18 +403,7 @@ class StreamConsumer:
         for record, reason, stage in dead:
             futures.append(self._dead_letter(record, reason, stage))
             log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-        try:
-            self.producer.flush(timeout=ACK_TIMEOUT_S)
-            for future in futures:
-                if not future.succeeded():  # after flush every future is done; get() raises its error
-                    future.get(timeout=ACK_TIMEOUT_S)
-        except KafkaError as exc:
-            raise SinkError(f"the broker did not acknowledge a batch of {len(records)} results: {exc}") from exc
-        failed_shadow = sum(1 for f in shadow_futures if not f.succeeded())
-        if failed_shadow:
-            self.metrics.shadow_errors.labels("publish").inc(failed_shadow)
-            log.warning("shadow: %d challenger predictions were not acknowledged (champion unaffected)", failed_shadow)
-        self._account(scorer, records, dead, accepted)
+        return futures, shadow_futures, lambda: self._account(scorer, records, dead, accepted)
 
     def _account(self, scorer: Scorer, records: list[Any], dead: list[Any], accepted: Any) -> None:
         predicted = len(records) - len(dead)
@@ -426,14 +512,71 @@ class StreamConsumer:
         ]
         return self.producer.send(self.settings.dlq_topic, key=record.key, value=record.value, headers=headers)
 
-    def _commit(self, records: list[Any]) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, -1), record.offset + 1)
-        self.consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit without waiting: a lost commit is covered by the next one, or by the final synchronous one."""
+        self.consumer.commit_async(
+            {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}, callback=self._committed
+        )
         self._next_offsets.update(offsets)
         self.stats.commits += 1
+
+    def _committed(self, offsets: Any, result: Any) -> None:
+        if isinstance(result, BaseException):
+            self.metrics.commit_failures.inc()
+            log.warning("offset commit failed (%s); the next commit covers it", result)
+
+    def _count_shadow_failures(self, batch: _Sent) -> None:
+        failed = sum(1 for f in batch.shadow_futures if f.is_done and f.failed())
+        if failed:
+            self.metrics.shadow_errors.labels("publish").inc(failed)
+            log.warning("shadow: %d challenger predictions were not acknowledged (champion unaffected)", failed)
+
+    # -- rebalances ----------------------------------------------------------------------------
+
+    def _hand_over(self, revoked: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """The offsets safe to commit for ``revoked`` partitions before they move to another member.
+
+        Waits briefly for their batches in flight; only acknowledged leading batches count. Runs on
+        the Kafka client's IO thread while the loop is blocked in ``poll()``.
+        """
+        with self._lock:
+            deadline = time.monotonic() + HANDOVER_WAIT_S
+            for batch in self._sent:
+                if revoked & batch.first.keys():
+                    _wait_for(batch.futures, deadline - time.monotonic())
+            offsets: dict[TopicPartition, int] = {}
+            acknowledged = True
+            for batch in self._sent:
+                acknowledged = acknowledged and batch.done() and batch.error() is None
+                for tp in revoked & batch.first.keys():
+                    if acknowledged:
+                        offsets[tp] = batch.after[tp]
+                    else:
+                        # Not delivered: if this partition comes straight back, read it again from here.
+                        self._rewind.setdefault(tp, batch.first[tp])
+                    del batch.first[tp], batch.after[tp]
+            for tp in revoked:
+                self._next_offsets.pop(tp, None)
+        return offsets
+
+    def _rewind_returned(self, assigned: set[TopicPartition]) -> None:
+        """Seek partitions that came back after a revocation to their first undelivered offset (local only)."""
+        for tp, offset in self._rewind.items():
+            if tp in assigned:
+                self.consumer.seek(tp, offset)
+        self._rewind.clear()
+
+
+def _wait_for(futures: list[Any], timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for every future; their outcome is read by the caller."""
+    deadline = time.monotonic() + timeout
+    for future in futures:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        if not future.is_done:
+            with contextlib.suppress(KafkaError):  # failed or not yet done: the caller reads the future
+                future.get(timeout=remaining)
 
 
 def _window_rows(scored: pd.DataFrame, rows: list[tuple[Any, Any]]) -> pd.DataFrame:
@@ -443,27 +586,33 @@ def _window_rows(scored: pd.DataFrame, rows: list[tuple[Any, Any]]) -> pd.DataFr
     return window.reset_index(drop=True)
 
 
-class _ReleaseOnRevoke(ConsumerRebalanceListener):
-    """Before partitions move to another member, drop what was fetched from them but not yet scored.
+class _FinishOnRevoke(AsyncConsumerRebalanceListener):
+    """Before partitions move to another member, commit what was delivered for them.
 
-    Every scored batch is committed before the next poll, so at a rebalance the only uncommitted
-    records are the ones still pending; the new owner reads them again from the committed offset
-    (no loss, no duplicate). The listener runs on kafka-python's IO thread, where a blocking call
-    such as ``commit()`` is refused, so it does no I/O at all.
+    Batches in flight for the revoked partitions get a short wait for their acknowledgements; the
+    acknowledged ones are committed (awaited on the client's event loop, so no blocking commit on
+    its IO thread), the rest are left to the next owner, which reads them again: duplicates, never
+    loss. A partition that comes straight back is sought back to its first undelivered offset.
     """
 
     def __init__(self, owner: StreamConsumer) -> None:
         self.owner = owner
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        dropped = self.owner._release(set(revoked))
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        offsets = self.owner._hand_over(set(revoked))
+        if offsets:
+            try:
+                await self.owner.consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            except KafkaError as exc:
+                self.owner.metrics.commit_failures.inc()
+                log.warning("commit on revocation failed (%s): the next owner reads those batches again", exc)
         log.info(
-            "partitions revoked: %s (%d fetched, unscored events left for the next owner)",
+            "partitions revoked: %s (committed %s)",
             sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked),
-            dropped,
+            {f"{tp.topic}[{tp.partition}]": o for tp, o in sorted(offsets.items())},
         )
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
+    async def on_partitions_assigned(self, assigned: Any) -> None:
         self.owner._rewind_returned(set(assigned))
         log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 

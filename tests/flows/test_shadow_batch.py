@@ -60,7 +60,7 @@ def test_a_challenger_that_raises_is_reported_and_the_champion_written(partition
     def broken(*_):
         raise RuntimeError("challenger exploded")
 
-    challenger.bundle.pipeline.predict_proba = broken
+    challenger._predict_proba = broken  # the model call, on every path (sklearn or the shortcut)
     out = tmp_path / "out"
     summary = run_batch(partition, out, fixed(bundle, 1), chunk_size=150, shadow=challenger)
     assert [f.status for f in summary.files] == ["scored", "scored"]

@@ -181,7 +181,7 @@ def test_a_challenger_that_raises_never_disturbs_the_champion(stream_settings, c
     def broken(*_):
         raise RuntimeError("challenger exploded")
 
-    consumer.shadow.current().bundle.pipeline.predict_proba = broken
+    consumer.shadow.current()._predict_proba = broken  # the model call, on every path (sklearn or the shortcut)
     stats = consumer.run(idle_exit_seconds=3)
     assert (stats.predictions, stats.dead_letters) == (800, 0)
     assert len({m.key for m in read_topic(settings, settings.predictions_topic, expect=800)}) == 800
