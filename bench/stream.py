@@ -219,6 +219,7 @@ def main() -> None:
     parser.add_argument("--operate-events", type=int, default=50_000, help="events per run of the operate runs")
     parser.add_argument("--operate-repeats", type=int, default=3)
     parser.add_argument("--only-operate", action="store_true", help="run only the hot reload / shadow comparison")
+    parser.add_argument("--skip-operate", action="store_true", help="skip the hot reload / shadow comparison")
     args = parser.parse_args()
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -242,8 +243,11 @@ def main() -> None:
                 }
             )
 
-        ops = operate(fresh, with_challenger(registry()), min(args.operate_events, args.events), args.operate_repeats)
-        print_operate(ops)
+        ops = None
+        if not args.skip_operate:
+            events = min(args.operate_events, args.events)
+            ops = operate(fresh, with_challenger(registry()), events, args.operate_repeats)
+            print_operate(ops)
         if args.only_operate:
             print(json.dumps({"operate": ops}))
             return
@@ -272,7 +276,8 @@ def main() -> None:
     print(f"speedup over naive:                                 {results['speedup_over_naive']:>8}x (target >= 30)")
     rate = f"{args.rate:,.0f} events/s"
     print(f"latency at {rate}: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms ({lat['events']:,} events)")
-    print_operate(ops)
+    if ops is not None:
+        print_operate(ops)
     print(json.dumps(results))
 
 

@@ -323,28 +323,39 @@ def _stream_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
-    from scorepipe.kafka_broker import KafkaBroker, port_open, read_state, stop_detached
+    from scorepipe.kafka_broker import KafkaBroker, port_open, read_identity, read_state, stop_detached
 
     home = settings.home / "kafka"
     state = read_state(home)
     if args.action == "up":
         if state and port_open(int(state["port"])):
+            if args.reset:
+                console.print(f"Kafka is up at {state['bootstrap_servers']}: `scorepipe kafka down` before --reset")
+                return 1
             console.print(f"Kafka already up at {state['bootstrap_servers']} (PID {state['pid']})")
             return 0
+        kept = bool(read_identity(home)) and not args.reset
         with console.status("starting Apache Kafka (KRaft, single node)"):
-            broker = KafkaBroker(home, port=args.port).start()
+            broker = KafkaBroker(home, port=args.port, reset=args.reset).start()
         broker.save_state()
         console.print(f"Kafka up at {broker.bootstrap_servers} (PID {broker.pid}); log {broker.log_path}")
+        what = "kept from the last run" if kept else "new (formatted now)"
+        console.print(f"data: {broker.data_dir} ({what}; cluster {broker.cluster_id})")
         console.print(f"export SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
         return 0
     if args.action == "down":
         stopped = stop_detached(home)
         console.print(f"stopped Kafka PID {stopped['pid']}" if stopped else "no Kafka broker recorded as up")
+        identity = read_identity(home)
+        if identity:
+            console.print(f"data kept in {identity['data_dir']} (`scorepipe kafka up --reset` starts afresh)")
         return 0
+    identity = read_identity(home)
+    where = f"; data in {identity['data_dir']} (cluster {identity['cluster_id']})" if identity else ""
     if state and port_open(int(state["port"])):
-        console.print(f"up at {state['bootstrap_servers']} (PID {state['pid']})")
+        console.print(f"up at {state['bootstrap_servers']} (PID {state['pid']}){where}")
         return 0
-    console.print("down")
+    console.print(f"down{where}")
     return 1
 
 
@@ -715,6 +726,9 @@ def _parser() -> argparse.ArgumentParser:
     kafka = commands.add_parser("kafka", help="a local Apache Kafka broker (KRaft) for development")
     kafka.add_argument("action", choices=["up", "down", "status"])
     kafka.add_argument("--port", type=int, default=9092, help="listener port on 127.0.0.1 (up)")
+    kafka.add_argument(
+        "--reset", action="store_true", help="up: delete the broker's data (topics, offsets) and format it afresh"
+    )
     kafka.set_defaults(handler=cmd_kafka)
 
     def stream_options(p: argparse.ArgumentParser) -> None:

@@ -1,8 +1,10 @@
 """A real single-node Apache Kafka broker (KRaft), resolved from Maven Central and run with ``java``.
 
 No Docker needed: ``pom.xml`` beside this file pins the broker; Maven copies its jars into
-``.cache/kafka/libs`` once; each broker gets its own formatted log folder, a free port on
-127.0.0.1 (unless told otherwise), and is stopped by its PID.
+``.cache/kafka/libs`` once. A broker lives in one folder (``home``): its log folder is formatted on
+the first start only, and its cluster id and ports are kept in ``identity.json``, so stopping and
+starting it again keeps every topic, message and committed offset. ``reset=True`` starts afresh.
+It listens on 127.0.0.1 (a free port unless told otherwise) and is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 POM = HERE / "kafka" / "pom.xml"
 LIBS = REPO / ".cache" / "kafka" / "libs"
+IDENTITY_FILE = "identity.json"
 
 LOG4J = """\
 status = warn
@@ -73,12 +76,17 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class KafkaBroker(ManagedProcess):
-    """One KRaft node (broker and controller) with its data under ``home``."""
+    """One KRaft node (broker and controller) with its data, cluster id and ports under ``home``."""
 
-    def __init__(self, home: Path, *, port: int | None = None, partitions: int = 4, heap: str = "512m"):
+    def __init__(
+        self, home: Path, *, port: int | None = None, partitions: int = 4, heap: str = "512m", reset: bool = False
+    ):
         self.home = home
-        self.port = port or free_port()
-        self.controller_port = free_port()
+        self.reset = reset
+        known = {} if reset else read_identity(home)
+        self.cluster_id: str = known.get("cluster_id") or uuid.uuid4().hex[:22]
+        self.port = port or known.get("port") or free_port()
+        self.controller_port = known.get("controller_port") or free_port()
         self.partitions = partitions
         classpath = f"{ensure_jars()}/*"
         java = [
@@ -102,11 +110,19 @@ class KafkaBroker(ManagedProcess):
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
     def _configure(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        data = self.home / "data"
-        # Ports change from run to run, so every start gets a freshly formatted log folder.
-        shutil.rmtree(data, ignore_errors=True)
+        data = self.data_dir
+        formatted = (data / "meta.properties").exists()
+        if self.reset or not formatted:
+            shutil.rmtree(data, ignore_errors=True)
+        for port in (self.port, self.controller_port):
+            if port_open(port):
+                raise ServiceError(f"port {port} on 127.0.0.1 is taken: is another broker using {self.home}?")
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -126,18 +142,23 @@ class KafkaBroker(ManagedProcess):
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
-            "log.retention.hours": "24",
+            "log.retention.hours": "168",
         }
         (self.home / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
         (self.home / "log4j2.properties").write_text(LOG4J)
-        cluster_id = uuid.uuid4().hex[:22]
+        if not (data / "meta.properties").exists():
+            self._format()
+        identity = {"cluster_id": self.cluster_id, "port": self.port, "controller_port": self.controller_port}
+        (self.home / IDENTITY_FILE).write_text(json.dumps({**identity, "data_dir": str(data)}, indent=2))
+
+    def _format(self) -> None:
         result = subprocess.run(
             [
                 *self._java,
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
-                cluster_id,
+                self.cluster_id,
                 "-c",
                 str(self.home / "server.properties"),
             ],
@@ -177,6 +198,15 @@ class KafkaBroker(ManagedProcess):
         (self.home / "broker.json").write_text(
             json.dumps({"pid": self.pid, "port": self.port, "bootstrap_servers": self.bootstrap_servers})
         )
+
+
+def read_identity(home: Path) -> dict:
+    """The cluster id and ports a broker in ``home`` was formatted with ({} before its first start)."""
+    try:
+        identity = json.loads((home / IDENTITY_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return identity if (home / "data" / "meta.properties").exists() else {}
 
 
 def read_state(home: Path) -> dict | None:

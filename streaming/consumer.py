@@ -161,19 +161,43 @@ class StreamConsumer:
             heartbeat_interval_ms=max(1000, settings.stream_session_timeout_ms // 4),
             max_poll_interval_ms=300_000,
         )
-        self.producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            client_id=f"{client_id}-producer",
-            acks="all",
-            linger_ms=2,
-            batch_size=256 * 1024,
-            delivery_timeout_ms=settings.stream_delivery_timeout_ms,
-            request_timeout_ms=min(30_000, settings.stream_delivery_timeout_ms - 2),
-        )
+        self._client_id = client_id
+        self.producer = self._new_producer()
         self.consumer.subscribe([settings.features_topic], listener=_FinishOnRevoke(self))
         # Micro-batches are small: one OpenMP thread scores them faster than two (no per-tree
         # fork/join) and leaves the other core to the Kafka client's network threads.
         self._threads = threadpool_limits(limits=1, user_api="openmp")
+
+    def _new_producer(self) -> KafkaProducer:
+        return KafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            client_id=f"{self._client_id}-producer",
+            acks="all",
+            linger_ms=2,
+            batch_size=256 * 1024,
+            delivery_timeout_ms=self.settings.stream_delivery_timeout_ms,
+            request_timeout_ms=min(30_000, self.settings.stream_delivery_timeout_ms - 2),
+        )
+
+    def _replace_producer(self) -> None:
+        """A new producer after a non-retriable send error.
+
+        An idempotent producer stops for good after some errors (a record too large, a fenced
+        epoch); a new one starts clean, and the dropped batches' leftovers go with the old one.
+        After timeouts (broker unreachable) the producer resets itself and is kept.
+        """
+        self.producer.close(timeout=0)
+        delay = 0.5
+        while True:
+            try:
+                self.producer = self._new_producer()
+                return
+            except KafkaError as exc:
+                if self._stopping.is_set():
+                    raise SinkError(f"cannot reconnect a producer to {self.settings.kafka_bootstrap_servers}") from exc
+                log.error("cannot create a producer (%s); retrying in %.1f s", exc, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, self.settings.stream_retry_max_seconds)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -323,6 +347,8 @@ class StreamConsumer:
                 rewind[tp] = min(rewind.get(tp, offset), offset)
         dropped = len(self._sent)
         self._sent.clear()
+        if not getattr(error, "retriable", False):
+            self._replace_producer()
         assigned = self.consumer.assignment()
         for tp, offset in rewind.items():
             if tp in assigned:

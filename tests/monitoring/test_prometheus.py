@@ -76,7 +76,7 @@ def test_prometheus_scrapes_the_consumer_and_receives_the_flows_pushes(
             timeout=60,
             what="the consumer to be ready",
         )
-        assert ready["checks"] == {"model": "ok", "partitions": "ok", "broker": "ok"}
+        assert ready["checks"] == {"model": "ok", "partitions": "ok", "broker": "ok", "results": "ok"}
         assert get_json(f"http://127.0.0.1:{port}/healthz")[0] == 200
         produce(settings, count=500, seed=81, malformed_share=0.04)
 

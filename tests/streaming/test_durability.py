@@ -1,0 +1,145 @@
+"""The pipelined stream under broker trouble: a send that fails mid-stream, and the broker restarting."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from scorepipe.kafka_broker import KafkaBroker, read_identity
+from streaming.consumer import score_stream
+from streaming.producer import produce
+from streaming.topics import count_messages, ensure_topics
+from tests.streaming.test_stream import read_topic, scorer_for, stream_process, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _committed(settings) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        offsets = admin.list_group_offsets(settings.consumer_group)[settings.consumer_group]
+    finally:
+        admin.close()
+    topic = settings.features_topic
+    return {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset >= 0}
+
+
+def _event_ids_by_offset(settings) -> dict[tuple[int, int], str]:
+    """(partition, offset) -> event id, for every event on the features topic."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    partitions = [TopicPartition(settings.features_topic, p) for p in range(settings.topic_partitions)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning()
+    ends = consumer.end_offsets(partitions)
+    ids: dict[tuple[int, int], str] = {}
+    deadline = time.monotonic() + 60
+    while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=300).values():
+            ids.update({(r.partition, r.offset): r.key.decode() for r in records})
+    consumer.close()
+    return ids
+
+
+def _committed_have_predictions(settings) -> dict[int, int]:
+    """Every event below a committed offset has its prediction on the topic; returns the committed offsets."""
+    committed = _committed(settings)
+    predicted = {m.key.decode() for m in read_topic(settings, settings.predictions_topic, expect=0, settle=0.5)}
+    for (partition, offset), event_id in _event_ids_by_offset(settings).items():
+        if offset < committed.get(partition, 0):
+            assert event_id in predicted, f"offset {offset} of partition {partition} committed without its prediction"
+    return committed
+
+
+def test_sends_failing_mid_stream_are_never_committed_past_and_are_retried(stream_settings, tmp_path):
+    """The broker is paused (SIGSTOP) mid-stream for longer than the producer's delivery timeout.
+
+    The batches in flight fail; nothing past them is committed; when the broker answers again the
+    consumer re-reads from the first failed batch on its own: every event predicted, none lost.
+    """
+    broker = KafkaBroker(tmp_path / "kafka").start()
+    consumer = runner = None
+    try:
+        settings = stream_settings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            stream_batch_events=100,
+            stream_delivery_timeout_ms=2500,
+            stream_retry_max_seconds=1.0,
+        )
+        ensure_topics(settings)
+        produce(settings, count=6000, seed=81)  # a backlog: the consumer is sending whenever the broker stops
+        consumer = score_stream(settings, scorer_for(settings))
+        runner = threading.Thread(target=consumer.run, kwargs={"idle_exit_seconds": 4})
+        runner.start()
+        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 800, timeout=60, what="predictions")
+        os.killpg(broker.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: consumer.stats.send_failures >= 1, timeout=60, what="a failed send")
+            assert "results not acknowledged" in consumer.health.ready()[1]["results"]
+        finally:
+            os.killpg(broker.pid, signal.SIGCONT)
+        assert sum(_committed_have_predictions(settings).values()) < 6000
+
+        runner.join(timeout=120)
+        assert not runner.is_alive()
+        counts = Counter(m.key.decode() for m in read_topic(settings, settings.predictions_topic, expect=6000))
+        missing = {f"txn-81-c-{i:010d}" for i in range(6000)} - set(counts)
+        assert not missing, f"{len(missing)} events never predicted, e.g. {sorted(missing)[:3]}"
+        assert sum(_committed_have_predictions(settings).values()) == 6000
+        assert consumer.health.ready()[1]["results"] == "ok"  # recovered on its own
+        duplicates = sum(c - 1 for c in counts.values())
+        print(f"send failures: {consumer.stats.send_failures}, duplicates: {duplicates}")
+        # Bounded: each failure re-sends at most what was in flight (and prefetched) when it happened.
+        assert duplicates <= consumer.stats.send_failures * settings.stream_max_in_flight * settings.stream_batch_events
+    finally:
+        if consumer is not None:
+            consumer.stop()
+        if runner is not None:
+            runner.join(timeout=60)
+        broker.stop()
+
+
+def test_the_broker_keeps_its_data_and_a_running_stream_rides_through_its_restart(stream_settings, tmp_path):
+    home = tmp_path / "kafka"
+    broker = KafkaBroker(home).start()
+    port, cluster = broker.port, broker.cluster_id
+    stream = None
+    try:
+        settings = stream_settings(kafka_bootstrap_servers=broker.bootstrap_servers, stream_batch_events=100)
+        ensure_topics(settings)
+        produce(settings, count=3000, seed=83)
+        stream = stream_process(settings)
+        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 1000, timeout=90, what="predictions")
+
+        broker.stop()  # mid-stream: the consumer keeps running and retries on its own
+        time.sleep(2)
+        assert stream.poll() is None, "the consumer exited while the broker was down"
+        broker = KafkaBroker(home).start()
+        assert (broker.port, broker.cluster_id) == (port, cluster)
+        assert read_identity(home)["data_dir"] == str(home / "data")
+        assert count_messages(settings, settings.features_topic) == 3000  # the events are still there
+
+        produce(settings, count=1000, seed=84)
+        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 4000, timeout=120, what="all")
+    finally:
+        if stream is not None:
+            stream.send_signal(signal.SIGTERM)
+            output, _ = stream.communicate(timeout=90)
+        broker.stop()
+    assert stream.returncode == 0, output
+    broker = KafkaBroker(home).start()  # and once more, after everything was committed
+    try:
+        counts = Counter(m.key.decode() for m in read_topic(settings, settings.predictions_topic, expect=4000))
+        expected = {f"txn-83-c-{i:010d}" for i in range(3000)} | {f"txn-84-c-{i:010d}" for i in range(1000)}
+        assert set(counts) == expected
+        duplicates = sum(c - 1 for c in counts.values())
+        print(f"duplicates across the broker restart: {duplicates}")
+        assert duplicates <= (settings.stream_max_in_flight + 1) * settings.stream_batch_events
+        assert sum(_committed(settings).values()) == 4000  # committed offsets survived the restarts too
+    finally:
+        broker.stop()
