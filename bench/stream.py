@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2_000)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--batch-events", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3, help="alternated passthrough/scorepipe runs")
     parser.add_argument("--operate-events", type=int, default=50_000, help="events per run of the operate runs")
     parser.add_argument("--operate-repeats", type=int, default=3)
     parser.add_argument("--only-operate", action="store_true", help="run only the hot reload / shadow comparison")
@@ -251,10 +252,16 @@ def main() -> None:
         if args.only_operate:
             print(json.dumps({"operate": ops}))
             return
-        limit_eps = passthrough(fresh("passthrough"), args.events)
-        ours_eps = scorepipe_consumer(fresh("scorepipe"), scorer, args.events)
+        # Alternated and repeated: the two share the machine's noise, and the best of each is compared.
+        limits, ours = [], []
+        for _ in range(args.repeats):
+            limits.append(passthrough(fresh("passthrough"), args.events))
+            ours.append(scorepipe_consumer(fresh("scorepipe"), scorer, args.events))
+        limit_eps, ours_eps = max(limits), max(ours)
         naive_eps = naive(fresh("naive"), scorer, args.naive_events)
         lat = latency(settings_for(bootstrap, "latency"), args.rate, args.seconds)
+        half_rate = round(ours_eps / 2, -2)
+        lat_half = latency(settings_for(bootstrap, "latency-half"), half_rate, args.seconds)
     finally:
         if broker is not None:
             broker.stop()
@@ -266,16 +273,20 @@ def main() -> None:
         "ratio_to_passthrough": round(ours_eps / limit_eps, 3),
         "naive_events_per_s": round(naive_eps, 1),
         "speedup_over_naive": round(ours_eps / naive_eps, 1),
+        "runs": {"passthrough": [round(x) for x in limits], "scorepipe": [round(x) for x in ours]},
         "latency_at_rate": {"rate": args.rate, **lat},
+        "latency_at_half_saturation": {"rate": half_rate, **lat_half},
         "operate": ops,
     }
     print(f"passthrough (consume + produce + commit, no model): {results['passthrough_events_per_s']:>8,} events/s")
     print(f"scorepipe stream consumer:                          {results['scorepipe_events_per_s']:>8,} events/s")
-    print(f"ratio to passthrough:                               {results['ratio_to_passthrough']:>8} (target >= 0.7)")
+    print(f"ratio to passthrough:                               {results['ratio_to_passthrough']:>8} (target >= 0.85)")
     print(f"naive per-message consumer:                         {results['naive_events_per_s']:>8,} events/s")
     print(f"speedup over naive:                                 {results['speedup_over_naive']:>8}x (target >= 30)")
     rate = f"{args.rate:,.0f} events/s"
     print(f"latency at {rate}: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms ({lat['events']:,} events)")
+    half = f"{half_rate:,.0f} events/s"
+    print(f"latency at {half} (half of saturation): p50 {lat_half['p50_ms']} ms, p99 {lat_half['p99_ms']} ms")
     if ops is not None:
         print_operate(ops)
     print(json.dumps(results))

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         default=2000, gt=0, description="Most events scored as one micro-batch (more amortizes per-call model cost)."
     )
     stream_batch_ms: int = Field(
-        default=100, gt=0, description="Longest a poll waits when no event is buffered; a partial batch never waits."
+        default=100, gt=0, description="Longest the broker holds a fetch with no event (a partial batch never waits)."
     )
     stream_max_in_flight: int = Field(
         default=3, gt=0, description="Micro-batches sent but not yet acknowledged before the consumer waits."

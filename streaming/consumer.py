@@ -14,6 +14,7 @@ from the last commit. Either way: duplicates, never loss.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -25,8 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from threadpoolctl import threadpool_limits
@@ -53,7 +53,9 @@ from streaming.live_window import SHADOW_DIR, LiveWindow
 log = logging.getLogger("scorepipe.stream")
 ACK_TIMEOUT_S = 60.0  # on stop: the longest wait for the batches in flight
 BACKPRESSURE_WAIT_S = 1.0  # at the in-flight bound: one wait for the oldest batch before polling again
+IDLE_POLL_MS = 500  # poll timeout with nothing in flight: joins and rebalances progress inside poll()
 IN_FLIGHT_POLL_MS = 5  # poll timeout while acknowledgements are awaited
+FRESH_POLL_MS = 2  # the extra poll for events that arrived while the last batch was scored
 HANDOVER_WAIT_S = 2.0  # on revocation: the longest wait for acknowledgements (the IO thread is blocked)
 BROKER_CHECK_S = 5.0  # how often end offsets are asked for (consumer lag, broker reachability)
 
@@ -210,6 +212,10 @@ class StreamConsumer:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
+        # The model, the client and the imports are long-lived: kept out of the collector's full
+        # passes, which otherwise stall the loop for ~100 ms a few times a minute.
+        gc.collect()
+        gc.freeze()
         idle_since = time.monotonic()
         try:
             while not self._stopping.is_set():
@@ -288,14 +294,18 @@ class StreamConsumer:
 
     def _poll(self) -> list[Any]:
         """Whatever is buffered, at once (a partial batch never waits to fill)."""
-        if not self._sent:
-            timeout_ms = self.settings.stream_batch_ms  # nothing to do but wait for events
-        else:
-            timeout_ms = 0 if self._sent[0].done() else IN_FLIGHT_POLL_MS  # also watch for acknowledgements
-        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.settings.stream_batch_events)
-        if len(polled) == 1:
-            return next(iter(polled.values()))
-        return [record for records in polled.values() for record in records]
+        # Idle: wait for events (poll returns as soon as any arrive). Acknowledgements awaited: poll
+        # briefly, to look at them again soon.
+        in_flight = 0 if self._sent and self._sent[0].done() else IN_FLIGHT_POLL_MS
+        timeout_ms = in_flight if self._sent else IDLE_POLL_MS
+        limit = self.settings.stream_batch_events
+        records = _flatten(self.consumer.poll(timeout_ms=timeout_ms, max_records=limit))
+        if records and len(records) < limit:
+            # What a poll returns was fetched while the previous batch was being scored: the client
+            # asks for more only once its buffer is empty, i.e. now. One short extra poll takes the
+            # events that arrived meanwhile, instead of leaving them a whole cycle for the next batch.
+            records += _flatten(self.consumer.poll(timeout_ms=FRESH_POLL_MS, max_records=limit - len(records)))
+        return records
 
     def _hold_back_at_the_bound(self) -> None:
         """Backpressure: pause fetching while ``stream_max_in_flight`` batches await acknowledgement."""
@@ -615,6 +625,12 @@ class StreamConsumer:
         self._rewind.clear()
 
 
+def _flatten(polled: dict[Any, list[Any]]) -> list[Any]:
+    if len(polled) == 1:
+        return list(next(iter(polled.values())))
+    return [record for records in polled.values() for record in records]
+
+
 def _wait_for(futures: list[Any], timeout: float) -> None:
     """Wait up to ``timeout`` seconds for every future; their outcome is read by the caller."""
     deadline = time.monotonic() + timeout
@@ -634,33 +650,33 @@ def _window_rows(scored: pd.DataFrame, rows: list[tuple[Any, Any]]) -> pd.DataFr
     return pd.DataFrame(columns)  # one frame from one dict: cheaper than drop + insert + reset_index
 
 
-class _FinishOnRevoke(AsyncConsumerRebalanceListener):
+class _FinishOnRevoke(ConsumerRebalanceListener):
     """Before partitions move to another member, commit what was delivered for them.
 
-    Batches in flight for the revoked partitions get a short wait for their acknowledgements; the
-    acknowledged ones are committed (awaited on the client's event loop, so no blocking commit on
-    its IO thread), the rest are left to the next owner, which reads them again: duplicates, never
-    loss. A partition that comes straight back is sought back to its first undelivered offset.
+    Batches in flight for the revoked partitions get a short wait for their acknowledgements, and
+    the acknowledged ones are committed; the rest are left to the next owner, which reads them
+    again (duplicates, never loss). kafka-python runs this on its IO thread, where a blocking
+    ``commit()`` is refused, so the commit is sent without waiting: it is queued before the
+    JoinGroup request on the same connection, while this member still owns the partitions. A
+    partition that comes straight back is sought back to its first undelivered offset.
     """
 
     def __init__(self, owner: StreamConsumer) -> None:
         self.owner = owner
 
-    async def on_partitions_revoked(self, revoked: Any) -> None:
+    def on_partitions_revoked(self, revoked: Any) -> None:
         offsets = self.owner._hand_over(set(revoked))
         if offsets:
-            try:
-                await self.owner.consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
-            except KafkaError as exc:
-                self.owner.metrics.commit_failures.inc()
-                log.warning("commit on revocation failed (%s): the next owner reads those batches again", exc)
+            self.owner.consumer.commit_async(
+                {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}, callback=self.owner._committed
+            )
         log.info(
-            "partitions revoked: %s (committed %s)",
+            "partitions revoked: %s (committing %s)",
             sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked),
             {f"{tp.topic}[{tp.partition}]": o for tp, o in sorted(offsets.items())},
         )
 
-    async def on_partitions_assigned(self, assigned: Any) -> None:
+    def on_partitions_assigned(self, assigned: Any) -> None:
         self.owner._rewind_returned(set(assigned))
         log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
