@@ -192,7 +192,8 @@ def _stream_act(settings: Settings, console: Console) -> None:
     from streaming.topics import count_messages, ensure_topics
 
     with console.status("starting Apache Kafka (KRaft, single node; jars from Maven Central on first use)"):
-        broker = KafkaBroker(settings.home / "kafka-demo").start()
+        # A fresh broker each run: the demo's counts are of this run's events only.
+        broker = KafkaBroker(settings.home / "kafka-demo", reset=True).start()
     consumer = None
     try:
         stream = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
