@@ -602,7 +602,8 @@ class StreamConsumer:
             for batch in self._sent:
                 if revoked & batch.first.keys():
                     _wait_for(batch.futures, deadline - time.monotonic())
-            offsets: dict[TopicPartition, int] = {}
+            # Delivered batches first: their own commit may have been lost (commits do not block).
+            offsets = {tp: self._next_offsets[tp] for tp in revoked if tp in self._next_offsets}
             acknowledged = True
             for batch in self._sent:
                 acknowledged = acknowledged and batch.done() and batch.error() is None
