@@ -231,14 +231,16 @@ class StreamConsumer:
                     on_batch(self.stats)
                 if records or not self._assigned:
                     idle_since = time.monotonic()  # waiting for partitions is not being idle
-                elif self._sent:
-                    continue
-                elif idle_exit_seconds is not None and time.monotonic() - idle_since >= idle_exit_seconds:
+                elif self._idle_for(idle_since, idle_exit_seconds):
                     break
             self._finish()
         finally:
             self.close()
         return self.stats
+
+    def _idle_for(self, since: float, seconds: float | None) -> bool:
+        """Nothing polled since ``since`` for ``seconds``, and no result still awaiting its acknowledgement."""
+        return seconds is not None and not self._sent and time.monotonic() - since >= seconds
 
     def close(self) -> None:
         for window in (self.live_window, self.shadow_window):
