@@ -296,10 +296,12 @@ class StreamConsumer:
 
     def _poll(self) -> list[Any]:
         """Whatever is buffered, at once (a partial batch never waits to fill)."""
-        # Idle: wait for events (poll returns as soon as any arrive). Acknowledgements awaited: poll
-        # briefly, to look at them again soon.
-        in_flight = 0 if self._sent and self._sent[0].done() else IN_FLIGHT_POLL_MS
-        timeout_ms = in_flight if self._sent else IDLE_POLL_MS
+        if not self._sent:
+            timeout_ms = IDLE_POLL_MS  # wait for events: poll returns as soon as any arrive
+        elif self._sent[0].done():
+            timeout_ms = 0  # acknowledged: go and commit it
+        else:
+            timeout_ms = IN_FLIGHT_POLL_MS  # acknowledgements awaited: look at them again soon
         limit = self.settings.stream_batch_events
         records = _flatten(self.consumer.poll(timeout_ms=timeout_ms, max_records=limit))
         if records and len(records) < limit:
@@ -391,7 +393,7 @@ class StreamConsumer:
         owned = {tp: offset for tp, offset in self._next_offsets.items() if tp in self.consumer.assignment()}
         if owned:
             try:
-                self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in owned.items()})
+                self.consumer.commit(_to_commit(owned))
             except KafkaError as exc:
                 self.metrics.commit_failures.inc()
                 log.warning("final commit failed (%s): the last batches will be read again", exc)
@@ -574,9 +576,7 @@ class StreamConsumer:
 
     def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit without waiting: a lost commit is covered by the next one, or by the final synchronous one."""
-        self.consumer.commit_async(
-            {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}, callback=self._committed
-        )
+        self.consumer.commit_async(_to_commit(offsets), callback=self._committed)
         self._next_offsets.update(offsets)
         self.stats.commits += 1
 
@@ -629,9 +629,11 @@ class StreamConsumer:
 
 
 def _flatten(polled: dict[Any, list[Any]]) -> list[Any]:
-    if len(polled) == 1:
-        return list(next(iter(polled.values())))
     return [record for records in polled.values() for record in records]
+
+
+def _to_commit(offsets: dict[TopicPartition, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
 
 
 def _wait_for(futures: list[Any], timeout: float) -> None:
@@ -670,9 +672,7 @@ class _FinishOnRevoke(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked: Any) -> None:
         offsets = self.owner._hand_over(set(revoked))
         if offsets:
-            self.owner.consumer.commit_async(
-                {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}, callback=self.owner._committed
-            )
+            self.owner.consumer.commit_async(_to_commit(offsets), callback=self.owner._committed)
         log.info(
             "partitions revoked: %s (committing %s)",
             sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked),
