@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -190,22 +191,34 @@ def latency(settings: Settings, rate: float, seconds: float) -> dict:
         count = int(rate * seconds)
         sender = threading.Thread(target=produce, args=(settings,), kwargs={"count": count, "rate": rate, "seed": 99})
         sender.start()
-        delays = []
+        delays, split = [], []
         deadline = time.monotonic() + seconds + 60
         while len(delays) < count and time.monotonic() < deadline:
             for records in reader.poll(timeout_ms=200).values():
                 now_ms = time.time() * 1000
                 delays += [now_ms - int(dict(r.headers)["event_time_ms"]) for r in records]
+                for r in records:  # split at the scoring time: event -> scored, scored -> read back
+                    headers = dict(r.headers)
+                    scored_ms = datetime.fromisoformat(headers["scored_at"].decode()).timestamp() * 1000
+                    split.append((scored_ms - int(headers["event_time_ms"]), now_ms - scored_ms))
         sender.join()
     finally:
         stream.terminate()
         stream.wait(timeout=60)
         reader.close()
-    delays_ms = np.asarray(delays)
+    delays_ms, split_ms = np.asarray(delays), np.asarray(split)
+
+    def p(values: np.ndarray, q: float) -> float:
+        return round(float(np.percentile(values, q)), 1)
+
     return {
         "events": len(delays_ms),
-        "p50_ms": round(float(np.percentile(delays_ms, 50)), 1),
-        "p99_ms": round(float(np.percentile(delays_ms, 99)), 1),
+        "p50_ms": p(delays_ms, 50),
+        "p99_ms": p(delays_ms, 99),
+        "to_scored_p50_ms": p(split_ms[:, 0], 50),
+        "to_scored_p99_ms": p(split_ms[:, 0], 99),
+        "scored_to_read_p50_ms": p(split_ms[:, 1], 50),
+        "scored_to_read_p99_ms": p(split_ms[:, 1], 99),
     }
 
 
@@ -221,6 +234,9 @@ def main() -> None:
     parser.add_argument("--operate-repeats", type=int, default=3)
     parser.add_argument("--only-operate", action="store_true", help="run only the hot reload / shadow comparison")
     parser.add_argument("--skip-operate", action="store_true", help="skip the hot reload / shadow comparison")
+    parser.add_argument(
+        "--only-latency", type=float, metavar="HALF_RATE", help="only the two latency runs, this as the half rate"
+    )
     args = parser.parse_args()
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -244,6 +260,11 @@ def main() -> None:
                 }
             )
 
+        if args.only_latency:
+            lat = latency(settings_for(bootstrap, "latency"), args.rate, args.seconds)
+            lat_half = latency(settings_for(bootstrap, "latency-half"), args.only_latency, args.seconds)
+            print_latency(args.rate, lat, args.only_latency, lat_half)
+            return
         ops = None
         if not args.skip_operate:
             events = min(args.operate_events, args.events)
@@ -283,13 +304,22 @@ def main() -> None:
     print(f"ratio to passthrough:                               {results['ratio_to_passthrough']:>8} (target >= 0.85)")
     print(f"naive per-message consumer:                         {results['naive_events_per_s']:>8,} events/s")
     print(f"speedup over naive:                                 {results['speedup_over_naive']:>8}x (target >= 30)")
-    rate = f"{args.rate:,.0f} events/s"
-    print(f"latency at {rate}: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms ({lat['events']:,} events)")
-    half = f"{half_rate:,.0f} events/s"
-    print(f"latency at {half} (half of saturation): p50 {lat_half['p50_ms']} ms, p99 {lat_half['p99_ms']} ms")
+    print_latency(args.rate, lat, half_rate, lat_half)
     if ops is not None:
         print_operate(ops)
     print(json.dumps(results))
+
+
+def print_latency(rate: float, lat: dict, half_rate: float, lat_half: dict) -> None:
+    runs = ((f"{rate:,.0f} events/s", lat), (f"{half_rate:,.0f} events/s (half of saturation)", lat_half))
+    for label, figures in runs:
+        print(
+            f"latency at {label}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms ({figures['events']:,} ev);"
+            f" event -> scored p50 {figures['to_scored_p50_ms']} / p99 {figures['to_scored_p99_ms']} ms,"
+            f" scored -> read p50 {figures['scored_to_read_p50_ms']} / p99 {figures['scored_to_read_p99_ms']} ms"
+        )
+    both = {"latency_at_rate": {"rate": rate, **lat}, "latency_at_half_saturation": {"rate": half_rate, **lat_half}}
+    print(json.dumps(both))
 
 
 def print_operate(ops: dict) -> None:
