@@ -6,6 +6,7 @@ outside a flow run the per-file task runs as a plain function and no artifact is
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -15,14 +16,25 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
-from flows.batch import SHADOW_DIR, BatchSummary, run_batch, score_file
+from flows.batch import ROWS_SCORED, SHADOW_DIR, BatchSummary, FileResult, run_batch, score_file
+from flows.parallel import DaskOptions, FileJob, score_file_on_worker, score_files_on_dask
 from monitoring.push import push_run_figures
 from scoring import Registry, Scorer, ScoringError, Settings
+from scoring.sources import InputSet
 
 score_file_task = task(
     score_file,
     name="score-file",
     task_run_name="score {source.name}",
+    retries=2,
+    retry_delay_seconds=2,
+    cache_policy=NO_CACHE,
+)
+
+score_file_on_worker_task = task(
+    score_file_on_worker,
+    name="score-file",
+    task_run_name="score {source}",
     retries=2,
     retry_delay_seconds=2,
     cache_policy=NO_CACHE,
@@ -41,12 +53,18 @@ def score_batch(
     chunk_size: int | None = None,
     force: bool = False,
     shadow: str | None = None,
+    workers: int | None = None,
+    dask_address: str | None = None,
 ) -> dict:
     """Score Parquet partitions with a registered model; write results, rejects and quarantine.
 
     ``shadow`` (an alias or version, e.g. ``challenger``) scores the same rows into ``_shadow/``
     beside the output; only the champion's outputs are the product. The model is resolved once,
     at the start: a promotion during the run applies to the next run.
+
+    ``workers`` (default: the ``batch_workers`` setting) scores files in parallel on a Dask
+    LocalCluster of that many single-threaded workers (0: one per core; 1: one after another in
+    this process); ``dask_address`` (or the ``dask_address`` setting) uses an existing cluster.
     """
     started = time.monotonic()
     settings = Settings()
@@ -54,6 +72,23 @@ def score_batch(
     registry = Registry(settings.registry_dir)
     scorer = Scorer.from_registry(registry, model)
     challenger = _challenger(registry, shadow, in_run) if shadow else None
+    options = _dask_options(settings, workers, dask_address)
+    score_all = None
+    if options is not None:
+        _say(f"scoring files on a {options.describe()}", in_run)
+        job = functools.partial(
+            FileJob,
+            registry=str(settings.registry_dir),
+            model_version=scorer.version,
+            shadow_version=challenger.version if challenger is not None else None,
+            output=output,
+            chunk_size=chunk_size or settings.chunk_size,
+            force=force,
+        )
+
+        def score_all(inputs: InputSet, run_id: str) -> list[FileResult]:
+            return score_files_on_dask(inputs, job(run_id=run_id), options, in_flow_run=in_run, on_result=_progress)
+
     summary = run_batch(
         input,
         output,
@@ -63,6 +98,7 @@ def score_batch(
         force=force,
         shadow=challenger,
         score_one_file=score_file_task if in_run else score_file,
+        score_all=score_all,
     )
     if in_run:
         _publish(summary)
@@ -74,17 +110,38 @@ def score_batch(
     return summary.to_dict()
 
 
+def _dask_options(settings: Settings, workers: int | None, address: str | None) -> DaskOptions | None:
+    """Where the files run: None for one after another in this process, else on Dask."""
+    address = address or settings.dask_address
+    workers = settings.batch_workers if workers is None else workers
+    if workers < 0:
+        raise ScoringError(f"workers must be 0 (one per core) or more, not {workers}")
+    if address is None and workers == 1:
+        return None
+    return DaskOptions(workers=workers, address=address)
+
+
+def _progress(result: FileResult) -> None:
+    """Tell an interactive caller (the CLI's bar) of a file done on Dask: its chunks were counted there."""
+    if (progress := ROWS_SCORED.get()) is not None:
+        progress(result.rows)
+
+
 def _challenger(registry: Registry, ref: str, in_run: bool) -> Scorer | None:
     """The shadow model, or None (reported) if it cannot be loaded: it must never stop the champion's run."""
     try:
         return Scorer.from_registry(registry, ref)
     except ScoringError as exc:
-        message = f"shadow {ref!r} skipped: {exc}"
-        if in_run:
-            get_run_logger().warning(message)
-        else:
-            print(message)
+        _say(f"shadow {ref!r} skipped: {exc}", in_run, warning=True)
         return None
+
+
+def _say(message: str, in_run: bool, *, warning: bool = False) -> None:
+    if in_run:
+        logger = get_run_logger()
+        (logger.warning if warning else logger.info)(message)
+    else:
+        print(message)
 
 
 def _push(settings: Settings, summary: BatchSummary, seconds: float) -> None:

@@ -213,6 +213,8 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
                 chunk_size=args.chunk_size,
                 force=args.force,
                 shadow=args.shadow,
+                workers=args.workers,
+                dask_address=args.dask_address,
             )
         finally:
             ROWS_SCORED.reset(token)
@@ -712,6 +714,13 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--chunk-size", type=int)
     score.add_argument("--force", action="store_true", help="re-score files whose output is current")
     score.add_argument("--shadow", help="also score with this alias or version (e.g. challenger) into _shadow/")
+    score.add_argument(
+        "--workers",
+        type=int,
+        help="score files in parallel on a Dask LocalCluster of N single-threaded workers (0: one per core; "
+        "default: SCOREPIPE_BATCH_WORKERS or 1, one after another)",
+    )
+    score.add_argument("--dask-address", help="use an existing Dask scheduler instead (tcp://host:8786)")
     score.set_defaults(handler=cmd_score)
 
     compare = commands.add_parser("compare", help="champion vs shadow challenger on scored outputs or a live window")

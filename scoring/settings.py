@@ -33,6 +33,14 @@ class Settings(BaseSettings):
         default=5_000, gt=0, description="Rows of training features kept in the bundle as drift reference."
     )
     seed: int = Field(default=42, description="Seed for synthetic data, splits and sampling.")
+    batch_workers: int = Field(
+        default=1,
+        ge=0,
+        description="score-batch: files scored in parallel on a Dask LocalCluster (0: one per core; 1: no Dask).",
+    )
+    dask_address: str | None = Field(
+        default=None, description="score-batch: an existing Dask scheduler (tcp://host:8786) instead of a LocalCluster."
+    )
 
     # Streaming (Kafka)
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Kafka brokers, host:port[,...].")

@@ -53,6 +53,7 @@ def test_deployment_runs_through_a_worker(tmp_path, make_registry, incoming_rows
             timeout=300,
         )
         assert "Completed" in output, output
+        assert "scoring files on a LocalCluster of" in worker.log_tail(400)  # the deployment runs on Dask
     finally:
         if worker is not None:
             worker.stop()
