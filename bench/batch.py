@@ -4,9 +4,13 @@ Measured in one run, on the same 1M-row Parquet file and the same model:
 - limit: pyarrow ``iter_batches`` read + ``predict_proba`` + Parquet write, nothing else;
 - scorepipe: ``score_file`` end to end (validation, rejects, lineage, atomic write);
 - naive: one ``predict_proba`` call per row, on a small sample;
-- peak RSS of a fresh process scoring 1M and 4M rows, to show memory stays flat.
+- peak RSS of a fresh process scoring 1M and 4M rows, to show memory stays flat;
+- scale-out: many files on a Dask LocalCluster of 1, 2 and 4 single-threaded workers (the
+  ``score-batch --workers N`` path), against the sequential in-process run and the ideal
+  (N times one worker, capped at the machine's cores), with each worker's peak RSS.
 
 Usage: .venv/bin/python bench/batch.py [--rows 1000000] [--big-rows 4000000] [--chunk-size 100000]
+       [--scaling-files 8] [--scaling-rows 250000] [--only-scaling]
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
-from flows.batch import score_file  # noqa: E402
+from flows.batch import run_batch, score_file  # noqa: E402
+from flows.parallel import DaskOptions, FileJob, score_files_on_dask  # noqa: E402
 from scorepipe.demo_data import write_dataset  # noqa: E402
 from scoring import Registry, Scorer, synthetic  # noqa: E402
 from scoring.sources import discover_inputs  # noqa: E402
@@ -104,6 +109,87 @@ def peak_rss(rows: int, chunk_size: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def scaling_inputs(files: int, rows: int) -> Path:
+    folder = OUT / f"scaling-{files}x{rows}" / "date=2026-11-27"
+    for i in range(files):
+        if not (folder / f"part-{i:03d}.parquet").exists():
+            write_dataset(folder / f"part-{i:03d}.parquet", rows, seed=3000 + i, with_target=False)
+    return folder.parent
+
+
+def on_dask(folder: Path, workers: int, chunk_size: int) -> dict:
+    """Score every file on a fresh LocalCluster of ``workers``; time from submission (cluster already up)."""
+    from distributed import Client, LocalCluster
+
+    reg = registry()
+    inputs = discover_inputs(folder)
+    options = DaskOptions(workers=workers)
+    with (
+        tempfile.TemporaryDirectory(dir=OUT) as tmp,
+        LocalCluster(**options.cluster_kwargs()) as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(lambda: __import__("flows.parallel"))  # imports are start-up, not scoring
+        job = FileJob(str(reg.root), reg.resolve("champion"), None, tmp, chunk_size, "bench", True)
+        started = time.perf_counter()
+        results = score_files_on_dask(inputs, job, DaskOptions(address=cluster.scheduler_address), in_flow_run=False)
+        seconds = time.perf_counter() - started
+        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    assert all(r.status == "scored" for r in results), [r.error for r in results if r.error]
+    rows = sum(r.scored for r in results)
+    return {
+        "workers": workers,
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds),
+        "peak_rss_mb_per_worker": sorted(round(v) for v in peaks.values()),
+    }
+
+
+def sequential(folder: Path, chunk_size: int) -> dict:
+    """The default path: one file after another in this process, the model on every core."""
+    scorer = Scorer.from_registry(registry())
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        started = time.perf_counter()
+        summary = run_batch(folder, tmp, scorer, chunk_size=chunk_size, force=True)
+        seconds = time.perf_counter() - started
+    return {
+        "rows": summary.rows_scored,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(summary.rows_scored / seconds),
+    }
+
+
+def scaling(files: int, rows: int, chunk_size: int) -> dict:
+    import os
+
+    folder = scaling_inputs(files, rows)
+    cores = os.cpu_count() or 1
+    base = sequential(folder, chunk_size)
+    runs = [on_dask(folder, n, chunk_size) for n in (1, 2, 4)]
+    one = runs[0]["rows_per_s"]
+    for run in runs:
+        ideal = one * min(run["workers"], cores)
+        run["ratio_to_ideal"] = round(run["rows_per_s"] / ideal, 3)
+        run["speedup_over_one_worker"] = round(run["rows_per_s"] / one, 2)
+        run["ratio_to_sequential"] = round(run["rows_per_s"] / base["rows_per_s"], 2)
+    return {"files": files, "rows_per_file": rows, "cores": cores, "sequential": base, "dask": runs}
+
+
+def print_scaling(result: dict) -> None:
+    seq = result["sequential"]
+    print(
+        f"scale-out: {result['files']} files x {result['rows_per_file']:,} rows on {result['cores']} cores; "
+        f"sequential in-process (model on every core): {seq['rows_per_s']:,} rows/s"
+    )
+    for run in result["dask"]:
+        print(
+            f"  {run['workers']} worker(s): {run['rows_per_s']:>9,} rows/s, x{run['speedup_over_one_worker']} over one "
+            f"worker, {run['ratio_to_ideal']} of ideal, {run['ratio_to_sequential']} of sequential; "
+            f"peak RSS per worker {run['peak_rss_mb_per_worker']} MB"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -111,10 +197,18 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=100_000)
     parser.add_argument("--naive-rows", type=int, default=2_000)
     parser.add_argument("--child", type=int)
+    parser.add_argument("--scaling-files", type=int, default=8)
+    parser.add_argument("--scaling-rows", type=int, default=250_000)
+    parser.add_argument("--only-scaling", action="store_true", help="run only the Dask scale-out measure")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.child:
         child(args.child, args.chunk_size)
+        return
+    scale = scaling(args.scaling_files, args.scaling_rows, args.chunk_size)
+    print_scaling(scale)
+    if args.only_scaling:
+        print(json.dumps({"scaling": scale}))
         return
     scorer = Scorer.from_registry(registry())
     path = dataset(args.rows)
@@ -135,6 +229,7 @@ def main() -> None:
         "speedup_over_naive": round(e2e_rps / naive_rps, 1),
         "peak_rss_mb": {str(small["rows"]): round(small["peak_rss_mb"]), str(big["rows"]): round(big["peak_rss_mb"])},
         "peak_rss_growth": round(big["peak_rss_mb"] / small["peak_rss_mb"], 3),
+        "scaling": scale,
     }
     print(f"limit (read + predict_proba + write): {results['limit_rows_per_s']:>10,} rows/s")
     print(f"scorepipe end to end:                 {results['scorepipe_rows_per_s']:>10,} rows/s")
@@ -145,6 +240,7 @@ def main() -> None:
         f"peak RSS: {small['peak_rss_mb']:.0f} MB at {small['rows']:,} rows, "
         f"{big['peak_rss_mb']:.0f} MB at {big['rows']:,} rows (x{results['peak_rss_growth']})"
     )
+    print_scaling(scale)
     print(json.dumps(results))
 
 
