@@ -51,7 +51,7 @@ def sample_current(
     ``since`` keeps rows scored at or after it (for time windows of the live feed).
     """
     inputs = discover_inputs(spec)
-    files = [pq.ParquetFile(path) for path in inputs.files]
+    files = [pq.ParquetFile(path.path, filesystem=path.fs) for path in inputs.files]
     total = sum(f.metadata.num_rows for f in files)
     if total == 0:
         raise SourceError(f"{spec} holds no scored rows")

@@ -7,10 +7,9 @@ script or stylesheet is fetched from elsewhere) and a ``DriftSummary`` JSON besi
 from __future__ import annotations
 
 import json
-import os
 import re
+import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from drift.data import dominant_version, prediction_columns, sample_current, sco
 from drift.summary import ColumnDrift, DriftSummary
 from scoring import Registry, ScoringError, Settings
 from scoring.scorer import PREDICTION
+from scoring.storage import Location, as_location
 
 EXTERNAL_ASSET = re.compile(r"<(script|link)[^>]+(src|href)=[\"']?(https?:)?//", re.IGNORECASE)
 
@@ -33,7 +33,7 @@ class ReportError(ScoringError):
 
 def build_report(
     current: str | Path,
-    out_dir: Path,
+    out_dir: str | Path | Location,
     settings: Settings,
     *,
     model: str | int | None = None,
@@ -85,8 +85,9 @@ def build_report(
         Dataset.from_pandas(current_frame, data_definition=definition),
         Dataset.from_pandas(reference_frame, data_definition=definition),
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"drift-{_slug(name or Path(str(current)).name)}"
+    out_dir = as_location(out_dir)
+    out_dir.mkdir()
+    stem = f"drift-{_slug(name or as_location(current).name)}"
     html = out_dir / f"{stem}.html"
     json_path = out_dir / f"{stem}.json"
     save_html(snapshot, html)
@@ -120,7 +121,7 @@ def build_report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
-    atomic_write(json_path, summary.model_dump_json(indent=2).encode())
+    json_path.write_bytes(summary.model_dump_json(indent=2).encode())  # whole or not at all, also on S3
     return summary
 
 
@@ -157,22 +158,16 @@ def _column_verdicts(result: dict[str, Any], numeric: set[str]) -> list[ColumnDr
     return columns
 
 
-def save_html(snapshot: Any, path: Path) -> None:
+def save_html(snapshot: Any, path: Location) -> None:
     """Save an Evidently snapshot atomically, refusing HTML that would load anything from the network."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    snapshot.save_html(str(tmp))
-    text = tmp.read_text(errors="replace")
-    found = EXTERNAL_ASSET.search(text)
+    with tempfile.TemporaryDirectory(prefix="scorepipe-report-") as folder:
+        rendered = Path(folder) / "report.html"
+        snapshot.save_html(str(rendered))  # Evidently writes to a local file; it goes to ``path`` once checked
+        data = rendered.read_bytes()
+    found = EXTERNAL_ASSET.search(data.decode(errors="replace"))
     if found:
-        tmp.unlink()
         raise ReportError(f"the report would load {found.group(0)!r} from the network; refusing to save it")
-    os.replace(tmp, path)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    path.write_bytes(data)
 
 
 def _slug(text: str) -> str:

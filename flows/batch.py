@@ -10,9 +10,8 @@ re-run replaces rather than duplicates. An input that cannot be decoded is copie
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,18 +19,20 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from scoring import SchemaError, Scorer, SinkError, SourceError
 from scoring.agreement import Agreement
 from scoring.scorer import CONFIDENCE, MODEL_VERSION, PREDICTION, REJECT_REASON, SCORED_AT
 from scoring.sources import InputSet, discover_inputs
+from scoring.storage import Location, as_location
 
 REJECTED_DIR = "_rejected"
 QUARANTINE_DIR = "_quarantine"
@@ -117,23 +118,25 @@ class BatchSummary:
         }
 
 
-def fingerprint(source: Path, model_version: int) -> dict:
+def fingerprint(source: Location, model_version: int) -> dict:
     """What makes an output current: the exact input file (size, mtime) and the model version."""
-    stat = source.stat()
+    info = source.info()
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"no such file: {source}")
     return {
-        "source": str(source.resolve()),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
+        "source": source.uri if source.is_s3 else str(Path(source.path).resolve()),
+        "size": info.size,
+        "mtime_ns": info.mtime_ns,
         "model_version": model_version,
     }
 
 
-def is_current(output: Path, expected: dict) -> bool:
+def is_current(output: Location, expected: dict) -> bool:
     """True if ``output`` exists and was written from the same input by the same model version."""
-    if not output.exists():
-        return False
     try:
-        metadata = pq.read_schema(output).metadata or {}
+        if not output.exists():
+            return False
+        metadata = pq.read_schema(output.path, filesystem=output.fs).metadata or {}
         recorded = json.loads(metadata.get(METADATA_KEY, b"{}"))
     except (pa.ArrowException, OSError, ValueError):
         return False
@@ -141,9 +144,9 @@ def is_current(output: Path, expected: dict) -> bool:
 
 
 def score_file(
-    source: Path,
+    source: Location | Path | str,
     inputs: InputSet,
-    output_root: Path,
+    output_root: Location | Path | str,
     scorer: Scorer,
     *,
     chunk_size: int,
@@ -158,6 +161,7 @@ def score_file(
     while the champion's file is written exactly as without it.
     """
     started = time.perf_counter()
+    source, output_root = as_location(source), as_location(output_root)
     relative = inputs.relative(source)
     output = output_root / relative
     rejects = output_root / REJECTED_DIR / relative
@@ -173,7 +177,7 @@ def score_file(
     result = FileResult(str(source), "scored", output=str(output))
     side: _Shadow | None = None
     try:
-        parquet = pq.ParquetFile(source)
+        parquet = pq.ParquetFile(source.path, filesystem=source.fs)
         out_schema = _output_schema(parquet.schema_arrow, scorer, expected)
         computed = frozenset(scorer.output_columns)
         side = _Shadow(shadow, shadow_path, parquet.schema_arrow, shadow_expected, scorer) if shadow else None
@@ -216,7 +220,7 @@ class _Shadow:
     """The challenger's side of one file: its own atomic output, agreement, and failure kept to itself."""
 
     def __init__(
-        self, challenger: Scorer, path: Path, input_schema: pa.Schema, expected: dict | None, champion: Scorer
+        self, challenger: Scorer, path: Location, input_schema: pa.Schema, expected: dict | None, champion: Scorer
     ) -> None:
         self.challenger = challenger
         self.path = path
@@ -280,7 +284,7 @@ def run_batch(
     inputs and the run id; without it the files are scored here, one after another.
     """
     inputs = discover_inputs(input)
-    output_root = Path(output)
+    output_root = as_location(output)
     summary = BatchSummary(
         run_id=run_id or f"local-{uuid.uuid4()}",
         model_version=scorer.version,
@@ -378,7 +382,7 @@ def _output_table(
 
 
 def _rejected_rows(
-    original: pd.DataFrame, scored: pd.DataFrame, source: Path, run_id: str, version: int
+    original: pd.DataFrame, scored: pd.DataFrame, source: Location, run_id: str, version: int
 ) -> pd.DataFrame:
     """Rejected rows as the input had them (as text, so any value survives) plus why and where."""
     raw = original.astype(object).where(original.notna(), None).map(lambda v: v if v is None else str(v))
@@ -401,15 +405,15 @@ class _AtomicParquet:
     cannot hold) raise ``SinkError``: they are ours to retry or fix, never the input's fault.
     """
 
-    def __init__(self, target: Path, schema: pa.Schema | None) -> None:
+    def __init__(self, target: Location, schema: pa.Schema | None) -> None:
         self.target = target
         self.schema = schema
-        self.tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        self.tmp = target.temporary_sibling()
         self._writer: pq.ParquetWriter | None = None
 
     def _open(self, schema: pa.Schema) -> pq.ParquetWriter:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        return pq.ParquetWriter(self.tmp, schema)
+        self.target.parent.mkdir()
+        return pq.ParquetWriter(self.tmp.path, schema, filesystem=self.tmp.fs)
 
     def write(self, data: pd.DataFrame | pa.Table) -> None:
         try:
@@ -436,7 +440,7 @@ class _AtomicParquet:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
-                os.replace(self.tmp, self.target)
+                self.tmp.move_to(self.target)
         except (OSError, pa.ArrowException) as exc:
             raise SinkError(f"cannot write {self.target}: {exc}") from exc
         finally:
@@ -446,11 +450,12 @@ class _AtomicParquet:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self.tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.tmp.unlink(missing_ok=True)
 
 
 @contextmanager
-def _atomic_writer(target: Path, schema: pa.Schema | None) -> Iterator[Callable[[pd.DataFrame | pa.Table], None]]:
+def _atomic_writer(target: Location, schema: pa.Schema | None) -> Iterator[Callable[[pd.DataFrame | pa.Table], None]]:
     """Yield a function appending to ``target`` atomically (see ``_AtomicParquet``); commit on success."""
     sink = _AtomicParquet(target, schema)
     try:
@@ -461,15 +466,14 @@ def _atomic_writer(target: Path, schema: pa.Schema | None) -> Iterator[Callable[
 
 
 def _quarantine(
-    source: Path, relative: Path, output_root: Path, exc: Exception, run_id: str, started: float
+    source: Location, relative: PurePosixPath, output_root: Location, exc: Exception, run_id: str, started: float
 ) -> FileResult:
     """Copy an unscorable input aside with its error; the input itself is left where it was."""
     target = output_root / QUARANTINE_DIR / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
     error = f"{type(exc).__name__}: {exc}"
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    tmp = target.temporary_sibling()
+    source.copy_to(tmp)
+    tmp.move_to(target)
     report = {
         "source": str(source),
         "error": error,
@@ -477,7 +481,7 @@ def _quarantine(
         "quarantined_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     error_file = target.with_name(target.name + ".error.json")
-    error_file.write_text(json.dumps(report, indent=2))
+    error_file.write_text(json.dumps(report, indent=2))  # whole or not at all, locally and on S3
     return FileResult(
         str(source), "quarantined", output=str(target), error=error, seconds=time.perf_counter() - started
     )

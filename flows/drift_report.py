@@ -38,7 +38,7 @@ def drift_report(
     if not folder.exists():
         raise SourceError(f"no scored data at {folder}")
     target = latest_partition(folder) if latest_only and folder.is_dir() else folder
-    summary = build_report(target, Path(output) if output else settings.reports_dir, settings, model=model)
+    summary = build_report(target, output or settings.reports_dir, settings, model=model)
     push_drift_figures(settings, summary)
     if FlowRunContext.get() is not None:
         get_run_logger().info("%s; report %s", summary.headline(), summary.html)

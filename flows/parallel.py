@@ -18,12 +18,12 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flows.batch import FileResult, score_file
 from scoring import Registry, Scorer, ScoringError
 from scoring.sources import InputSet
+from scoring.storage import Location
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,9 @@ def score_file_on_worker(source: str, inputs: InputSet, job: FileJob) -> FileRes
             except ScoringError as exc:  # the challenger must never stop the champion's file
                 shadow_error = f"challenger v{job.shadow_version}: {type(exc).__name__}: {exc}"
         result = score_file(
-            Path(source),
+            Location(source),
             inputs,
-            Path(job.output),
+            Location(job.output),
             scorer,
             chunk_size=job.chunk_size,
             run_id=job.run_id,
@@ -92,7 +92,7 @@ def score_file_on_worker(source: str, inputs: InputSet, job: FileJob) -> FileRes
 @functools.lru_cache(maxsize=4)
 def _scorer(registry: str, version: int) -> Scorer:
     """One load (hash-checked) per worker process and version; versions are immutable, so it stays valid."""
-    return Scorer.from_registry(Registry(Path(registry)), version)
+    return Scorer.from_registry(Registry(registry), version)
 
 
 def score_files_on_dask(

@@ -37,7 +37,7 @@ def performance_report(
         raise SourceError(f"no scored data at {folder}")
     target = latest_partition(folder) if latest_only and folder.is_dir() else folder
     since = datetime.now(UTC) - timedelta(days=since_days) if since_days else None
-    out = Path(output) if output else settings.reports_dir
+    out = output or settings.reports_dir
     summary = build_performance_report(target, labels, out, settings, id_column=id_column, since=since)
     push_performance_figures(settings, summary)
     if FlowRunContext.get() is not None:

@@ -42,7 +42,7 @@ class Joined:
 def id_column_of(scored: str | Path) -> str:
     """The id a scored output carries: ``event_id`` (stream) or ``transaction_id`` (batch)."""
     first = discover_inputs(scored).files[0]
-    names = pq.read_schema(first).names
+    names = pq.read_schema(first.path, filesystem=first.fs).names
     for candidate in ID_CANDIDATES:
         if candidate in names:
             return candidate
@@ -65,7 +65,7 @@ def join_labels(
     collected: list[np.ndarray] = []
     scored_rows = 0
     for file in files:
-        schema = pq.read_schema(file)
+        schema = pq.read_schema(file.path, filesystem=file.fs)
         wanted = [
             c
             for c in schema.names
@@ -73,7 +73,7 @@ def join_labels(
         ]
         if id_column not in wanted:
             raise SourceError(f"{file} has no {id_column} column to join labels on")
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS, columns=wanted):
+        for batch in pq.ParquetFile(file.path, filesystem=file.fs).iter_batches(batch_size=BATCH_ROWS, columns=wanted):
             table = pa.Table.from_batches([batch])
             if since is not None and SCORED_AT in table.column_names:
                 table = table.filter(pc.greater_equal(table[SCORED_AT], pa.scalar(since, table[SCORED_AT].type)))

@@ -37,11 +37,11 @@ def read_labels(path: str | Path, *, id_column: str, label_column: str, classes:
     files = discover_inputs(path).files
     frames = []
     for file in files:
-        names = pq.read_schema(file).names
+        names = pq.read_schema(file.path, filesystem=file.fs).names
         missing = [c for c in (id_column, label_column) if c not in names]
         if missing:
             raise SourceError(f"label file {file} lacks {', '.join(missing)} (it has {', '.join(names)})")
-        frames.append(pq.read_table(file, columns=[id_column, label_column]).to_pandas())
+        frames.append(pq.read_table(file.path, columns=[id_column, label_column], filesystem=file.fs).to_pandas())
     raw = pd.concat(frames, ignore_index=True).rename(columns={id_column: "id", label_column: LABEL})
     rows_read = len(raw)
     by_text = {str(_plain(c)): _plain(c) for c in classes}

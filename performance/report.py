@@ -26,7 +26,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from drift.report import atomic_write, save_html
+from drift.report import save_html
 from performance.challenger import compare_on_outcomes
 from performance.estimate import estimated_metrics
 from performance.join import id_column_of, join_labels
@@ -36,12 +36,13 @@ from scoring import Registry, Settings, SourceError
 from scoring.compare import find_shadow
 from scoring.scorer import MODEL_VERSION, PREDICTION, PROBA_PREFIX
 from scoring.sources import discover_inputs
+from scoring.storage import Location, as_location
 
 
 def build_performance_report(
     scored: str | Path,
     labels: str | Path,
-    out_dir: Path,
+    out_dir: str | Path | Location,
     settings: Settings,
     *,
     id_column: str | None = None,
@@ -66,8 +67,9 @@ def build_performance_report(
         _measure(group, int(version), classes, registry, settings)
         for version, group in joined.rows.groupby(MODEL_VERSION, sort=True)
     ]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"performance-{name or Path(str(scored)).name}"
+    out_dir = as_location(out_dir)
+    out_dir.mkdir()
+    stem = f"performance-{name or as_location(scored).name}"
     html = out_dir / f"{stem}.html"
     dominant = int(joined.rows[MODEL_VERSION].mode().iloc[0])
     _classification_html(
@@ -84,7 +86,7 @@ def build_performance_report(
     rejected_path = None
     if len(label_set.rejected):
         rejected_path = out_dir / f"{stem}-rejected-labels.parquet"
-        label_set.rejected.astype(str).to_parquet(rejected_path, index=False)
+        rejected_path.write_bytes(label_set.rejected.astype(str).to_parquet(index=False))
     summary = PerformanceSummary(
         verdict="degraded" if any(p.degraded for p in performances) else "ok",
         versions=performances,
@@ -110,7 +112,7 @@ def build_performance_report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
-    atomic_write(Path(summary.json_path), summary.model_dump_json(indent=2).encode())
+    (out_dir / f"{stem}.json").write_bytes(summary.model_dump_json(indent=2).encode())
     return summary
 
 
@@ -131,12 +133,18 @@ def challenger_on_outcomes(
     champion = join_labels(scored, label_set, id_column=id_col)
     if champion.rows.empty:
         return None
-    shadow_path = Path(shadow) if shadow is not None else find_shadow(Path(scored))
+    shadow_path = as_location(shadow) if shadow is not None else find_shadow(scored)
     return _against_challenger(shadow_path, label_set, champion.rows, id_col, classes, None, settings.seed)
 
 
 def _against_challenger(
-    shadow: Path | None, labels: Any, champion: pd.DataFrame, id_column: str, classes: list[Any], since: Any, seed: int
+    shadow: Location | None,
+    labels: Any,
+    champion: pd.DataFrame,
+    id_column: str,
+    classes: list[Any],
+    since: Any,
+    seed: int,
 ) -> dict[str, Any] | None:
     """The shadow challenger (its outputs at ``shadow``, if any) judged beside the champion on the same labels."""
     if shadow is None:
@@ -147,9 +155,9 @@ def _against_challenger(
     return compare_on_outcomes(champion, challenger.rows, id_column=id_column, classes=classes, seed=seed)
 
 
-def _shadow_of(scored: str | Path) -> Path | None:
+def _shadow_of(scored: str | Path) -> Location | None:
     try:
-        return find_shadow(Path(scored))
+        return find_shadow(scored)
     except SourceError:
         return None
 
@@ -205,7 +213,9 @@ def _codes(values: pd.Series, names: list[str]) -> np.ndarray:
     return text.map(lookup).to_numpy(dtype=np.int64)
 
 
-def _classification_html(rows: pd.DataFrame, classes: list[Any], path: Path, *, sample_rows: int, seed: int) -> None:
+def _classification_html(
+    rows: pd.DataFrame, classes: list[Any], path: Location, *, sample_rows: int, seed: int
+) -> None:
     """Evidently's classification preset on the labelled rows (a fixed-seed sample), saved self-contained."""
     if len(rows) > sample_rows:
         rows = rows.sample(sample_rows, random_state=seed)
@@ -232,5 +242,6 @@ def _classification_html(rows: pd.DataFrame, classes: list[Any], path: Path, *, 
 def _classes(scored: str | Path, registry: Registry) -> list[Any]:
     """The model's classes, from a version that scored the data (versions of one model share them)."""
     first = discover_inputs(scored).files[0]
-    versions = [v for v in pq.read_table(first, columns=[MODEL_VERSION]).column(0).to_pylist() if v is not None]
+    table = pq.read_table(first.path, columns=[MODEL_VERSION], filesystem=first.fs)
+    versions = [v for v in table.column(0).to_pylist() if v is not None]
     return list(registry.load(max(versions) if versions else "champion").bundle.classes)

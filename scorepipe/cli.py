@@ -17,6 +17,7 @@ from rich.table import Table
 
 from scorepipe.demo_data import write_dataset, write_incoming
 from scoring import QualityGateError, Registry, Scorer, ScoringError, Settings, synthetic
+from scoring.storage import Location
 from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
 
 console = Console()
@@ -282,9 +283,9 @@ def _progress(label: str) -> Progress:
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
 
 
-def _row_count(path: Path) -> int:
+def _row_count(path: Location) -> int:
     try:
-        return pq.ParquetFile(path).metadata.num_rows
+        return pq.ParquetFile(path.path, filesystem=path.fs).metadata.num_rows
     except (pa.ArrowException, OSError):
         return 0  # unreadable: the run quarantines it
 
@@ -708,8 +709,8 @@ def _parser() -> argparse.ArgumentParser:
     register.set_defaults(handler=cmd_models_register)
 
     score = commands.add_parser("score", help="score Parquet files now, without a Prefect server")
-    score.add_argument("input", help="a Parquet file, a folder of partitions or a glob")
-    score.add_argument("output", type=Path, help="output folder")
+    score.add_argument("input", help="a Parquet file, a folder of partitions or a glob (local or s3://bucket/prefix)")
+    score.add_argument("output", help="output folder (or s3://bucket/prefix)")
     score.add_argument("--model", default="champion", help="alias or version")
     score.add_argument("--chunk-size", type=int)
     score.add_argument("--force", action="store_true", help="re-score files whose output is current")
@@ -773,7 +774,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     drift.add_argument("--since", help="only rows scored since: ISO time or 30m / 6h / 2d (live windows)")
     drift.add_argument("--model", help="version or alias (default: the version that scored the data)")
-    drift.add_argument("--out", type=Path, help="output folder (default: SCOREPIPE_HOME/reports)")
+    drift.add_argument("--out", help="output folder or s3://bucket/prefix (default: SCOREPIPE_HOME/reports)")
     drift.set_defaults(handler=cmd_drift)
 
     serve = commands.add_parser("serve", help="online scoring over HTTP: Open Inference Protocol V2 and JSON")
@@ -796,7 +797,7 @@ def _parser() -> argparse.ArgumentParser:
     performance.add_argument("--id-column", help="id to join on (default: event_id or transaction_id)")
     performance.add_argument("--label-column", default="label")
     performance.add_argument("--since", help="only rows scored since: ISO time or 30m / 6h / 7d")
-    performance.add_argument("--out", type=Path, help="output folder (default: SCOREPIPE_HOME/reports)")
+    performance.add_argument("--out", help="output folder or s3://bucket/prefix (default: SCOREPIPE_HOME/reports)")
     performance.add_argument("--name", help="report name: performance-NAME.html/.json (default: the scored folder's)")
     performance.set_defaults(handler=cmd_performance)
 

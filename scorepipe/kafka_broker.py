@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from scorepipe.services import ManagedProcess, ServiceError, free_port, stop_process_group
+from scorepipe.services import ManagedProcess, ServiceError, free_port, maven_jars, stop_process_group
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -41,32 +41,7 @@ logger.server.level = INFO
 
 def ensure_jars(libs: Path = LIBS) -> Path:
     """Resolve the broker's jars with Maven into ``libs`` unless they are already there."""
-    if any(libs.glob("kafka_2.13-*.jar")):
-        return libs
-    if shutil.which("mvn") is None or shutil.which("java") is None:
-        raise ServiceError("the local Kafka broker needs java (17+) and mvn on PATH")
-    tmp = libs.with_name(libs.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    result = subprocess.run(
-        [
-            "mvn",
-            "-q",
-            "-B",
-            "-f",
-            str(POM),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={tmp}",
-            "-DincludeScope=runtime",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if result.returncode != 0:
-        raise ServiceError(f"could not resolve the Kafka broker jars with Maven:\n{result.stdout}\n{result.stderr}")
-    shutil.rmtree(libs, ignore_errors=True)
-    tmp.rename(libs)
-    return libs
+    return maven_jars(POM, libs, marker="kafka_2.13-*.jar", what="the Kafka broker")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -40,6 +40,23 @@ def venv_bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+def maven_jars(pom: Path, libs: Path, *, marker: str, what: str) -> Path:
+    """Resolve the runtime jars ``pom`` names into ``libs`` with Maven, once (``marker`` shows they are there)."""
+    if any(libs.glob(marker)):
+        return libs
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise ServiceError(f"{what} needs java (17+) and mvn on PATH")
+    tmp = libs.with_name(libs.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    command = ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"]
+    result = subprocess.run([*command, "-DincludeScope=runtime"], capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise ServiceError(f"could not resolve the jars of {what} with Maven:\n{result.stdout}\n{result.stderr}")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    return libs
+
+
 class ManagedProcess:
     """A child process in its own session, logged to a file and stopped by its process group."""
 

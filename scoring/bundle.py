@@ -13,7 +13,6 @@ import hmac
 import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import joblib
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 
 from scoring.errors import IntegrityError, ModelLoadError
 from scoring.schema import FeatureSchema
+from scoring.storage import Location
 
 MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.json"
@@ -51,9 +51,9 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_bundle(bundle: ModelBundle, directory: Path) -> dict[str, str]:
+def write_bundle(bundle: ModelBundle, directory: Location) -> dict[str, str]:
     """Write the bundle's files into ``directory`` and return the sha256 of each, by file name."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir()
     buffer = io.BytesIO()
     joblib.dump(bundle.pipeline, buffer, compress=3)
     info = {"classes": _jsonable(bundle.classes), "metrics": bundle.metrics, "info": bundle.info}
@@ -72,7 +72,7 @@ def write_bundle(bundle: ModelBundle, directory: Path) -> dict[str, str]:
     return hashes
 
 
-def read_verified(path: Path, expected_sha256: str) -> bytes:
+def read_verified(path: Location, expected_sha256: str) -> bytes:
     """Read a file whole and return its bytes only if they hash to ``expected_sha256``.
 
     The bytes that were hashed are the bytes that get parsed, so a file swapped between the
@@ -91,7 +91,7 @@ def read_verified(path: Path, expected_sha256: str) -> bytes:
     return data
 
 
-def read_bundle(directory: Path, hashes: dict[str, str]) -> ModelBundle:
+def read_bundle(directory: Location, hashes: dict[str, str]) -> ModelBundle:
     """Read a bundle whose every file is first checked against ``hashes``; nothing is unpickled before."""
     missing = [name for name in BUNDLE_FILES if name not in hashes]
     if missing:

@@ -19,15 +19,16 @@ from scoring.agreement import Agreement
 from scoring.errors import SourceError
 from scoring.scorer import MODEL_VERSION, PREDICTION, PROBA_PREFIX
 from scoring.sources import discover_inputs
+from scoring.storage import Location, as_location
 
 SHADOW_DIR = "_shadow"
 STREAM_KEY = ("event_id",)
 BATCH_KEY = ("source_file", "source_row")
 
 
-def find_shadow(scored: Path) -> Path:
+def find_shadow(scored: str | Path | Location) -> Location:
     """The shadow twin of ``scored``: ``<root>/_shadow/<same relative path>`` for the nearest such root."""
-    scored = Path(scored)
+    scored = as_location(scored)
     for root in [scored, *scored.parents]:
         twin = root / SHADOW_DIR / scored.relative_to(root)
         if (root / SHADOW_DIR).is_dir() and twin.exists():
@@ -37,10 +38,10 @@ def find_shadow(scored: Path) -> Path:
     )
 
 
-def compare_outputs(scored: Path, shadow: Path | None = None) -> list[Agreement]:
+def compare_outputs(scored: str | Path | Location, shadow: str | Path | Location | None = None) -> list[Agreement]:
     """Agreement of every champion/challenger pair found in ``scored`` and its shadow twin."""
-    shadow = Path(shadow) if shadow is not None else find_shadow(Path(scored))
-    champion = _read(Path(scored))
+    shadow = as_location(shadow) if shadow is not None else find_shadow(scored)
+    champion = _read(as_location(scored))
     challenger = _read(shadow)
     key = _key(champion, challenger)
     champion = champion.drop_duplicates(list(key), keep="last")
@@ -67,16 +68,16 @@ def compare_outputs(scored: Path, shadow: Path | None = None) -> list[Agreement]
     return pairs
 
 
-def _read(path: Path) -> pd.DataFrame:
+def _read(path: Location) -> pd.DataFrame:
     """The id, prediction, probability and version columns of every scored file under ``path``."""
     files = discover_inputs(path).files
     frames = []
     for file in files:
-        names = pq.read_schema(file).names
+        names = pq.read_schema(file.path, filesystem=file.fs).names
         wanted = [
             n for n in names if n in (*STREAM_KEY, *BATCH_KEY, PREDICTION, MODEL_VERSION) or n.startswith(PROBA_PREFIX)
         ]
-        frames.append(pq.read_table(file, columns=wanted).to_pandas())
+        frames.append(pq.read_table(file.path, columns=wanted, filesystem=file.fs).to_pandas())
     return pd.concat(frames, ignore_index=True)
 
 

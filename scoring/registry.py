@@ -1,25 +1,34 @@
-"""A model registry on the local filesystem: immutable numbered versions, a manifest, aliases.
+"""A model registry, in a local folder or under ``s3://bucket/prefix``: numbered versions, a manifest, aliases.
 
 Layout::
 
     ROOT/index.json            versions (file hashes, metrics, note) and alias histories
-    ROOT/versions/000003/      one bundle per version, read-only once written
+    ROOT/versions/000003/      one bundle per version, never changed once written
     ROOT/.lock                 serialises writers
 
-Every change to ``index.json`` is a write to a temporary file followed by an atomic rename,
-under an exclusive lock, so readers always see a whole index and writers never lose each
-other's updates.
+Every change to ``index.json`` replaces it whole (a temporary file renamed into place locally,
+one PUT on S3) under an exclusive lock, so readers always see a whole index and writers never
+lose each other's updates. The index is the commit point: a version folder the index does not
+name is never loaded, and every file of a version is checked against its sha256 before use.
+
+The lock is ``flock`` on a local ``.lock`` file. On S3 it is a ``.lock`` object created with a
+conditional write (``If-None-Match: *``): only one writer's create succeeds, the others retry
+until it is deleted. A lock left by a writer that died is taken over once it is older than
+``LOCK_STALE_SECONDS``; every registry write takes well under that.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
-import os
 import shutil
+import socket
 import stat
 import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,9 +37,13 @@ from typing import Any
 
 from scoring.bundle import ModelBundle, read_bundle, write_bundle
 from scoring.errors import RegistryError
+from scoring.storage import Location, as_location
 
 ALIASES = ("champion", "challenger")
 INDEX_FILE = "index.json"
+LOCK_FILE = ".lock"
+LOCK_STALE_SECONDS = 120.0
+LOCK_WAIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -61,8 +74,8 @@ class Registry:
     []
     """
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str | Location) -> None:
+        self.root = as_location(root)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -82,14 +95,18 @@ class Registry:
         """Turn ``champion``, ``challenger``, ``latest``, ``v3`` or ``3`` into a version number."""
         return self._resolve(self._read_index(), ref)
 
-    def index_stamp(self) -> tuple[int, int, int] | None:
-        """A cheap fingerprint of the index (inode, size, mtime): it changes with every write.
+    def index_stamp(self) -> tuple[int, int, int] | str | None:
+        """A cheap fingerprint of the index: it changes with every write.
 
-        Writers replace the index by renaming a new file over it, so a new inode means a new index;
-        watchers compare stamps instead of re-reading and parsing the index on every check.
+        Locally (inode, size, mtime): writers rename a new file over the index, so a new inode
+        means a new index. On S3 the sha256 of the (small) index object, read in one GET, since
+        object times have one-second resolution. Watchers compare stamps instead of parsing.
         """
+        index = self.root / INDEX_FILE
         try:
-            stat_result = (self.root / INDEX_FILE).stat()
+            if index.is_s3:
+                return hashlib.sha256(index.read_bytes()).hexdigest()
+            stat_result = index.local_path().stat()
         except FileNotFoundError:
             return None
         return (stat_result.st_ino, stat_result.st_size, stat_result.st_mtime_ns)
@@ -106,20 +123,12 @@ class Registry:
     def register(self, bundle: ModelBundle, *, note: str = "") -> int:
         """Store ``bundle`` as a new immutable version and return its number."""
         with self._locked() as index:
-            versions_dir = self.root / "versions"
-            versions_dir.mkdir(parents=True, exist_ok=True)
             # A folder left by a writer that died before updating the index still claims its number.
-            on_disk = (int(p.name) for p in versions_dir.iterdir() if p.name.isdigit())
-            version = max([*(int(v) for v in index["versions"]), *on_disk], default=0) + 1
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=versions_dir))
-            try:
-                hashes = write_bundle(bundle, staging)
-                for path in staging.iterdir():
-                    path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-                staging.rename(self._version_dir(version))
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
+            on_disk = (self.root / "versions").child_names()
+            numbers = [*(int(v) for v in index["versions"]), *(int(p) for p in on_disk if p.isdigit())]
+            version = max(numbers, default=0) + 1
+            target = self._version_dir(version)
+            hashes = _write_local_version(bundle, target) if not target.is_s3 else write_bundle(bundle, target)
             index["versions"][str(version)] = {
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "files": hashes,
@@ -151,32 +160,26 @@ class Registry:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _version_dir(self, version: int) -> Path:
+    def _version_dir(self, version: int) -> Location:
         return self.root / "versions" / f"{version:06d}"
 
     def _read_index(self) -> dict[str, Any]:
         path = self.root / INDEX_FILE
-        if not path.exists():
-            return {"versions": {}, "aliases": {}}
         try:
-            return json.loads(path.read_text())
+            return json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return {"versions": {}, "aliases": {}}
         except (OSError, json.JSONDecodeError) as exc:
             raise RegistryError(f"cannot read registry index {path}: {exc}") from exc
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
-        """Yield the index under an exclusive lock and write it back atomically on success."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        """Yield the index under an exclusive lock and write it back whole on success."""
+        lock = _s3_lock(self.root / LOCK_FILE) if self.root.is_s3 else _file_lock(self.root)
+        with lock:
             index = self._read_index()
             yield index
-            fd, tmp = tempfile.mkstemp(prefix=".index-", dir=self.root)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(index, handle, indent=2, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.root / INDEX_FILE)
+            (self.root / INDEX_FILE).write_bytes(json.dumps(index, indent=2, sort_keys=True).encode())
 
     def _resolve(self, index: dict[str, Any], ref: str | int) -> int:
         versions = index["versions"]
@@ -206,3 +209,59 @@ class Registry:
             note=entry.get("note", ""),
             aliases=aliases,
         )
+
+
+def _write_local_version(bundle: ModelBundle, target: Location) -> dict[str, str]:
+    """Write a version beside its final name, make it read-only, and rename it into place."""
+    versions = target.parent.local_path()
+    versions.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=versions))
+    try:
+        hashes = write_bundle(bundle, Location(staging))
+        for path in staging.iterdir():
+            path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        staging.rename(target.local_path())
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return hashes
+
+
+@contextlib.contextmanager
+def _file_lock(root: Location) -> Iterator[None]:
+    folder = root.local_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
+def _s3_lock(lock: Location, *, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """Hold the registry's lock object, created by a conditional write; delete it when done."""
+    owner = json.dumps({"owner": f"{socket.gethostname()}/{uuid.uuid4().hex}", "since": time.time()}).encode()
+    deadline = time.monotonic() + wait
+    pause = 0.05
+    while not lock.create_exclusive(owner):
+        _break_if_stale(lock)
+        if time.monotonic() > deadline:
+            raise RegistryError(f"the registry lock {lock} is held by another writer; waited {wait:.0f}s")
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if lock.read_bytes() == owner:  # never delete a lock another writer took over
+                lock.unlink()
+
+
+def _break_if_stale(lock: Location) -> None:
+    """Delete a lock whose writer died: it is older than any registry write takes."""
+    try:
+        held = json.loads(lock.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return
+    if time.time() - float(held.get("since", 0)) > LOCK_STALE_SECONDS:
+        with contextlib.suppress(OSError):
+            lock.unlink()

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scoring.storage import Location
 
 
 class Settings(BaseSettings):
     """Configuration for every scorepipe entry point, read from ``SCOREPIPE_*`` variables.
 
     >>> Settings(home=Path("/tmp/sp")).registry_dir
-    PosixPath('/tmp/sp/registry')
+    Location('/tmp/sp/registry')
     """
 
     model_config = SettingsConfigDict(env_prefix="SCOREPIPE_", frozen=True, extra="ignore")
@@ -24,7 +26,9 @@ class Settings(BaseSettings):
         default=Path(".scorepipe"),
         description="Root of everything scorepipe writes (registry, demo data, results).",
     )
-    registry: Path | None = Field(default=None, description="Model registry folder; default HOME/registry.")
+    registry: str | None = Field(
+        default=None, description="Model registry: a folder or s3://bucket/prefix; default HOME/registry."
+    )
     chunk_size: int = Field(default=100_000, gt=0, description="Rows scored per vectorized chunk.")
     min_roc_auc: float = Field(
         default=0.75, ge=0.0, le=1.0, description="Quality gate: minimum holdout ROC AUC to become champion."
@@ -119,9 +123,15 @@ class Settings(BaseSettings):
             if value is not None
         }
 
+    @field_validator("registry", mode="before")
+    @classmethod
+    def _location_text(cls, value: object) -> object:
+        """A Path or a Location is kept as its text (``Path`` would fold ``s3://`` into ``s3:/``)."""
+        return value if value is None or isinstance(value, str) else str(value)
+
     @property
-    def registry_dir(self) -> Path:
-        return self.registry if self.registry is not None else self.home / "registry"
+    def registry_dir(self) -> Location:
+        return Location(self.registry if self.registry is not None else self.home / "registry")
 
     @property
     def reports_dir(self) -> Path:

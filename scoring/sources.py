@@ -1,41 +1,49 @@
-"""Finding Parquet inputs: a file, a folder of Hive-style partitions, or a glob."""
+"""Finding Parquet inputs: a file, a folder of Hive-style partitions, or a glob; local or on S3."""
 
 from __future__ import annotations
 
 import glob
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
+
+import pyarrow.fs as pafs
 
 from scoring.errors import SourceError
+from scoring.storage import S3, Location, as_location, glob_files
 
 
 @dataclass(frozen=True)
 class InputSet:
     """The Parquet files to score and the folder their output paths are relative to."""
 
-    base: Path
-    files: list[Path]
+    base: Location
+    files: list[Location]
 
-    def relative(self, path: Path) -> Path:
+    def relative(self, path: Location) -> PurePosixPath:
         return path.relative_to(self.base)
 
 
-def discover_inputs(spec: str | Path) -> InputSet:
+def discover_inputs(spec: str | os.PathLike[str] | Location) -> InputSet:
     """Resolve a file, a folder of partitions or a glob into Parquet files, sorted.
 
     Output paths keep Hive-style partition folders (``date=2026-11-24/``): the base is the
     nearest ancestor that is not itself a ``key=value`` folder.
     """
+    location = as_location(spec)
     text = str(spec)
-    path = Path(text)
-    if path.is_file():
-        files, root = [path], path.parent
-    elif path.is_dir():
-        files, root = sorted(p for p in path.rglob("*.parquet") if _is_data_file(p, path)), path
+    try:
+        kind = location.info().type
+    except OSError as exc:
+        raise SourceError(f"cannot read input {text!r}: {exc}") from exc
+    if kind == pafs.FileType.File:
+        files, root = [location], location.parent
+    elif kind == pafs.FileType.Directory:
+        files = [f for f in location.files() if f.name.endswith(".parquet") and _is_data_file(f, location)]
+        root = location
     elif glob.has_magic(text):
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-        root = Path(os.path.commonpath([p.parent for p in files])) if files else Path(".")
+        files = glob_files(text)
+        root = _common_folder(files) if files else Location(".")
     else:
         raise SourceError(f"input {text!r} is neither a file, a folder nor a glob that matches anything")
     if not files:
@@ -46,6 +54,11 @@ def discover_inputs(spec: str | Path) -> InputSet:
     return InputSet(base=base, files=files)
 
 
-def _is_data_file(path: Path, root: Path) -> bool:
+def _common_folder(files: list[Location]) -> Location:
+    common = os.path.commonpath([f.parent.path for f in files])
+    return Location(S3 + common if files[0].is_s3 else common)
+
+
+def _is_data_file(path: Location, root: Location) -> bool:
     # Skip our own temporary files and Spark/Hive-style markers (_SUCCESS, _temporary/, .hidden).
     return not any(part.startswith((".", "_")) for part in path.relative_to(root).parts)

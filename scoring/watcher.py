@@ -96,7 +96,7 @@ class ModelWatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[int, int, int] | str | None = None
         self._target: int | None = None  # the version last loaded or refused, so it is tried once
 
     # -- lifecycle ---------------------------------------------------------------------------

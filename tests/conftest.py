@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scorepipe.kafka_broker import KafkaBroker
+from scorepipe.s3_server import S3Server
 from scorepipe.services import free_port
 from scoring import ModelBundle, Registry, Scorer, Settings, synthetic
 from scoring.training import train_bundle
@@ -189,3 +190,32 @@ def stream_settings(kafka_bootstrap: str, make_registry, tmp_path) -> Callable[.
         return Settings(**values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 API (S3Proxy, filesystem backend) for the session; the AWS variables point at it.
+
+    They are set in this process's environment, so Dask workers and child processes see them too,
+    and restored afterwards. Tests use their own bucket from ``s3_bucket``.
+    """
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    saved = {name: os.environ.get(name) for name in server.client_env()}
+    os.environ.update(server.client_env())
+    try:
+        yield server
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A fresh bucket for one test: ``s3://<name>``."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3_server.create_bucket(name)
+    return f"s3://{name}"

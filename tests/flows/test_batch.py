@@ -11,6 +11,7 @@ import pytest
 from flows.batch import run_batch, score_file
 from scoring import Scorer, SourceError
 from scoring.sources import discover_inputs
+from scoring.storage import Location
 
 
 @pytest.fixture
@@ -168,7 +169,7 @@ def test_failing_file_is_reported_and_does_not_stop_the_others(partition, scorer
 
 def test_inputs_by_file_glob_and_folder(partition, tmp_path):
     folder, _ = partition
-    assert discover_inputs(folder / "part-1.parquet").files == [folder / "part-1.parquet"]
+    assert discover_inputs(folder / "part-1.parquet").files == [Location(folder / "part-1.parquet")]
     by_glob = discover_inputs(str(tmp_path / "incoming" / "*" / "part-[01].parquet"))
     assert [p.name for p in by_glob.files] == ["part-0.parquet", "part-1.parquet"]
     assert by_glob.relative(by_glob.files[0]).as_posix() == "date=2026-11-24/part-0.parquet"

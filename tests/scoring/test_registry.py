@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ from scoring.bundle import MODEL_FILE, REFERENCE_FILE, SCHEMA_FILE
 def test_versions_are_numbered_and_immutable(make_registry):
     registry = make_registry(versions=2)
     assert [v.version for v in registry.versions()] == [1, 2]
-    model = registry.root / "versions" / "000002" / MODEL_FILE
+    model = Path(registry.root) / "versions" / "000002" / MODEL_FILE
     assert not os.stat(model).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
     assert registry.resolve("latest") == 2
     assert registry.resolve("v2") == registry.resolve("2") == 2
@@ -30,7 +31,7 @@ def test_load_verifies_and_returns_the_bundle(make_registry, bundle):
 @pytest.mark.parametrize("artifact", [MODEL_FILE, SCHEMA_FILE, REFERENCE_FILE])
 def test_tampered_artifact_is_refused_before_unpickling(make_registry, artifact, monkeypatch):
     registry = make_registry()
-    path = registry.root / "versions" / "000001" / artifact
+    path = Path(registry.root) / "versions" / "000001" / artifact
     path.chmod(0o644)
     path.write_bytes(path.read_bytes() + b"tampered")
     unpickled = []
@@ -43,8 +44,8 @@ def test_tampered_artifact_is_refused_before_unpickling(make_registry, artifact,
 def test_swapped_pickle_is_refused(make_registry, tmp_path):
     """A different, valid pickle in place of the registered one must not load either."""
     registry = make_registry(versions=2)
-    first = registry.root / "versions" / "000001" / MODEL_FILE
-    second = registry.root / "versions" / "000002" / MODEL_FILE
+    first = Path(registry.root) / "versions" / "000001" / MODEL_FILE
+    second = Path(registry.root) / "versions" / "000002" / MODEL_FILE
     first.chmod(0o644)
     first.write_bytes(second.read_bytes() + b"\0")
     with pytest.raises(IntegrityError):
@@ -54,9 +55,9 @@ def test_swapped_pickle_is_refused(make_registry, tmp_path):
 
 def test_manifest_missing_a_hash_is_refused(make_registry):
     registry = make_registry()
-    index = json.loads((registry.root / "index.json").read_text())
+    index = json.loads((Path(registry.root) / "index.json").read_text())
     del index["versions"]["1"]["files"][MODEL_FILE]
-    (registry.root / "index.json").write_text(json.dumps(index))
+    (Path(registry.root) / "index.json").write_text(json.dumps(index))
     with pytest.raises(IntegrityError, match="lacks hashes"):
         registry.load(1)
 
@@ -102,6 +103,6 @@ def test_concurrent_registrations_get_distinct_versions(make_registry, bundle):
 
 def test_a_version_folder_orphaned_by_a_crash_does_not_block_registration(make_registry, bundle):
     registry = make_registry(versions=1)
-    (registry.root / "versions" / "000002").mkdir()  # a writer died after the rename, before the index
+    (Path(registry.root) / "versions" / "000002").mkdir()  # a writer died after the rename, before the index
     assert registry.register(bundle) == 3
     assert [v.version for v in registry.versions()] == [1, 3]

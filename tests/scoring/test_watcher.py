@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -12,7 +14,7 @@ from scoring.watcher import ModelWatcher, feature_mismatch, is_alias
 
 
 def tamper(registry, version):
-    path = registry.root / "versions" / f"{version:06d}" / MODEL_FILE
+    path = Path(registry.root) / "versions" / f"{version:06d}" / MODEL_FILE
     path.chmod(0o644)
     path.write_bytes(path.read_bytes() + b"tampered")
 

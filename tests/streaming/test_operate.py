@@ -6,6 +6,7 @@ import json
 import threading
 from collections import Counter, defaultdict
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -99,7 +100,7 @@ def test_a_tampered_promotion_is_refused_and_the_old_model_keeps_scoring(stream_
     settings = stream_settings(stream_batch_events=100)
     registry = Registry(settings.registry_dir)
     registry.register(bundle)
-    model = registry.root / "versions" / "000002" / MODEL_FILE
+    model = Path(registry.root) / "versions" / "000002" / MODEL_FILE
     model.chmod(0o644)
     model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
     ensure_topics(settings)
