@@ -6,6 +6,7 @@ import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import joblib
 import pandas as pd
@@ -18,6 +19,9 @@ from rich.table import Table
 from scorepipe.demo_data import write_dataset, write_incoming
 from scoring import QualityGateError, Registry, Scorer, ScoringError, Settings, synthetic
 from scoring.storage import Location
+
+if TYPE_CHECKING:
+    from scorepipe.s3_server import S3Server
 from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
 
 console = Console()
@@ -360,6 +364,42 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     console.print(f"down{where}")
     return 1
+
+
+def cmd_s3(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.s3_server import S3Server, read_state, stop_detached
+
+    home = settings.home / "s3"
+    state = read_state(home)
+    if args.action == "down":
+        stopped = stop_detached(home)
+        console.print(f"stopped S3Proxy PID {stopped['pid']}" if stopped else "no S3 server recorded as up")
+        console.print(f"objects kept in {home / 'data'}")
+        return 0
+    if args.action == "status" or state is not None:
+        if state is None:
+            console.print(f"down; objects in {home / 'data'}")
+            return 1
+        server = S3Server(home)  # reads the recorded port and keys; does not start anything
+        console.print(f"up at {state['endpoint']} (PID {state['pid']}); objects in {server.data_dir}")
+        _print_exports(server)
+        return 0
+    with console.status("starting S3Proxy (filesystem backend)"):
+        server = S3Server(home, port=args.port).start()
+    server.save_state()
+    for bucket in args.bucket or []:
+        server.create_bucket(bucket)
+    console.print(
+        f"S3 API up at {server.endpoint} (PID {server.pid}); objects in {server.data_dir}; log {server.log_path}"
+    )
+    _print_exports(server)
+    return 0
+
+
+def _print_exports(server: S3Server) -> None:
+    """The AWS variables for this local server (made-up keys, local only): paste them into a shell."""
+    for name, value in server.client_env().items():
+        console.print(f"export {name}={value}", soft_wrap=True)
 
 
 def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
@@ -740,6 +780,12 @@ def _parser() -> argparse.ArgumentParser:
         "--reset", action="store_true", help="up: delete the broker's data (topics, offsets) and format it afresh"
     )
     kafka.set_defaults(handler=cmd_kafka)
+
+    s3 = commands.add_parser("s3", help="a local S3 API server (S3Proxy, filesystem backend) for development")
+    s3.add_argument("action", choices=["up", "down", "status"])
+    s3.add_argument("--port", type=int, help="listener port on 127.0.0.1 (up; default: a free port, then kept)")
+    s3.add_argument("--bucket", action="append", help="up: create this bucket (repeatable)")
+    s3.set_defaults(handler=cmd_s3)
 
     def stream_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--bootstrap-servers", help="default: SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092")

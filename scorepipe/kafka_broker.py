@@ -12,13 +12,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
-from scorepipe.services import ManagedProcess, ServiceError, free_port, maven_jars, stop_process_group
+from scorepipe.services import (
+    ManagedProcess,
+    ServiceError,
+    free_port,
+    maven_jars,
+    read_recorded,
+    record_detached,
+    stop_recorded,
+)
+from scorepipe.services import port_in_use as port_open
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -42,12 +49,6 @@ logger.server.level = INFO
 def ensure_jars(libs: Path = LIBS) -> Path:
     """Resolve the broker's jars with Maven into ``libs`` unless they are already there."""
     return maven_jars(POM, libs, marker="kafka_2.13-*.jar", what="the Kafka broker")
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
 
 
 class KafkaBroker(ManagedProcess):
@@ -170,8 +171,8 @@ class KafkaBroker(ManagedProcess):
     # -- detached use by `scorepipe kafka up|down|status` -----------------------------------
 
     def save_state(self) -> None:
-        (self.home / "broker.json").write_text(
-            json.dumps({"pid": self.pid, "port": self.port, "bootstrap_servers": self.bootstrap_servers})
+        record_detached(
+            self.home / "broker.json", pid=self.pid, port=self.port, bootstrap_servers=self.bootstrap_servers
         )
 
 
@@ -185,20 +186,9 @@ def read_identity(home: Path) -> dict:
 
 
 def read_state(home: Path) -> dict | None:
-    try:
-        return json.loads((home / "broker.json").read_text())
-    except (OSError, ValueError):
-        return None
+    return read_recorded(home / "broker.json")
 
 
 def stop_detached(home: Path, timeout: float = 30.0) -> dict | None:
     """Stop a broker started by ``scorepipe kafka up``, by the PID it recorded."""
-    state = read_state(home)
-    if state is None:
-        return None
-    stop_process_group(int(state["pid"]), timeout=timeout)
-    deadline = time.monotonic() + timeout
-    while port_open(int(state["port"])) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    (home / "broker.json").unlink(missing_ok=True)
-    return state
+    return stop_recorded(home / "broker.json", timeout=timeout)

@@ -16,13 +16,22 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from scorepipe.services import ManagedProcess, free_port, maven_jars
+from scorepipe.services import (
+    ManagedProcess,
+    free_port,
+    maven_jars,
+    port_in_use,
+    read_recorded,
+    record_detached,
+    stop_recorded,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 POM = HERE / "s3proxy" / "pom.xml"
 LIBS = REPO / ".cache" / "s3proxy" / "libs"
 IDENTITY_FILE = "identity.json"
+STATE_FILE = "server.json"
 REGION = "us-east-1"
 
 LOGBACK = """\
@@ -115,6 +124,9 @@ class S3Server(ManagedProcess):
         )
         client.create_bucket(Bucket=name)
 
+    def save_state(self) -> None:
+        record_detached(self.home / STATE_FILE, pid=self.pid, port=self.port, endpoint=self.endpoint)
+
     def _answers(self) -> bool:
         """Any S3 answer (an unsigned request is refused with 403) means the server is up."""
         try:
@@ -131,3 +143,13 @@ def _read_identity(home: Path) -> dict:
         return json.loads((home / IDENTITY_FILE).read_text())
     except (OSError, ValueError):
         return {}
+
+
+def read_state(home: Path) -> dict | None:
+    """The server ``scorepipe s3 up`` left running in ``home``, if it still answers."""
+    state = read_recorded(home / STATE_FILE)
+    return state if state and port_in_use(int(state["port"])) else None
+
+
+def stop_detached(home: Path) -> dict | None:
+    return stop_recorded(home / STATE_FILE)

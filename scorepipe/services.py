@@ -139,6 +139,37 @@ def stop_process_group(pid: int, *, timeout: float = 20.0) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def record_detached(path: Path, **state: object) -> None:
+    """Record a service left running by ``scorepipe ... up`` (its PID and port), for ``status`` and ``down``."""
+    path.write_text(json.dumps(state))
+
+
+def read_recorded(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def stop_recorded(path: Path, *, timeout: float = 30.0) -> dict | None:
+    """Stop a recorded service by its PID, wait for its port to close, and forget it."""
+    state = read_recorded(path)
+    if state is None:
+        return None
+    stop_process_group(int(state["pid"]), timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while port_in_use(int(state["port"])) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    path.unlink(missing_ok=True)
+    return state
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URLs we built

@@ -253,9 +253,17 @@ def glob_files(pattern: str) -> list[Location]:
     return [f for f in prefix.files() if fnmatch.fnmatchcase(f.uri, pattern)]
 
 
-@functools.lru_cache(maxsize=1)
 def _s3_client() -> Any:
-    """One boto3 client per process, configured from the usual AWS variables (endpoint included)."""
+    """A boto3 client configured from the usual AWS variables (endpoint included), one per configuration.
+
+    The variables are only the cache key, so that a process pointed at another store gets a new client;
+    boto3 reads them itself.
+    """
+    return _client_for(os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ACCESS_KEY_ID"))
+
+
+@functools.lru_cache(maxsize=4)
+def _client_for(endpoint: str | None, key_id: str | None) -> Any:
     import boto3
 
     return boto3.client("s3")

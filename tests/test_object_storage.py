@@ -182,3 +182,29 @@ def test_reports_read_scored_data_and_labels_from_s3_and_write_there(s3_bucket, 
     written = json.loads(Location(quality.json_path).read_bytes())
     assert written["labelled_rows"] == 3_000 and pd.notna(written["versions"][0]["roc_auc"])
     assert Location(quality.html).is_file()
+
+
+def test_cli_starts_a_local_s3_server_scores_into_it_and_stops_it(tmp_path, monkeypatch, make_registry, capsys):
+    """`scorepipe s3 up --bucket` prints the AWS variables; with them, `scorepipe score` writes to S3."""
+    from scorepipe.cli import main
+
+    monkeypatch.setenv("SCOREPIPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SCOREPIPE_REGISTRY", str(make_registry().root))
+    try:
+        assert main(["s3", "up", "--bucket", "lake"]) == 0
+        exports = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith("export ")
+        )
+        assert exports["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+        for name, value in exports.items():
+            monkeypatch.setenv(name, value)
+        assert main(["s3", "status"]) == 0
+        assert main(["data", "incoming", "--out", str(tmp_path / "in"), "--rows", "2000", "--files", "2"]) == 0
+        assert main(["score", str(tmp_path / "in"), "s3://lake/scored"]) == 0
+        assert len([f for f in Location("s3://lake/scored").files() if not f.name.startswith(".")]) == 2
+    finally:
+        main(["s3", "down"])
+    assert main(["s3", "status"]) == 1
+    assert (tmp_path / "home" / "s3" / "data" / "lake").is_dir()  # the objects stay on disk

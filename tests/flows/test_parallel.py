@@ -17,8 +17,10 @@ RUN_COLUMNS = {SCORED_AT, FLOW_RUN_ID}
 
 
 @pytest.fixture
-def partitions(make_registry, tmp_path, incoming_rows, write_parquet, monkeypatch):
-    monkeypatch.setenv("SCOREPIPE_REGISTRY", str(make_registry().root))
+def partitions(make_registry, challenger_bundle, tmp_path, incoming_rows, write_parquet, monkeypatch):
+    registry = make_registry()
+    registry.promote(registry.register(challenger_bundle), "challenger")
+    monkeypatch.setenv("SCOREPIPE_REGISTRY", str(registry.root))
     for d, day in enumerate(("2026-11-24", "2026-11-25")):
         for i in range(3):
             frame = incoming_rows(300, seed=10 * d + i)
@@ -30,7 +32,7 @@ def partitions(make_registry, tmp_path, incoming_rows, write_parquet, monkeypatc
 
 
 def outputs(root: Path) -> dict[str, object]:
-    """Every output under ``root`` (results, rejects) without the per-run columns."""
+    """Every output under ``root`` (results, rejects, shadow) without the per-run columns."""
     tables = {}
     for path in sorted(root.rglob("*.parquet")):
         if "_quarantine" in path.parts:
@@ -58,9 +60,12 @@ def file_statuses(summary: dict) -> dict[str, str]:
 def test_flow_run_on_a_local_cluster_writes_exactly_the_sequential_outputs(prefect_server, partitions, tmp_path):
     from flows.score_batch import score_batch
 
-    sequential = score_batch(input=str(partitions), output=str(tmp_path / "one"), chunk_size=128, workers=1)
-    parallel = score_batch(input=str(partitions), output=str(tmp_path / "dask"), chunk_size=128, workers=2)
-    same_outputs(tmp_path / "one", tmp_path / "dask")
+    common = {"input": str(partitions), "chunk_size": 128, "shadow": "challenger"}
+    sequential = score_batch(output=str(tmp_path / "one"), workers=1, **common)
+    parallel = score_batch(output=str(tmp_path / "dask"), workers=2, **common)
+    same_outputs(tmp_path / "one", tmp_path / "dask")  # the challenger's _shadow/ outputs included
+    assert len(list((tmp_path / "dask" / "_shadow").rglob("*.parquet"))) == 6
+    assert parallel["shadow_agreement"] == sequential["shadow_agreement"]
     for key in ("rows_scored", "rows_rejected", "files_scored", "files_quarantined", "files_failed"):
         assert parallel[key] == sequential[key], key
     assert (parallel["rows_scored"], parallel["rows_rejected"], parallel["files_quarantined"]) == (1798, 2, 1)
