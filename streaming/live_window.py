@@ -3,19 +3,31 @@
 Rows are buffered and written as one file per roll (by row count or age), atomically, under
 ``ROOT/date=YYYY-MM-DD/``. A consumer killed with SIGKILL loses at most its open buffer from the
 window (never a prediction): the window is a sample for drift, not a ledger.
+
+The consumer appends a micro-batch's columns after every batch, so appending must cost next to
+nothing and rolling a file must not stall the scoring loop: a batch's columns are kept as arrays
+(no frame per batch), and each roll is joined per column and written by one background thread.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+log = logging.getLogger("scorepipe.stream")
 
 SHADOW_DIR = "_shadow"  # a shadow challenger's window, beside the champion's; readers skip ``_*`` folders
 
@@ -28,35 +40,76 @@ class LiveWindow:
         self.roll_rows = roll_rows
         self.roll_seconds = roll_seconds
         self.name = name or f"live-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._frames: list[pd.DataFrame] = []
+        self._columns: dict[str, list[np.ndarray]] = {}
+        self._time_zones: dict[str, Any] = {}
         self._rows = 0
         self._opened = time.monotonic()
         self._sequence = 0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-window")
+        self._writes: list[Future[Path]] = []
+        self._lock = threading.Lock()
         self.files_written: list[Path] = []
 
-    def append(self, frame: pd.DataFrame) -> None:
-        if frame.empty:
+    def append(self, columns: Mapping[str, Any] | pd.DataFrame) -> None:
+        """Buffer one batch: a frame, or a mapping of column name to array or Series (same length)."""
+        names = list(columns)
+        rows = len(columns[names[0]]) if names else 0
+        if rows == 0:
             return
-        if not self._frames:
+        if self._rows and set(names) != set(self._columns):
+            self.roll()  # another model's columns (a reload with other classes): a file of their own
+        if not self._rows:
             self._opened = time.monotonic()
-        self._frames.append(frame)
-        self._rows += len(frame)
+        for name in names:
+            self._columns.setdefault(name, []).append(self._plain(name, columns[name]))
+        self._rows += rows
         if self._rows >= self.roll_rows or time.monotonic() - self._opened >= self.roll_seconds:
-            self.flush()
+            self.roll()
+
+    def roll(self) -> Path | None:
+        """Hand what is buffered to the writer as one file; return its path (None if nothing was buffered)."""
+        if not self._rows:
+            return None
+        parts, time_zones = self._columns, dict(self._time_zones)
+        self._columns, self._rows = {}, 0
+        now = datetime.now(UTC)
+        path = self.root / f"date={now.date().isoformat()}" / f"{self.name}-{now:%H%M%S}-{self._sequence:05d}.parquet"
+        self._sequence += 1
+        for write in [w for w in self._writes if w.done()]:
+            if write.exception() is not None:  # a sample for drift, not a ledger: say so, keep scoring
+                log.warning("live window: a file could not be written: %s", write.exception())
+        self._writes = [w for w in self._writes if not w.done()]
+        self._writes.append(self._writer.submit(self._write, parts, time_zones, path))
+        return path
 
     def flush(self) -> Path | None:
-        """Write what is buffered as one file; return its path (None if nothing was buffered)."""
-        if not self._frames:
-            return None
-        frame = pd.concat(self._frames, ignore_index=True)
-        self._frames, self._rows = [], 0
-        now = datetime.now(UTC)
-        folder = self.root / f"date={now.date().isoformat()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.name}-{now.strftime('%H%M%S')}-{self._sequence:05d}.parquet"
-        self._sequence += 1
-        tmp = folder / f".{path.name}.tmp"
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+        """Write what is buffered and wait until every file handed to the writer is on disk."""
+        path = self.roll()
+        for write in self._writes:
+            write.result()
+        self._writes = []
+        return path
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.shutdown(wait=True)
+
+    def _plain(self, name: str, values: Any) -> np.ndarray:
+        """A column as a numpy array; time-zone-aware times as UTC datetime64 (their zone kept aside)."""
+        if isinstance(getattr(values, "dtype", None), pd.DatetimeTZDtype):
+            self._time_zones[name] = values.dtype.tz
+            return values.to_numpy(dtype="datetime64[ns]")  # the UTC instants, without a per-value object
+        return np.asarray(values)
+
+    def _write(self, parts: dict[str, list[np.ndarray]], time_zones: dict[str, Any], path: Path) -> Path:
+        columns: dict[str, Any] = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+        for name, tz in time_zones.items():
+            if name in columns:
+                columns[name] = pd.Series(columns[name]).dt.tz_localize("UTC").dt.tz_convert(tz)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False), tmp)
         os.replace(tmp, path)
-        self.files_written.append(path)
+        with self._lock:
+            self.files_written.append(path)
         return path

@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 
 from scoring import Scorer, synthetic
-from scoring.fastpath import MAX_ROWS, SmallFramePredictor
+from scoring.fastpath import MAX_ROWS, ONE_CALL_ROWS, SmallFramePredictor
 from scoring.training import bundle_from_estimator, train_bundle
 from scoring.validation import validate
 
@@ -32,7 +32,8 @@ def _awkward_rows(schema, n: int, seed: int) -> pd.DataFrame:
 
 def _same_on_small_frames(predictor: SmallFramePredictor, pipeline, features: pd.DataFrame) -> None:
     expected = pipeline.predict_proba(features)
-    for size in (1, 7, MAX_ROWS):
+    # both ways through the trees: all in one call (up to ONE_CALL_ROWS rows), and tree by tree
+    for size in (1, 7, ONE_CALL_ROWS, ONE_CALL_ROWS + 1, MAX_ROWS):
         got = np.vstack([predictor.predict_proba(features.iloc[i : i + size]) for i in range(0, len(features), size)])
         np.testing.assert_array_equal(got, expected)  # exact: no tolerance
 
@@ -102,3 +103,18 @@ def test_scorer_output_is_the_same_with_and_without_the_shortcut(bundle, rows):
     plain._small_frames = None
     assert fast._small_frames is not None
     pd.testing.assert_frame_equal(fast.score(incoming), plain.score(incoming), check_exact=True)
+
+
+def test_one_call_through_all_trees_is_what_small_frames_use(bundle, monkeypatch):
+    """Up to ONE_CALL_ROWS rows the trees are not visited one Python call at a time."""
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+    predictor = SmallFramePredictor.verified(bundle.pipeline, bundle.schema, bundle.reference)
+    features = validate(_awkward_rows(bundle.schema, ONE_CALL_ROWS + 1, seed=9), bundle.schema).features
+    calls = []
+    real = TreePredictor.predict
+    monkeypatch.setattr(TreePredictor, "predict", lambda self, *a: calls.append(1) or real(self, *a))
+    predictor.predict_proba(features.head(ONE_CALL_ROWS))
+    assert calls == []
+    predictor.predict_proba(features)
+    assert len(calls) == len(bundle.pipeline[-1]._predictors)  # one per tree above the bound
