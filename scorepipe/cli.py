@@ -248,8 +248,7 @@ def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
             f"{s['p95_abs_proba_diff']:.3f}",
         )
     console.print(table)
-    out = args.out or settings.reports_dir / f"compare-{Path(args.scored).name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = Location(args.out or settings.reports_dir / f"compare-{Location(args.scored).name}.json")
     outcomes = None
     if args.labels:
         from performance.report import challenger_on_outcomes
@@ -268,7 +267,7 @@ def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print_outcomes(outcomes)
     body = {"scored": str(args.scored), "shadow": str(shadow), "pairs": summaries, "outcomes": outcomes}
-    out.write_text(json.dumps(body, indent=2))
+    out.write_text(json.dumps(body, indent=2))  # whole or not at all, local or s3://
     console.print(f"summary: {out}", soft_wrap=True)
     return 0
 
@@ -765,9 +764,9 @@ def _parser() -> argparse.ArgumentParser:
     score.set_defaults(handler=cmd_score)
 
     compare = commands.add_parser("compare", help="champion vs shadow challenger on scored outputs or a live window")
-    compare.add_argument("scored", type=Path, help="champion outputs: a batch output folder/partition or a live window")
-    compare.add_argument("--shadow", type=Path, help="the challenger's outputs (default: the _shadow/ twin)")
-    compare.add_argument("--out", type=Path, help="JSON summary (default: SCOREPIPE_HOME/reports/compare-NAME.json)")
+    compare.add_argument("scored", help="champion outputs: a batch output folder/partition or a live window (or s3://)")
+    compare.add_argument("--shadow", help="the challenger's outputs (default: the _shadow/ twin)")
+    compare.add_argument("--out", help="JSON summary (default: SCOREPIPE_HOME/reports/compare-NAME.json)")
     compare.add_argument("--labels", help="label Parquet: also judge both on outcomes (ROC AUC, bootstrap 95%% CI)")
     compare.add_argument("--id-column", help="id to join labels on (default: event_id or transaction_id)")
     compare.add_argument("--label-column", default="label")
