@@ -135,3 +135,45 @@ def test_workers_must_not_be_negative(partitions, tmp_path):
 
     with pytest.raises(ScoringError, match="workers must be 0"):
         score_batch.fn(input=str(partitions), output=str(tmp_path / "out"), workers=-1)
+
+
+def test_a_worker_killed_mid_file_loses_nothing(make_registry, tmp_path, incoming_rows, write_parquet, monkeypatch):
+    """SIGKILL one Dask worker while it writes: its file is scored again elsewhere, whole, exactly once."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from flows.parallel import DaskOptions
+    from flows.score_batch import score_batch
+
+    monkeypatch.setenv("SCOREPIPE_REGISTRY", str(make_registry().root))
+    source = tmp_path / "incoming" / "date=2026-11-27"
+    for i in range(6):
+        write_parquet(source / f"part-{i}.parquet", incoming_rows(40_000, seed=70 + i))
+    score_batch.fn(input=str(source.parent), output=str(tmp_path / "one"), chunk_size=2_000, workers=1)
+    out = tmp_path / "dask"
+    killed: list[int] = []
+    with LocalCluster(**DaskOptions(workers=2).cluster_kwargs()) as cluster, Client(cluster) as client:
+        pids = list(client.run(os.getpid).values())
+
+        def kill_a_writer() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not killed:
+                if any(p.name.endswith(".tmp") for p in out.rglob(".*")):  # a worker is mid-write
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_a_writer)
+        killer.start()
+        summary = score_batch.fn(
+            input=str(source.parent), output=str(out), chunk_size=2_000, dask_address=cluster.scheduler_address
+        )
+        killer.join()
+    assert killed, "no worker was caught writing"
+    assert [f["status"] for f in summary["files"]] == ["scored"] * 6
+    assert summary["rows_scored"] == 240_000
+    same_outputs(tmp_path / "one", out)  # every output whole, once; a killed write leaves only a hidden .tmp
