@@ -53,7 +53,9 @@ def as_records(frame):
     ]
 
 
-def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(stream_settings, tmp_path):
+def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(stream_settings, tmp_path, monkeypatch):
+    from flows.score_batch import score_batch
+
     settings = stream_settings()
     # 700 rows: the batch flow (one 700-row chunk) and the 700-row HTTP requests go through sklearn's
     # predict_proba; /predict (and stream micro-batches of 512 events or fewer) through the shortcut.
@@ -66,6 +68,9 @@ def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(st
     assert scorer._small_frames is not None and fastpath.MAX_ROWS < 700
     run_batch(tmp_path / "rows.parquet", tmp_path / "batch", scorer, chunk_size=700)
     batch = pd.read_parquet(tmp_path / "batch" / "rows.parquet").set_index(synthetic.ID_COLUMN)
+    monkeypatch.setenv("SCOREPIPE_REGISTRY", str(settings.registry_dir))  # the batch flow on Dask, 2 workers
+    score_batch.fn(input=str(tmp_path / "rows.parquet"), output=str(tmp_path / "dask"), chunk_size=700, workers=2)
+    on_dask = pd.read_parquet(tmp_path / "dask" / "rows.parquet").set_index(synthetic.ID_COLUMN)
 
     ensure_topics(settings)
     produce(settings, count=700, seed=91)
@@ -95,9 +100,10 @@ def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(st
         server.stop()
 
     v2_out = {o["name"]: o["data"] for o in v2["outputs"]}
-    assert set(stream) == set(ids) == set(batch.index)
+    assert set(stream) == set(ids) == set(batch.index) == set(on_dask.index)
     for i, event_id in enumerate(ids):
         expected = batch.at[event_id, "proba_1"]
+        assert on_dask.at[event_id, "proba_1"] == expected
         assert stream[event_id]["probabilities"]["1"] == expected
         assert simple["results"][i]["probabilities"]["1"] == expected
         assert v2_out["proba_1"][i] == expected
@@ -106,7 +112,7 @@ def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(st
     assert single["probabilities"]["1"] == batch.at[ids[7], "proba_1"]
     versions = {s["model_version"] for s in stream.values()} | {r["model_version"] for r in simple["results"]}
     assert versions == {1} and set(v2_out["model_version"]) == {1} and v2["model_version"] == "1"
-    assert set(batch["model_version"]) == {1}
+    assert set(batch["model_version"]) == set(on_dask["model_version"]) == {1}
 
 
 def test_promote_and_rollback_under_requests_fail_no_request(stream_settings, bundle, tmp_path):
