@@ -276,12 +276,12 @@ def run_batch(
     force: bool = False,
     shadow: Scorer | None = None,
     score_one_file: Callable[..., FileResult] = score_file,
-    score_all: Callable[[InputSet, str], list[FileResult]] | None = None,
+    score_all: Callable[[InputSet], list[FileResult]] | None = None,
 ) -> BatchSummary:
     """Score every input file; a failure in one file never stops the others.
 
-    ``score_all`` scores every file at once elsewhere (``flows.parallel`` on Dask), given the
-    inputs and the run id; without it the files are scored here, one after another.
+    ``score_all`` scores every file at once elsewhere (``flows.parallel`` on Dask); without it
+    the files are scored here, one after another.
     """
     inputs = discover_inputs(input)
     output_root = as_location(output)
@@ -293,7 +293,7 @@ def run_batch(
         shadow_version=shadow.version if shadow is not None else None,
     )
     if score_all is not None:
-        summary.files = score_all(inputs, summary.run_id)
+        summary.files = score_all(inputs)
         return summary
     for source in inputs.files:
         try:

@@ -6,8 +6,8 @@ outside a flow run the per-file task runs as a plain function and no artifact is
 
 from __future__ import annotations
 
-import functools
 import time
+import uuid
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -72,29 +72,30 @@ def score_batch(
     registry = Registry(settings.registry_dir)
     scorer = Scorer.from_registry(registry, model)
     challenger = _challenger(registry, shadow, in_run) if shadow else None
+    run_id = str(flow_run.id) if in_run else f"local-{uuid.uuid4()}"
     options = _dask_options(settings, workers, dask_address)
     score_all = None
     if options is not None:
         _say(f"scoring files on a {options.describe()}", in_run)
-        job = functools.partial(
-            FileJob,
+        job = FileJob(
             registry=str(settings.registry_dir),
             model_version=scorer.version,
             shadow_version=challenger.version if challenger is not None else None,
             output=output,
             chunk_size=chunk_size or settings.chunk_size,
+            run_id=run_id,
             force=force,
         )
 
-        def score_all(inputs: InputSet, run_id: str) -> list[FileResult]:
-            return score_files_on_dask(inputs, job(run_id=run_id), options, in_flow_run=in_run, on_result=_progress)
+        def score_all(inputs: InputSet) -> list[FileResult]:
+            return score_files_on_dask(inputs, job, options, in_flow_run=in_run, on_result=_progress)
 
     summary = run_batch(
         input,
         output,
         scorer,
         chunk_size=chunk_size or settings.chunk_size,
-        run_id=str(flow_run.id) if in_run else None,
+        run_id=run_id,
         force=force,
         shadow=challenger,
         score_one_file=score_file_task if in_run else score_file,

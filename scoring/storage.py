@@ -178,10 +178,6 @@ class Location:
     def read_text(self) -> str:
         return self.read_bytes().decode()
 
-    def open_input(self) -> Any:
-        """A seekable file for pyarrow.parquet (``ParquetFile``, ``read_schema``)."""
-        return self.fs.open_input_file(self.path)
-
     def write_bytes(self, data: bytes) -> None:
         """Write ``data`` so that readers see the old object or the new one whole, never a part."""
         if self.is_s3:
