@@ -260,7 +260,7 @@ def _break_if_stale(lock: Location) -> None:
     """Delete a lock whose writer died: it is older than any registry write takes."""
     try:
         held = json.loads(lock.read_bytes())
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):  # gone, or deleted while being read: its holder let go, so try again
         return
     if time.time() - float(held.get("since", 0)) > LOCK_STALE_SECONDS:
         with contextlib.suppress(OSError):
