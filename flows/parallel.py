@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,9 +143,7 @@ def _on_client(sources: list[str], inputs: InputSet, job: FileJob, options: Dask
     """The same function mapped with a plain Dask client: no Prefect server needed (``scorepipe score``)."""
     from distributed import Client, LocalCluster
 
-    if options.address:
-        with Client(options.address) as client:
-            yield client.map(score_file_on_worker, sources, inputs=inputs, job=job, pure=False, retries=2)
-        return
-    with LocalCluster(**options.cluster_kwargs()) as cluster, Client(cluster) as client:
+    with ExitStack() as stack:
+        cluster = options.address or stack.enter_context(LocalCluster(**options.cluster_kwargs()))
+        client = stack.enter_context(Client(cluster))
         yield client.map(score_file_on_worker, sources, inputs=inputs, job=job, pure=False, retries=2)

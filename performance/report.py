@@ -70,7 +70,7 @@ def build_performance_report(
     out_dir = as_location(out_dir)
     out_dir.mkdir()
     stem = f"performance-{name or as_location(scored).name}"
-    html = out_dir / f"{stem}.html"
+    html, json_path = out_dir / f"{stem}.html", out_dir / f"{stem}.json"
     dominant = int(joined.rows[MODEL_VERSION].mode().iloc[0])
     _classification_html(
         joined.rows[joined.rows[MODEL_VERSION] == dominant],
@@ -107,12 +107,12 @@ def build_performance_report(
         scored=str(scored),
         labels=str(labels),
         html=str(html),
-        json_path=str(out_dir / f"{stem}.json"),
+        json_path=str(json_path),
         rejected_labels_path=str(rejected_path) if rejected_path else None,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
-    (out_dir / f"{stem}.json").write_bytes(summary.model_dump_json(indent=2).encode())
+    json_path.write_bytes(summary.model_dump_json(indent=2).encode())
     return summary
 
 

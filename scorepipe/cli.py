@@ -329,12 +329,13 @@ def _stream_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
-    from scorepipe.kafka_broker import KafkaBroker, port_open, read_identity, read_state, stop_detached
+    from scorepipe.kafka_broker import KafkaBroker, read_identity, read_state, stop_detached
+    from scorepipe.services import port_in_use
 
     home = settings.home / "kafka"
     state = read_state(home)
     if args.action == "up":
-        if state and port_open(int(state["port"])):
+        if state and port_in_use(int(state["port"])):
             if args.reset:
                 console.print(f"Kafka is up at {state['bootstrap_servers']}: `scorepipe kafka down` before --reset")
                 return 1
@@ -358,7 +359,7 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     identity = read_identity(home)
     where = f"; data in {identity['data_dir']} (cluster {identity['cluster_id']})" if identity else ""
-    if state and port_open(int(state["port"])):
+    if state and port_in_use(int(state["port"])):
         console.print(f"up at {state['bootstrap_servers']} (PID {state['pid']}){where}")
         return 0
     console.print(f"down{where}")

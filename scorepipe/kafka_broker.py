@@ -21,11 +21,11 @@ from scorepipe.services import (
     ServiceError,
     free_port,
     maven_jars,
+    port_in_use,
     read_recorded,
     record_detached,
     stop_recorded,
 )
-from scorepipe.services import port_in_use as port_open
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -97,7 +97,7 @@ class KafkaBroker(ManagedProcess):
         if self.reset or not formatted:
             shutil.rmtree(data, ignore_errors=True)
         for port in (self.port, self.controller_port):
-            if port_open(port):
+            if port_in_use(port):
                 raise ServiceError(f"port {port} on 127.0.0.1 is taken: is another broker using {self.home}?")
         properties = {
             "process.roles": "broker,controller",
@@ -148,7 +148,7 @@ class KafkaBroker(ManagedProcess):
     def start(self, timeout: float = 90.0) -> KafkaBroker:  # type: ignore[override]
         self._configure()
         super().start()
-        self.wait_until(lambda: port_open(self.port), timeout=timeout, what="reachable")
+        self.wait_until(lambda: port_in_use(self.port), timeout=timeout, what="reachable")
         self.wait_until(self._answers_metadata, timeout=timeout, what="ready")
         return self
 
@@ -178,10 +178,7 @@ class KafkaBroker(ManagedProcess):
 
 def read_identity(home: Path) -> dict:
     """The cluster id and ports a broker in ``home`` was formatted with ({} before its first start)."""
-    try:
-        identity = json.loads((home / IDENTITY_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
+    identity = read_recorded(home / IDENTITY_FILE) or {}
     return identity if (home / "data" / "meta.properties").exists() else {}
 
 

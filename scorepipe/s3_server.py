@@ -55,7 +55,7 @@ class S3Server(ManagedProcess):
     def __init__(self, home: Path, *, port: int | None = None, heap: str = "256m"):
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
-        identity = _read_identity(home)
+        identity = read_recorded(home / IDENTITY_FILE) or {}
         self.port = port or identity.get("port") or free_port()
         self.access_key = identity.get("access_key") or f"scorepipe-{secrets.token_hex(4)}"
         self.secret_key = identity.get("secret_key") or secrets.token_urlsafe(24)
@@ -136,13 +136,6 @@ class S3Server(ManagedProcess):
             return True
         except OSError:
             return False
-
-
-def _read_identity(home: Path) -> dict:
-    try:
-        return json.loads((home / IDENTITY_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def read_state(home: Path) -> dict | None:

@@ -65,7 +65,10 @@ class SmallFramePredictor:
         self._model, self._columns = _read_pipeline(pipeline, schema)
         self._bitsets, self._feature_map = self._model._bin_mapper.make_known_categories_bitsets()
         self._baseline = self._model._baseline_prediction
-        self._forest = _Forest(self._model, self._feature_map, len(self._columns))
+        try:
+            self._forest = _Forest(self._model, self._feature_map, len(self._columns))
+        except Exception as exc:  # noqa: BLE001 - sklearn internals that moved: fall back to sklearn
+            raise NotSupported(f"the trees cannot be joined: {type(exc).__name__}: {exc}") from exc
 
     @classmethod
     def verified(cls, pipeline: Any, schema: FeatureSchema, reference: pd.DataFrame) -> SmallFramePredictor | None:
@@ -131,6 +134,9 @@ class _Forest:
     """
 
     def __init__(self, model: Any, feature_map: np.ndarray, n_features: int) -> None:
+        from sklearn.ensemble._hist_gradient_boosting._predictor import _predict_from_raw_data
+
+        self._traverse = _predict_from_raw_data  # imported once here, not on every call
         trees = [tree for iteration in model._predictors for tree in iteration]
         self.n_trees, self.per_iteration, self.tree_column = len(trees), model.n_trees_per_iteration_, n_features
         routing: list[tuple[float, int, int]] = []
@@ -170,14 +176,12 @@ class _Forest:
 
     def raw_predict(self, matrix: np.ndarray, baseline: np.ndarray, known_bitsets: np.ndarray) -> np.ndarray:
         """Raw scores (n, trees per iteration): baseline plus every tree's value, added tree by tree."""
-        from sklearn.ensemble._hist_gradient_boosting._predictor import _predict_from_raw_data
-
         n, trees = len(matrix), self.n_trees
         copies = np.empty((n * trees, self.tree_column + 1), dtype=np.float64)
         copies[:, : self.tree_column] = np.tile(matrix, (trees, 1))  # tree-major: each tree's rows together
         copies[:, self.tree_column] = np.repeat(np.arange(trees, dtype=np.float64), n)
         values = np.empty(n * trees, dtype=np.float64)
-        _predict_from_raw_data(self.nodes, copies, self.left_bitsets, known_bitsets, self.feature_map, 1, values)
+        self._traverse(self.nodes, copies, self.left_bitsets, known_bitsets, self.feature_map, 1, values)
         per_tree = values.reshape(trees // self.per_iteration, self.per_iteration, n).transpose(2, 0, 1)
         start = np.broadcast_to(baseline.reshape(1, 1, -1), (n, 1, self.per_iteration))
         # add.accumulate is a sequential left fold: ((baseline + t0) + t1) + ..., as sklearn's += loop

@@ -8,8 +8,8 @@ themselves, never by scorepipe and never from the repository.
 What "atomic" means here:
 - ``write_bytes`` makes an object appear whole or not at all: a temporary file renamed into place
   locally, one ``PutObject`` on S3 (an object is never visible half-written).
-- ``create_exclusive`` creates an object only if it does not exist yet: ``O_EXCL`` locally, a
-  conditional write (``If-None-Match: *``) on S3. The registry builds its lock on it.
+- ``create_exclusive`` creates an S3 object only if it does not exist yet, by a conditional write
+  (``If-None-Match: *``). The registry builds its S3 lock on it (locally it uses ``flock``).
 - Streams (Parquet outputs) are written under a temporary name and moved into place on success:
   a rename locally, a server-side copy on S3 (the copy appears whole; a failed write leaves only
   the temporary object, which is deleted).
@@ -175,9 +175,6 @@ class Location:
         with self.fs.open_input_stream(self.path) as stream:
             return stream.read()
 
-    def read_text(self) -> str:
-        return self.read_bytes().decode()
-
     def write_bytes(self, data: bytes) -> None:
         """Write ``data`` so that readers see the old object or the new one whole, never a part."""
         if self.is_s3:
@@ -195,25 +192,16 @@ class Location:
         self.write_bytes(text.encode())
 
     def create_exclusive(self, data: bytes) -> bool:
-        """Create this object with ``data`` only if it does not exist; False if it already did."""
-        if self.is_s3:
-            from botocore.exceptions import ClientError
+        """Create this S3 object with ``data`` only if it does not exist; False if it already did."""
+        from botocore.exceptions import ClientError
 
-            try:
-                _s3_client().put_object(Bucket=self.bucket, Key=self.key, Body=data, IfNoneMatch="*")
-            except ClientError as exc:
-                # 412: it exists; 409: another conditional write to the same key is in progress
-                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
-                    return False
-                raise
-            return True
-        self.parent.mkdir()
         try:
-            fd = os.open(self.uri, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            _s3_client().put_object(Bucket=self.bucket, Key=self.key, Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            # 412: it exists; 409: another conditional write to the same key is in progress
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                return False
+            raise
         return True
 
     def unlink(self, missing_ok: bool = True) -> None:
