@@ -119,7 +119,9 @@ def test_the_broker_keeps_its_data_and_a_running_stream_rides_through_its_restar
         committed_before = sum(_committed(settings).values())
         broker.stop()  # mid-stream: the consumer keeps running and retries on its own
         time.sleep(2)
-        assert stream.poll() is None, "the consumer exited while the broker was down"
+        if stream.poll() is not None:
+            output = stream.communicate(timeout=30)[0]
+            pytest.fail(f"the consumer exited while the broker was down:\n{output[-4000:]}")
         broker = KafkaBroker(home).start()
         assert (broker.port, broker.cluster_id) == (port, cluster)
         assert read_identity(home)["data_dir"] == str(home / "data")
