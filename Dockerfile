@@ -19,6 +19,7 @@ RUN pip install -r requirements.lock
 
 COPY pyproject.toml README.md prefect.yaml ./
 COPY scoring/ scoring/
+COPY batch/ batch/
 COPY monitoring/ monitoring/
 COPY serving/ serving/
 COPY flows/ flows/

@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
-from flows.batch import run_batch, score_file  # noqa: E402
-from flows.parallel import DaskOptions, FileJob, score_files_on_dask  # noqa: E402
+from batch import run_batch, score_file  # noqa: E402
+from batch.runners import BatchJob, DaskOptions, DaskRunner  # noqa: E402
 from scorepipe.demo_data import write_dataset  # noqa: E402
 from scoring import Registry, Scorer, synthetic  # noqa: E402
 from scoring.sources import discover_inputs  # noqa: E402
@@ -129,10 +129,10 @@ def on_dask(folder: Path, workers: int, chunk_size: int) -> dict:
         LocalCluster(**options.cluster_kwargs()) as cluster,
         Client(cluster) as client,
     ):
-        client.run(lambda: __import__("flows.parallel"))  # imports are start-up, not scoring
-        job = FileJob(str(reg.root), reg.resolve("champion"), None, tmp, chunk_size, "bench", True)
+        client.run(lambda: __import__("batch.runners"))  # imports are start-up, not scoring
+        job = BatchJob(tmp, chunk_size, "bench", True, registry=str(reg.root), model_version=reg.resolve("champion"))
         started = time.perf_counter()
-        results = score_files_on_dask(inputs, job, DaskOptions(address=cluster.scheduler_address), in_flow_run=False)
+        results = DaskRunner(DaskOptions(address=cluster.scheduler_address)).run(inputs, job)
         seconds = time.perf_counter() - started
         peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     assert all(r.status == "scored" for r in results), [r.error for r in results if r.error]

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
+from batch import run_batch  # noqa: E402
 from bench.batch import dataset, registry  # noqa: E402
-from flows.batch import run_batch  # noqa: E402
 from scoring import Scorer, Settings  # noqa: E402
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from batch import run_batch  # noqa: E402
 from bench.batch import OUT, dataset, registry  # noqa: E402
-from flows.batch import run_batch  # noqa: E402
 from scorepipe.demo_data import write_labels  # noqa: E402
 from scoring import Scorer  # noqa: E402
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,10 +41,11 @@ from scorepipe.kafka_broker import KafkaBroker  # noqa: E402
 from scoring import Registry, Scorer, Settings, synthetic  # noqa: E402
 from scoring.training import train_bundle  # noqa: E402
 from scoring.watcher import ModelWatcher  # noqa: E402
+from streaming.clients import kafka_consumer, kafka_producer  # noqa: E402
 from streaming.consumer import StreamConsumer  # noqa: E402
 from streaming.events import EventDecoder  # noqa: E402
 from streaming.producer import produce  # noqa: E402
-from streaming.topics import count_messages, ensure_topics  # noqa: E402
+from streaming.topics import assigned_partitions, count_messages, ensure_topics  # noqa: E402
 
 
 def settings_for(bootstrap: str, name: str, **overrides) -> Settings:
@@ -61,9 +62,9 @@ def settings_for(bootstrap: str, name: str, **overrides) -> Settings:
 
 def group_consumer(settings: Settings, *, max_poll_records: int) -> KafkaConsumer:
     """A manually committing member of the settings' group, reading the features topic from the start."""
-    return KafkaConsumer(
+    return kafka_consumer(
+        settings,
         settings.features_topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -74,9 +75,7 @@ def group_consumer(settings: Settings, *, max_poll_records: int) -> KafkaConsume
 def passthrough(settings: Settings, events: int) -> float:
     """Raw client limit: poll a micro-batch, produce every value, flush, commit; events/s."""
     consumer = group_consumer(settings, max_poll_records=settings.stream_batch_events)
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5, batch_size=256 * 1024
-    )
+    producer = kafka_producer(settings, acks="all", linger_ms=5, batch_size=256 * 1024)
     done = 0
     started = time.perf_counter()
     while done < events:
@@ -113,7 +112,7 @@ def scorepipe_consumer(settings: Settings, scorer, events: int, shadow=None) -> 
 def naive(settings: Settings, scorer: Scorer, events: int) -> float:
     """One message at a time: decode, score a one-row frame, produce, wait, commit."""
     consumer = group_consumer(settings, max_poll_records=1)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = kafka_producer(settings, acks="all")
     decoder = EventDecoder(scorer.bundle.schema)
     done = 0
     started = time.perf_counter()
@@ -182,12 +181,14 @@ def latency(settings: Settings, rate: float, seconds: float) -> dict:
     stream = subprocess.Popen(
         [sys.executable, "-m", "scorepipe.cli", "stream"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    reader = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    reader = kafka_consumer(settings)
     partitions = [TopicPartition(settings.predictions_topic, p) for p in range(settings.topic_partitions)]
     reader.assign(partitions)
     reader.seek_to_end()
     try:
-        time.sleep(6)  # let the consumer join its group before timing starts
+        deadline = time.monotonic() + 60  # the consumer holds every partition before timing starts
+        while len(assigned_partitions(settings)) < settings.topic_partitions and time.monotonic() < deadline:
+            time.sleep(0.2)
         count = int(rate * seconds)
         sender = threading.Thread(target=produce, args=(settings,), kwargs={"count": count, "rate": rate, "seed": 99})
         sender.start()

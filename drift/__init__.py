@@ -1,1 +1,1 @@
-"""Evidently drift reports over the scoring core's reference sample (see the drift issue)."""
+"""Evidently drift reports: scored data (batch outputs or the live window) against the training reference."""

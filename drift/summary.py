@@ -47,6 +47,17 @@ class DriftSummary(BaseModel):
     def drift_detected(self) -> bool:
         return self.verdict == "drift"
 
+    def figures(self) -> dict[str, tuple[float, str]]:
+        """The verdict as Pushgateway gauges, for alerting: name -> (value, help)."""
+        return {
+            "scorepipe_drift_share_drifted_features": (self.share_drifted_features, "Share of features that drifted"),
+            "scorepipe_drift_drifted_features": (len(self.drifted_features), "Features that drifted"),
+            "scorepipe_drift_detected": (float(self.drift_detected), "1 when the last drift report found drift"),
+            "scorepipe_drift_prediction_drift": (float(self.prediction_drift), "1 when the predictions drifted"),
+            "scorepipe_drift_current_rows": (self.current_rows, "Current rows compared with the reference"),
+            "scorepipe_drift_model_version": (self.model_version, "Model version the report is against"),
+        }
+
     def headline(self) -> str:
         what = "DRIFT" if self.drift_detected else "no drift"
         return (

@@ -1,12 +1,10 @@
-"""The ``drift-report`` Prefect flow: an Evidently report on last night's scored partition.
+"""The ``drift-report`` Prefect flow: an Evidently report on last night's scored partition (local or ``s3://``).
 
 It publishes the verdict as a markdown artifact (per-feature table and report paths) and ends in
 a Failed state named ``Drift detected`` when drift is found, so drift is never a silent success.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -16,13 +14,8 @@ from prefect.states import Completed, Failed, State
 from drift.report import build_report
 from drift.summary import DriftSummary
 from monitoring.push import push_run_figures
-from scoring import Settings, SourceError
-
-
-def latest_partition(folder: Path) -> Path:
-    """The newest ``date=...`` partition under ``folder``, or ``folder`` itself if it has none."""
-    partitions = sorted(p for p in folder.glob("date=*") if p.is_dir())
-    return partitions[-1] if partitions else folder
+from scoring import Settings
+from scoring.sources import existing_folder_or_file, latest_partition
 
 
 @flow(name="drift-report", log_prints=True)
@@ -34,31 +27,16 @@ def drift_report(
 ) -> State:
     """Compare scored data with the training reference; Failed('Drift detected') if it drifted."""
     settings = Settings()
-    folder = Path(current)
-    if not folder.exists():
-        raise SourceError(f"no scored data at {folder}")
+    folder = existing_folder_or_file(current, "scored data")
     target = latest_partition(folder) if latest_only and folder.is_dir() else folder
-    summary = build_report(target, output or settings.reports_dir, settings, model=model)
-    push_drift_figures(settings, summary)
+    summary = build_report(str(target), output or settings.reports_dir, settings, model=model)
+    push_run_figures(settings.pushgateway_url, job="drift-report", figures=summary.figures())
     if FlowRunContext.get() is not None:
         get_run_logger().info("%s; report %s", summary.headline(), summary.html)
         create_markdown_artifact(key="drift-report", markdown=markdown(summary), description=summary.headline())
     if summary.drift_detected:
         return Failed(name="Drift detected", message=summary.headline(), data=summary.model_dump())
     return Completed(message=summary.headline(), data=summary.model_dump())
-
-
-def push_drift_figures(settings: Settings, summary: DriftSummary) -> bool:
-    """The drift verdict as gauges on the Pushgateway (when one is configured), for alerting."""
-    figures = {
-        "scorepipe_drift_share_drifted_features": (summary.share_drifted_features, "Share of features that drifted"),
-        "scorepipe_drift_drifted_features": (len(summary.drifted_features), "Features that drifted"),
-        "scorepipe_drift_detected": (float(summary.drift_detected), "1 when the last drift report found drift"),
-        "scorepipe_drift_prediction_drift": (float(summary.prediction_drift), "1 when the predictions drifted"),
-        "scorepipe_drift_current_rows": (summary.current_rows, "Current rows compared with the reference"),
-        "scorepipe_drift_model_version": (summary.model_version, "Model version the report is against"),
-    }
-    return push_run_figures(settings.pushgateway_url, job="drift-report", figures=figures)
 
 
 def markdown(summary: DriftSummary) -> str:

@@ -7,18 +7,17 @@ It publishes the per-version table as a markdown artifact and ends in a Failed s
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
 from prefect.states import Completed, Failed, State
 
-from flows.drift_report import latest_partition
 from monitoring.push import push_run_figures
 from performance.report import build_performance_report
 from performance.summary import PerformanceSummary
-from scoring import Settings, SourceError
+from scoring import Settings
+from scoring.sources import existing_folder_or_file, latest_partition
 
 
 @flow(name="performance-report", log_prints=True)
@@ -32,35 +31,19 @@ def performance_report(
 ) -> State:
     """Join labels to scored rows and judge each model version; Failed('Performance degraded') if one fell."""
     settings = Settings()
-    folder = Path(scored)
-    if not folder.exists():
-        raise SourceError(f"no scored data at {folder}")
+    folder = existing_folder_or_file(scored, "scored data")
+    existing_folder_or_file(labels, "labels")
     target = latest_partition(folder) if latest_only and folder.is_dir() else folder
     since = datetime.now(UTC) - timedelta(days=since_days) if since_days else None
     out = output or settings.reports_dir
-    summary = build_performance_report(target, labels, out, settings, id_column=id_column, since=since)
-    push_performance_figures(settings, summary)
+    summary = build_performance_report(str(target), labels, out, settings, id_column=id_column, since=since)
+    push_run_figures(settings.pushgateway_url, job="performance-report", figures=summary.figures())
     if FlowRunContext.get() is not None:
         get_run_logger().info("%s; report %s", summary.headline(), summary.html)
         create_markdown_artifact(key="performance-report", markdown=markdown(summary), description=summary.headline())
     if summary.degraded:
         return Failed(name="Performance degraded", message=summary.headline(), data=summary.model_dump())
     return Completed(message=summary.headline(), data=summary.model_dump())
-
-
-def push_performance_figures(settings: Settings, summary: PerformanceSummary) -> bool:
-    """The most-scored version's figures as gauges on the Pushgateway (when one is configured)."""
-    main = max(summary.versions, key=lambda v: v.rows)
-    figures = {
-        "scorepipe_performance_roc_auc": (main.roc_auc or 0.0, "ROC AUC on labelled rows, most-scored version"),
-        "scorepipe_performance_roc_auc_drop": (main.roc_auc_drop or 0.0, "Training ROC AUC minus live ROC AUC"),
-        "scorepipe_performance_f1": (main.f1, "F1 on labelled rows, most-scored version"),
-        "scorepipe_performance_label_coverage_ratio": (summary.label_coverage, "Share of scored rows with a label"),
-        "scorepipe_performance_labelled_rows": (summary.labelled_rows, "Scored rows joined to a label"),
-        "scorepipe_performance_degraded": (float(summary.degraded), "1 when a version is degraded"),
-        "scorepipe_performance_model_version": (main.model_version, "The most-scored version"),
-    }
-    return push_run_figures(settings.pushgateway_url, job="performance-report", figures=figures)
 
 
 def markdown(summary: PerformanceSummary) -> str:

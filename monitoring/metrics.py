@@ -102,6 +102,13 @@ class ScoringMetrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.small_frame_shortcut = Gauge(
+            "scorepipe_small_frame_shortcut_active",
+            "1 when the alias's model scores small frames with the verified tree shortcut, 0 when sklearn does",
+            ["alias"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.reloads = Counter(
             "scorepipe_model_reloads", "Models swapped in after an alias moved", ["alias"], registry=r
         )
@@ -148,8 +155,10 @@ class ScoringMetrics:
     def record_latencies(self, seconds: np.ndarray) -> None:
         observe_many(self.latency, seconds)
 
-    def set_model(self, alias: str, version: int | None) -> None:
+    def set_model(self, alias: str, version: int | None, *, small_frame_shortcut: bool | None = None) -> None:
         """Point ``scorepipe_model_info{alias}`` at ``version`` (None: no model for the alias)."""
+        if small_frame_shortcut is not None:
+            self.small_frame_shortcut.labels(alias).set(float(small_frame_shortcut))
         old = self._info.pop(alias, None)
         if old is not None:
             self.model_info.labels(alias, old).set(0)  # what a multiprocess collector keeps of a removed series
@@ -162,7 +171,7 @@ class ScoringMetrics:
         """A ``ModelWatcher`` listener: count reloads and refusals, and keep the info gauge current."""
         if event.ok:
             self.reloads.labels(event.alias).inc()
-            self.set_model(event.alias, event.new_version)
+            self.set_model(event.alias, event.new_version, small_frame_shortcut=event.small_frame_shortcut)
         else:
             self.reload_failures.labels(event.alias).inc()
 

@@ -1,4 +1,4 @@
-"""Pushing a finished run's figures to a Prometheus Pushgateway (batch and drift flows).
+"""Pushing a finished run's figures to a Prometheus Pushgateway (batch runs, drift and performance reports).
 
 Short-lived runs end before Prometheus could scrape them, so they push. Nothing happens when no
 Pushgateway is configured. A push that fails is logged and never fails the run it describes.

@@ -57,6 +57,19 @@ class PerformanceSummary(BaseModel):
     def degraded(self) -> bool:
         return self.verdict == "degraded"
 
+    def figures(self) -> dict[str, tuple[float, str]]:
+        """The most-scored version's figures as Pushgateway gauges: name -> (value, help)."""
+        main = max(self.versions, key=lambda v: v.rows)
+        return {
+            "scorepipe_performance_roc_auc": (main.roc_auc or 0.0, "ROC AUC on labelled rows, most-scored version"),
+            "scorepipe_performance_roc_auc_drop": (main.roc_auc_drop or 0.0, "Training ROC AUC minus live ROC AUC"),
+            "scorepipe_performance_f1": (main.f1, "F1 on labelled rows, most-scored version"),
+            "scorepipe_performance_label_coverage_ratio": (self.label_coverage, "Share of scored rows with a label"),
+            "scorepipe_performance_labelled_rows": (self.labelled_rows, "Scored rows joined to a label"),
+            "scorepipe_performance_degraded": (float(self.degraded), "1 when a version is degraded"),
+            "scorepipe_performance_model_version": (main.model_version, "The most-scored version"),
+        }
+
     def headline(self) -> str:
         parts = []
         for v in self.versions:

@@ -1,1 +1,4 @@
-"""The ``scorepipe`` command line and the services it starts for demos and tests."""
+"""The ``scorepipe`` command line (``scorepipe.cli``), its rendering, the demo, and local servers.
+
+The servers (Kafka, S3Proxy, Prefect) are for development, the demo and the tests.
+"""

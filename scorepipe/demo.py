@@ -1,7 +1,9 @@
-"""``make demo``: the batch job end to end on a real Prefect server, worker and deployment.
+"""``make demo``: the whole job end to end on embedded defaults, stopping everything it started.
 
-Train and register a model, write a night of partitions (with bad rows and a corrupt file), run
-``score-batch`` through ``prefect deployment run``, print the summary, and stop what it started.
+Train and register a champion and a challenger; write a night of partitions (with bad rows and a
+corrupt file) and score it through ``prefect deployment run`` on a real Prefect server, worker
+and deployment; stream 10,000 events through a real Kafka broker while promoting and rolling back;
+write drift and performance reports for a clean and a drifted night.
 """
 
 from __future__ import annotations
@@ -108,8 +110,8 @@ def run_demo(settings: Settings, console: Console) -> int:
 def _performance_act(settings: Settings, console: Console, data: Path, day: str) -> None:
     """Half of tonight's labels and all of the drifted night's arrive; judge the model on each."""
     from performance.report import build_performance_report
-    from scorepipe.cli import print_performance
     from scorepipe.demo_data import write_labels
+    from scorepipe.render import print_performance
 
     nights = (
         ("clean", data / "scored" / f"date={day}", dict(rows=100_000, seed=7, fraction=0.5)),
@@ -147,7 +149,7 @@ def _drift_act(settings: Settings, console: Console, data: Path, day: str) -> No
     """Report on tonight's clean batch, then on a drifted batch from the same generator."""
     from drift.report import build_report
     from flows.score_batch import score_batch
-    from scorepipe.cli import print_drift
+    from scorepipe.render import print_drift
 
     drifted_in = data / "incoming-drifted" / f"date={day}"
     write_incoming(drifted_in, files=2, rows_per_file=25_000, seed=8, drifted=True)
@@ -189,7 +191,7 @@ def _stream_act(settings: Settings, console: Console) -> None:
     from scorepipe.kafka_broker import KafkaBroker
     from scorepipe.services import free_port, http_ok
     from streaming.producer import produce
-    from streaming.topics import count_messages, ensure_topics
+    from streaming.topics import all_committed, count_messages, distinct_keys, ensure_topics
 
     with console.status("starting Apache Kafka (KRaft, single node; jars from Maven Central on first use)"):
         # A fresh broker each run: the demo's counts are of this run's events only.
@@ -222,12 +224,10 @@ def _stream_act(settings: Settings, console: Console) -> None:
                 stream, count=10_000, rate=2_000, seed=2026, malformed_share=0.02, on_progress=moves.on_progress
             )
 
-        def done() -> bool:
-            out = count_messages(stream, stream.predictions_topic) + count_messages(stream, stream.dlq_topic)
-            return out >= sent.sent
-
+        # Every event is handled once its offset is committed: the consumer commits only what was
+        # predicted or dead-lettered and acknowledged (counting messages would count duplicates too).
         with console.status("waiting for every event to be scored or dead-lettered"):
-            consumer.wait_until(done, timeout=120, what="done with all events")
+            consumer.wait_until(lambda: all_committed(stream), timeout=120, what="done with all events")
         metrics = _scrape(f"{metrics_url}/metrics")
         consumer.stop()
         shown = (
@@ -240,13 +240,21 @@ def _stream_act(settings: Settings, console: Console) -> None:
         for name, value in metrics.items():
             if any(s in name for s in shown):
                 console.print(f"  {name} {value:g}", soft_wrap=True)
-        predictions = count_messages(stream, stream.predictions_topic)
-        dead = count_messages(stream, stream.dlq_topic)
+        predicted = len(distinct_keys(stream, stream.predictions_topic))
+        dead = len(distinct_keys(stream, stream.dlq_topic))
+        messages = count_messages(stream, stream.predictions_topic) + count_messages(stream, stream.dlq_topic)
         table = Table(title="stream results")
-        for column in ("events sent", "malformed sent", "predictions", "dead letters", "consumer exit"):
+        for column in ("events sent", "malformed sent", "predicted", "dead-lettered", "duplicates", "consumer exit"):
             table.add_column(column)
         exit_code = consumer.process.returncode if consumer.process else None
-        table.add_row(f"{sent.sent:,}", f"{sent.malformed:,}", f"{predictions:,}", f"{dead:,}", str(exit_code))
+        table.add_row(
+            f"{sent.sent:,}",
+            f"{sent.malformed:,}",
+            f"{predicted:,}",
+            f"{dead:,}",
+            f"{messages - predicted - dead:,}",
+            str(exit_code),
+        )
         console.print(table)
         console.print(_dead_letter_reasons(stream))
         console.print(_versions_table(stream))
@@ -310,19 +318,10 @@ def _versions_table(settings: Settings) -> Table:
 
 
 def _all_headers(settings: Settings, topic: str) -> list[dict[str, bytes]]:
-    """The headers of every message on ``topic``, read from the beginning until it goes quiet."""
-    from kafka import KafkaConsumer
+    """The headers of every message on ``topic`` now, read from the beginning to its end offsets."""
+    from streaming.topics import read_topic
 
-    reader = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
-    try:
-        return [dict(message.headers) for message in reader]
-    finally:
-        reader.close()
+    return [dict(message.headers) for message in read_topic(settings, topic)]
 
 
 def _dead_letter_reasons(settings: Settings) -> Table:

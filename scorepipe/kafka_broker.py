@@ -153,11 +153,13 @@ class KafkaBroker(ManagedProcess):
         return self
 
     def _answers_metadata(self) -> bool:
-        from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
+        from scoring import Settings
+        from streaming.clients import kafka_admin
+
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000)
+            admin = kafka_admin(Settings(kafka_bootstrap_servers=self.bootstrap_servers), request_timeout_ms=5000)
         except KafkaError:
             return False
         try:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from scoring import Registry, ScoringError, Settings
 
-FLOWS = ("score-batch", "drift-report")
+FLOWS = ("score-batch", "drift-report", "performance-report")
 
 
 def registry_table(settings: Settings) -> Table | str:
@@ -39,20 +39,22 @@ def registry_table(settings: Settings) -> Table | str:
 
 def group_lag(settings: Settings) -> dict[str, Any]:
     """The consumer group's state, members and lag per partition of the features topic."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
     from kafka.errors import KafkaError
+
+    from streaming.clients import kafka_admin, kafka_consumer
 
     servers = settings.kafka_bootstrap_servers
     group = settings.consumer_group
     try:
-        admin = KafkaAdminClient(bootstrap_servers=servers, bootstrap_timeout_ms=3000, request_timeout_ms=5000)
+        admin = kafka_admin(settings, bootstrap_timeout_ms=3000, request_timeout_ms=5000)
     except KafkaError as exc:
         return {"error": f"broker {servers} unreachable: {type(exc).__name__}: {exc}"}
     consumer = None
     try:
         described = admin.describe_groups([group])[group]
         committed = admin.list_group_offsets(group)[group]
-        consumer = KafkaConsumer(bootstrap_servers=servers, request_timeout_ms=5000)
+        consumer = kafka_consumer(settings, request_timeout_ms=5000)
         partitions = [TopicPartition(settings.features_topic, p) for p in consumer.partitions_for_topic(
             settings.features_topic) or []]  # fmt: skip
         ends = consumer.end_offsets(partitions) if partitions else {}

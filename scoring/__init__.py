@@ -6,12 +6,14 @@ so batch, stream and drift entry points all share it unchanged.
 
 from scoring.bundle import ModelBundle
 from scoring.errors import (
+    BatchRunFailed,
     IntegrityError,
     ModelLoadError,
     QualityGateError,
     RegistryError,
     SchemaError,
     ScoringError,
+    SettingsError,
     SinkError,
     SourceError,
 )
@@ -22,6 +24,7 @@ from scoring.settings import Settings
 from scoring.validation import ValidatedFrame, validate
 
 __all__ = [
+    "BatchRunFailed",
     "FeatureSchema",
     "FeatureSpec",
     "IntegrityError",
@@ -35,6 +38,7 @@ __all__ = [
     "Scorer",
     "ScoringError",
     "Settings",
+    "SettingsError",
     "SinkError",
     "SourceError",
     "ValidatedFrame",

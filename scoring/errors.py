@@ -42,3 +42,11 @@ class SourceError(ScoringError):
 
 class SinkError(ScoringError):
     """Raised by entry points when results cannot be written or published."""
+
+
+class BatchRunFailed(ScoringError):
+    """Raised by a batch run when some input files failed even after retries (the others were scored)."""
+
+
+class SettingsError(ScoringError):
+    """Raised by ``Settings`` when a value (from the environment or an override) is invalid; names the setting."""

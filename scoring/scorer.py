@@ -40,7 +40,14 @@ class Scorer:
     None for scored rows and says why for rejected ones (whose prediction columns are null).
     """
 
-    def __init__(self, bundle: ModelBundle, version: int, *, clock: Callable[[], pd.Timestamp] = _utc_now) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        version: int,
+        *,
+        clock: Callable[[], pd.Timestamp] = _utc_now,
+        small_frame_shortcut: bool = True,
+    ) -> None:
         self.bundle = bundle
         self.version = version
         self._clock = clock
@@ -49,15 +56,27 @@ class Scorer:
         self._integer_classes = np.issubdtype(self._classes.dtype, np.integer)
         # Small frames (a request, a quiet stream's poll) skip sklearn's per-call overhead when a
         # shortcut reproduces this pipeline exactly; large frames always go through sklearn.
-        self._small_frames = fastpath.SmallFramePredictor.verified(bundle.pipeline, bundle.schema, bundle.reference)
+        # The shortcut reads fitted-tree internals of scikit-learn; ``small_frame_shortcut=False`` turns it off.
+        self._small_frames = (
+            fastpath.SmallFramePredictor.verified(bundle.pipeline, bundle.schema, bundle.reference)
+            if small_frame_shortcut
+            else None
+        )
 
     @classmethod
-    def from_registry(cls, registry: Registry, ref: str | int = "champion") -> Scorer:
-        return cls.from_loaded(registry.load(ref))
+    def from_registry(
+        cls, registry: Registry, ref: str | int = "champion", *, small_frame_shortcut: bool = True
+    ) -> Scorer:
+        return cls.from_loaded(registry.load(ref), small_frame_shortcut=small_frame_shortcut)
 
     @classmethod
-    def from_loaded(cls, loaded: LoadedModel) -> Scorer:
-        return cls(loaded.bundle, loaded.version)
+    def from_loaded(cls, loaded: LoadedModel, *, small_frame_shortcut: bool = True) -> Scorer:
+        return cls(loaded.bundle, loaded.version, small_frame_shortcut=small_frame_shortcut)
+
+    @property
+    def small_frame_shortcut(self) -> bool:
+        """Whether small frames are scored by the verified shortcut (off by setting, or when none fits the model)."""
+        return self._small_frames is not None
 
     @property
     def output_columns(self) -> list[str]:

@@ -5,11 +5,14 @@ The core never reads ``os.environ`` itself: everything configurable arrives thro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scoring.errors import SettingsError
 from scoring.storage import Location
 
 
@@ -44,6 +47,11 @@ class Settings(BaseSettings):
     )
     dask_address: str | None = Field(
         default=None, description="score-batch: an existing Dask scheduler (tcp://host:8786) instead of a LocalCluster."
+    )
+
+    small_frame_shortcut: bool = Field(
+        default=True,
+        description="Score frames of up to 64 rows with the verified tree shortcut (false: always sklearn).",
     )
 
     # Streaming (Kafka)
@@ -109,6 +117,25 @@ class Settings(BaseSettings):
         default=50_000, gt=0, description="Current rows sampled (fixed seed) into a report, whatever the window."
     )
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:
+        """A copy with ``update`` applied, validated like any setting (pydantic's own copy would not check it).
+
+        >>> Settings().model_copy(update={"stream_batch_events": 0})
+        Traceback (most recent call last):
+        ...
+        scoring.errors.SettingsError: invalid setting stream_batch_events = 0: Input should be greater than 0
+        """
+        if not update:
+            return super().model_copy(deep=deep)
+        unknown = sorted(set(update) - set(type(self).model_fields))
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        try:
+            return type(self).model_validate({**values, **update})
+        except ValidationError as exc:
+            raise SettingsError(describe(exc, dict(update))) from exc
+
     def as_env(self) -> dict[str, str]:
         """These settings as ``SCOREPIPE_*`` variables, to hand to a child process.
 
@@ -146,3 +173,24 @@ class Settings(BaseSettings):
     def live_dir(self) -> Path:
         """Where the stream appends scored features for drift reports."""
         return self.home / "live"
+
+
+def describe(exc: ValidationError, given: dict[str, Any] | None = None, *, env_prefix: str = "") -> str:
+    """Every problem of a validation error, each naming its setting (and its value, unless a secret)."""
+    secrets = {n for n, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        value = (given or {}).get(name, error.get("input"))
+        shown = "" if name in secrets else f" = {value!r}"
+        label = f"{env_prefix}{name}".upper() if env_prefix else name
+        problems.append(f"invalid setting {label}{shown}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def load_settings() -> Settings:
+    """The settings from ``SCOREPIPE_*`` variables; a bad value is a ``SettingsError`` naming each variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe(exc, env_prefix=Settings.model_config.get("env_prefix", ""))) from exc

@@ -62,3 +62,22 @@ def _common_folder(files: list[Location]) -> Location:
 def _is_data_file(path: Location, root: Location) -> bool:
     # Skip our own temporary files and Spark/Hive-style markers (_SUCCESS, _temporary/, .hidden).
     return not any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
+
+
+def latest_partition(folder: str | os.PathLike[str] | Location) -> Location:
+    """The newest ``date=...`` partition under ``folder`` (local or ``s3://``), or ``folder`` if it has none."""
+    folder = as_location(folder)
+    partitions = [n for n in folder.child_names() if n.startswith("date=") and (folder / n).is_dir()]
+    return folder / max(partitions) if partitions else folder
+
+
+def existing_folder_or_file(spec: str | os.PathLike[str] | Location, what: str) -> Location:
+    """``spec`` as a Location that exists (local or ``s3://``); ``SourceError`` naming ``what`` otherwise."""
+    location = as_location(spec)
+    try:
+        found = location.exists()
+    except OSError as exc:
+        raise SourceError(f"cannot read {what} at {location}: {exc}") from exc
+    if not found:
+        raise SourceError(f"no {what} at {location}")
+    return location

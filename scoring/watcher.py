@@ -19,6 +19,7 @@ from scoring.errors import ScoringError
 from scoring.registry import ALIASES, Registry
 from scoring.schema import FeatureSchema
 from scoring.scorer import Scorer
+from scoring.settings import Settings
 
 log = logging.getLogger("scorepipe.models")
 
@@ -32,6 +33,7 @@ class ReloadEvent:
     new_version: int
     ok: bool
     reason: str | None = None
+    small_frame_shortcut: bool | None = None  # of the version swapped in
 
 
 # Returns why ``candidate`` cannot replace the serving model, or None if it can.
@@ -80,8 +82,10 @@ class ModelWatcher:
         check_seconds: float = 1.0,
         compatible: Compatibility | None = None,
         listeners: Iterable[ReloadListener] = (),
+        small_frame_shortcut: bool = True,
     ) -> None:
         self.registry = registry
+        self.small_frame_shortcut = small_frame_shortcut
         self.ref = str(ref)
         self.required = required
         self.check_seconds = check_seconds
@@ -139,7 +143,10 @@ class ModelWatcher:
                 old = self._serving
                 self._serving = ready
                 self.reloads += 1
-                event = ReloadEvent(self.ref, old.version if old else None, ready.version, ok=True)
+                event = ReloadEvent(
+                    self.ref, old.version if old else None, ready.version, ok=True,
+                    small_frame_shortcut=ready.small_frame_shortcut,
+                )  # fmt: skip
                 log.info("%s: now scoring with v%s (was %s)", self.ref, ready.version, _v(event.old_version))
                 self._tell(event)
         return self._serving
@@ -181,7 +188,9 @@ class ModelWatcher:
                 log.exception("%s: registry check failed", self.ref)
 
     def _load(self, version: int) -> Scorer:
-        scorer = Scorer.from_registry(self.registry, version)  # hash-verified before anything is unpickled
+        scorer = Scorer.from_registry(
+            self.registry, version, small_frame_shortcut=self.small_frame_shortcut
+        )  # hash-verified before anything is unpickled
         if self.compatible is not None and (reason := self.compatible(scorer)):
             raise ScoringError(f"v{version} cannot score this input: {reason}")
         return scorer
@@ -222,3 +231,42 @@ class FixedModel:
 
 def _v(version: int | None) -> str:
     return "no model" if version is None else f"v{version}"
+
+
+def watch_models(
+    settings: Settings,
+    model: str | int = "champion",
+    *,
+    shadow: str | int | None = None,
+    listeners: Iterable[ReloadListener] = (),
+) -> tuple[ModelWatcher, ModelWatcher | None]:
+    """Started watchers for every long-running entry point: the champion's (required) and a shadow's.
+
+    Both refuse a version whose features differ from the champion's at start: clients and events
+    are shaped for those fields, so a reload can change the model but never what it takes.
+    """
+    registry = Registry(settings.registry_dir)
+    shortcut = settings.small_frame_shortcut
+    models = ModelWatcher(
+        registry, model, check_seconds=settings.model_check_seconds, listeners=listeners, small_frame_shortcut=shortcut
+    ).start()
+    serving = models.current()
+    assert serving is not None  # a required watcher fails at start instead
+    schema = serving.bundle.schema
+
+    def compatible(candidate: Scorer) -> str | None:
+        return feature_mismatch(schema, candidate.bundle.schema)
+
+    models.compatible = compatible
+    if shadow is None:
+        return models, None
+    challenger = ModelWatcher(
+        registry,
+        shadow,
+        required=False,
+        check_seconds=settings.model_check_seconds,
+        compatible=compatible,
+        listeners=listeners,
+        small_frame_shortcut=shortcut,
+    ).start()
+    return models, challenger

@@ -2,8 +2,9 @@
 
 Bodies are read by hand, bounded by ``serve_max_body_bytes`` and parsed as strict JSON (orjson:
 NaN and Infinity literals are refused, as on the stream), so bad input always gets a 4xx naming
-the problem and never a 500. Scoring runs in the thread pool; each request takes the champion
-once (``ModelWatcher.current()``), so a promotion lands between requests, never inside one.
+the problem and never a 500. Every scoring route goes through the one dynamic batcher, which takes
+the champion once per batch, so a promotion lands between batches, never inside one. The runtime
+raises scorepipe errors; the exception handler here is the only place they become statuses.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.concurrency import run_in_threadpool
 
 from monitoring.metrics import ScoringMetrics
-from scoring import Registry, Scorer, Settings
-from scoring.watcher import ModelWatcher, feature_mismatch
+from scoring import Scorer, Settings
+from scoring.watcher import ModelWatcher, watch_models
 from serving.batcher import DynamicBatcher
-from serving.errors import ApiError
+from serving.errors import ApiError, RequestError, UnknownModelError, status_of
 from serving.runtime import Runtime
 
 log = logging.getLogger("scorepipe.serve")
@@ -48,9 +48,9 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
 
     app.add_middleware(GuardAndMeasure, key=key, metrics=metrics)
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=status_of(exc))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -100,9 +100,8 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
         if not isinstance(inputs, list) or not all(isinstance(t, dict) for t in inputs):
             raise ApiError(400, "`inputs` must be a list of tensors {name, shape, datatype, data}")
         wanted = _requested_outputs(payload.get("outputs"))
-        scorer = _model(runtime, name, model_name, model_version)
-        frame = runtime.infer_frame(inputs, scorer)
-        scored = await run_in_threadpool(runtime.infer, frame, scorer)
+        _check_name(name, model_name)
+        scorer, scored = await asyncio.wrap_future(batcher.submit_infer(inputs, model_version))
         outputs = _outputs(scorer, scored, wanted)
         body: dict[str, Any] = {
             "model_name": name,
@@ -145,6 +144,7 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
                 "metrics": info.metrics,
                 "sha256": info.files,
                 "created_at": info.created_at,
+                "small_frame_shortcut": scorer.small_frame_shortcut,
             },
         )
 
@@ -190,17 +190,11 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
 def build_app(settings: Settings, model: str = "champion") -> tuple[FastAPI, ModelWatcher]:
     """A watcher following ``model`` (hot reload, hash-checked) and the app over it."""
     metrics = ScoringMetrics()
-    registry = Registry(settings.registry_dir)
-    models = ModelWatcher(
-        registry, model, check_seconds=settings.model_check_seconds, listeners=[metrics.on_reload]
-    ).start()
-    schema = models.current().bundle.schema  # type: ignore[union-attr]  # required watchers always hold one
-
-    def compatible(candidate: Scorer) -> str | None:
-        return feature_mismatch(schema, candidate.bundle.schema)  # clients send these fields
-
-    models.compatible = compatible
-    metrics.set_model(models.ref, models.version)
+    models, _ = watch_models(settings, model, listeners=[metrics.on_reload])
+    serving = models.current()
+    metrics.set_model(
+        models.ref, models.version, small_frame_shortcut=serving.small_frame_shortcut if serving else None
+    )
     return create_app(settings, models, metrics), models
 
 
@@ -286,9 +280,13 @@ async def _json_body(request: Request, settings: Settings, *, status: int) -> An
         raise ApiError(status, f"invalid JSON: {exc}") from exc
 
 
-def _model(runtime: Runtime, name: str, model_name: str, model_version: str | None) -> Scorer:
+def _check_name(name: str, model_name: str) -> None:
     if model_name != name:
-        raise ApiError(404, f"unknown model {model_name!r}: this server serves {name!r}")
+        raise UnknownModelError(f"unknown model {model_name!r}: this server serves {name!r}")
+
+
+def _model(runtime: Runtime, name: str, model_name: str, model_version: str | None) -> Scorer:
+    _check_name(name, model_name)
     return runtime.scorer(model_version)
 
 

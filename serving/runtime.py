@@ -1,7 +1,8 @@
-"""What the HTTP handlers call: records and V2 tensors in, ``Scorer.score`` results out.
+"""What the batcher calls: records and V2 tensors in, frames for ``Scorer.score``, results out.
 
-Free of FastAPI so it can be tested and reused: the app only parses bodies and renders these results.
-Every prediction comes from ``Scorer.score`` on a frame, exactly as in the batch flow and the stream.
+Free of HTTP so it can be tested and reused: it raises scorepipe errors (``serving.errors``) that
+only the app maps to statuses. Every prediction comes from ``Scorer.score`` on a frame, exactly as
+in the batch flow and the stream; the batcher makes the call, for many requests at once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from scoring import Scorer, ScoringError, Settings
 from scoring.records import RecordShape, json_type, short
 from scoring.scorer import CONFIDENCE, PREDICTION, REJECT_REASON
 from scoring.watcher import ModelWatcher
-from serving.errors import ApiError
+from serving.errors import ModelUnavailableError, RequestError, TooLargeError, UnknownModelError
 
 NUMERIC_DATATYPES = frozenset({"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32"})
 VERSION_CACHE = 4  # pinned versions asked for by path, kept loaded
@@ -32,6 +33,15 @@ class RecordResult:
     index: int
     scores: dict[str, Any] | None = None
     error: str | None = None
+
+
+@dataclass
+class PreparedRecords:
+    """A JSON request's records before scoring: a result per record, and the frame of the good ones."""
+
+    results: list[RecordResult]
+    good: list[int]  # positions of the records in ``frame``, in order
+    frame: pd.DataFrame | None
 
 
 class Runtime:
@@ -47,24 +57,26 @@ class Runtime:
     # -- models ------------------------------------------------------------------------------
 
     def scorer(self, version: str | None = None) -> Scorer:
-        """The champion now (swapped in if its alias moved), or a specific version (404 if unknown)."""
+        """The champion now (swapped in if its alias moved), or a specific version."""
         if version is None:
             scorer = self.models.current()
             if scorer is None:
-                raise ApiError(503, "no model loaded")
+                raise ModelUnavailableError("no model loaded")
             return scorer
         try:
             number = self.registry.resolve(version if not version.isdigit() else int(version))
         except ScoringError as exc:
-            raise ApiError(404, f"unknown model version {version!r}: {exc}") from exc
+            raise UnknownModelError(f"unknown model version {version!r}: {exc}") from exc
         current = self.models.current()
         if current is not None and current.version == number:
             return current
         if number not in self._pinned:
             try:
-                self._pinned[number] = Scorer.from_registry(self.registry, number)  # hash-verified
+                self._pinned[number] = Scorer.from_registry(  # hash-verified
+                    self.registry, number, small_frame_shortcut=self.settings.small_frame_shortcut
+                )
             except ScoringError as exc:
-                raise ApiError(503, f"model version {number} cannot be loaded: {exc}") from exc
+                raise ModelUnavailableError(f"model version {number} cannot be loaded: {exc}") from exc
             while len(self._pinned) > VERSION_CACHE:
                 self._pinned.popitem(last=False)
         self._pinned.move_to_end(number)
@@ -77,6 +89,12 @@ class Runtime:
 
     def score_records(self, records: list[Any], scorer: Scorer) -> list[RecordResult]:
         """Score every well-formed record as one frame; the others come back with their reasons, in order."""
+        prepared = self.records_frame(records, scorer)
+        scored = scorer.score(prepared.frame) if prepared.good else None
+        return self.records_results(prepared, scorer, scored)
+
+    def records_frame(self, records: list[Any], scorer: Scorer) -> PreparedRecords:
+        """The well-formed records as one frame, and a result per record (with its reason if it is not)."""
         shape = RecordShape(scorer.bundle.schema)
         results = [RecordResult(i) for i in range(len(records))]
         good: list[int] = []
@@ -87,15 +105,21 @@ class Runtime:
                 results[i].error = "; ".join(problems)
             else:
                 good.append(i)
-        if good:
-            frame = pd.DataFrame.from_records([records[i] for i in good], columns=list(shape.names))
-            scored = scorer.score(frame)
+        frame = pd.DataFrame.from_records([records[i] for i in good], columns=list(shape.names)) if good else None
+        return PreparedRecords(results, good, frame)
+
+    def records_results(
+        self, prepared: PreparedRecords, scorer: Scorer, scored: pd.DataFrame | None
+    ) -> list[RecordResult]:
+        """Each record's scores (or the reason validation gave) from the scored frame of its good records."""
+        results = prepared.results
+        if prepared.good and scored is not None:
             reasons = scored[REJECT_REASON].to_numpy()
             proba = scored[scorer.proba_columns].to_numpy()
             labels = scored[PREDICTION].to_numpy(dtype=object)
             confidence = scored[CONFIDENCE].to_numpy()
             classes = [str(c) for c in scorer.bundle.classes]
-            for row, i in enumerate(good):
+            for row, i in enumerate(prepared.good):
                 if isinstance(reasons[row], str):
                     results[i].error = reasons[row]
                     continue
@@ -117,7 +141,7 @@ class Runtime:
     # -- Open Inference Protocol V2 ------------------------------------------------------------
 
     def infer_frame(self, inputs: list[dict[str, Any]], scorer: Scorer) -> pd.DataFrame:
-        """The V2 request's columns as one frame; 400 listing every problem if it cannot be scored."""
+        """The V2 request's columns as one frame; ``RequestError`` listing every problem if it cannot be scored."""
         schema = scorer.bundle.schema
         problems: list[str] = []
         by_name = {}
@@ -150,22 +174,25 @@ class Runtime:
         if not problems and next(iter(lengths.values())) == 0:
             problems.append("inputs hold no rows")
         if not problems and next(iter(lengths.values())) > self.settings.serve_max_batch_records:
-            raise ApiError(413, f"{next(iter(lengths.values()))} rows is more than the limit of "
-                           f"{self.settings.serve_max_batch_records} per request")  # fmt: skip
+            raise TooLargeError(f"{next(iter(lengths.values()))} rows is more than the limit of "
+                                f"{self.settings.serve_max_batch_records} per request")  # fmt: skip
         if problems:
-            raise ApiError(400, "the request cannot be scored", problems)
+            raise RequestError("the request cannot be scored", problems)
         return pd.DataFrame(columns, columns=schema.names)
 
     def infer(self, frame: pd.DataFrame, scorer: Scorer) -> pd.DataFrame:
-        """Score the frame; every row must be scorable (400 naming each rejected row otherwise)."""
-        scored = scorer.score(frame)
+        """Score the frame alone (the batcher scores many at once and calls ``infer_result``)."""
+        return self.infer_result(frame, scorer, scorer.score(frame))
+
+    def infer_result(self, frame: pd.DataFrame, scorer: Scorer, scored: pd.DataFrame) -> pd.DataFrame:
+        """The scored frame of a V2 request; every row must be scorable (``RequestError`` naming each otherwise)."""
         reasons = scored[REJECT_REASON]
         bad = reasons.notna().to_numpy()
         good = scored[~bad]
         self._count(scorer, good[PREDICTION].to_numpy(dtype=object), good[CONFIDENCE].to_numpy(float), int(bad.sum()))
         if bad.any():
             problems = [f"row {i}: {reasons.iloc[i]}" for i in np.flatnonzero(bad)]
-            raise ApiError(400, f"{int(bad.sum())} of {len(frame)} rows cannot be scored", problems)
+            raise RequestError(f"{int(bad.sum())} of {len(frame)} rows cannot be scored", problems)
         return scored
 
     # -- internals ---------------------------------------------------------------------------

@@ -23,10 +23,11 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from scoring import Settings
+from streaming.clients import kafka_consumer
 from streaming.events import EVENT_ID
 
 log = logging.getLogger("scorepipe.labels")
@@ -56,9 +57,9 @@ class LabelSink:
         self._bad: list[dict[str, Any]] = []
         self._offsets: dict[TopicPartition, int] = {}
         self._opened = time.monotonic()
-        self.consumer = KafkaConsumer(
+        self.consumer = kafka_consumer(
+            settings,
             topic,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=f"{settings.consumer_group}-labels",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from scoring import Settings, SinkError, synthetic
+from streaming.clients import kafka_producer
 from streaming.events import EVENT_ID, encode_event, json_safe
 
 # Each kind of malformed event the demo sends, and how it spoils a good one.
@@ -63,9 +63,7 @@ def produce(
     on_progress: Callable[[int], None] | None = None,
 ) -> ProduceStats:
     """Send ``count`` events to the features topic, at ``rate`` events/s (0 = as fast as possible)."""
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=10, batch_size=256 * 1024, acks="all"
-    )
+    producer = kafka_producer(settings, linger_ms=10, batch_size=256 * 1024, acks="all")
     stats = ProduceStats()
     started = time.monotonic()
     try:

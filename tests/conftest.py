@@ -19,6 +19,20 @@ from scorepipe.services import free_port
 from scoring import ModelBundle, Registry, Scorer, Settings, synthetic
 from scoring.training import train_bundle
 
+# Fixtures that start or reach a real server: a test using one must carry the integration marker.
+SERVER_FIXTURES = frozenset({"prefect_server", "kafka_bootstrap", "stream_settings", "s3_server", "s3_bucket"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run a test that uses a server fixture without the integration marker (the tiers stay honest)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("tests using a real server lack @pytest.mark.integration: " + ", ".join(unmarked))
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Keep Prefect's state out of the user's home and quiet, before anything imports prefect."""

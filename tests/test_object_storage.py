@@ -11,7 +11,7 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 
-from flows.batch import FLOW_RUN_ID, SOURCE_FILE
+from batch.engine import FLOW_RUN_ID, SOURCE_FILE
 from scoring import IntegrityError, Registry, RegistryError
 from scoring.bundle import MODEL_FILE
 from scoring.registry import LOCK_FILE, _s3_lock
@@ -151,8 +151,8 @@ def test_reports_read_scored_data_and_labels_from_s3_and_write_there(s3_bucket, 
     """Local inputs scored to S3, then the drift and performance reports of that S3 data, saved on S3."""
     import pandas as pd
 
+    from batch import run_batch
     from drift.report import build_report
-    from flows.batch import run_batch
     from performance.report import build_performance_report
     from scoring import Scorer, Settings, synthetic
 
@@ -182,6 +182,47 @@ def test_reports_read_scored_data_and_labels_from_s3_and_write_there(s3_bucket, 
     written = json.loads(Location(quality.json_path).read_bytes())
     assert written["labelled_rows"] == 3_000 and pd.notna(written["versions"][0]["roc_auc"])
     assert Location(quality.html).is_file()
+
+
+@pytest.mark.integration
+def test_the_nightly_report_flows_run_on_s3_inputs_and_outputs(
+    s3_bucket, make_registry, tmp_path, monkeypatch, prefect_server
+):
+    """drift-report and performance-report as flow runs: the newest date= partition found under an s3:// prefix."""
+    from batch import run_batch
+    from flows.drift_report import drift_report
+    from flows.performance_report import performance_report
+    from scoring import Scorer, synthetic
+
+    registry = make_registry()
+    scored = f"{s3_bucket}/scored"
+    for day, seed, drifted in (("2026-11-26", 5, False), ("2026-11-27", 6, True)):  # the newest night drifted
+        truth = synthetic.generate(2_000, seed=seed, drifted=drifted)
+        local = tmp_path / "in" / f"date={day}"
+        local.mkdir(parents=True)
+        truth.drop(columns=[synthetic.TARGET]).to_parquet(local / "part-0.parquet", index=False)
+        labels = truth[[synthetic.ID_COLUMN, synthetic.TARGET]].rename(columns={synthetic.TARGET: "label"})
+        Location(f"{s3_bucket}/labels/date={day}/labels.parquet").write_bytes(labels.to_parquet())
+    run_batch(tmp_path / "in", scored, Scorer.from_registry(registry), chunk_size=1000)
+    monkeypatch.setenv("SCOREPIPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SCOREPIPE_REGISTRY", str(registry.root))
+    monkeypatch.setenv("SCOREPIPE_DRIFT_SAMPLE_ROWS", "2000")
+
+    drift = drift_report(current=scored, output=f"{s3_bucket}/reports", return_state=True)
+    assert drift.is_failed() and drift.name == "Drift detected", drift.message
+    reports = [f.name for f in Location(f"{s3_bucket}/reports").files()]
+    assert "drift-date=2026-11-27.html" in reports and not any("2026-11-26" in name for name in reports)
+
+    quality = performance_report(scored=scored, labels=f"{s3_bucket}/labels", output=f"{s3_bucket}/reports",
+                                 return_state=True)  # fmt: skip
+    assert quality.is_final(), quality.message
+    written = [f for f in Location(f"{s3_bucket}/reports").files() if f.name.startswith("performance-")]
+    assert {f.name for f in written} >= {"performance-date=2026-11-27.html", "performance-date=2026-11-27.json"}
+    body = json.loads(Location(f"{s3_bucket}/reports/performance-date=2026-11-27.json").read_bytes())
+    assert body["labelled_rows"] == 2_000
+
+    missing = drift_report(current=f"{s3_bucket}/nothing-here", return_state=True)
+    assert missing.is_failed() and f"no scored data at {s3_bucket}/nothing-here" in missing.message
 
 
 def test_cli_starts_a_local_s3_server_scores_into_it_and_stops_it(tmp_path, monkeypatch, make_registry, capsys):

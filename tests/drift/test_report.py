@@ -7,14 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from batch import run_batch
 from drift.data import sample_current
 from drift.report import EXTERNAL_ASSET, build_report
 from drift.summary import DriftSummary
-from flows.batch import run_batch
 from scoring import Registry, Scorer, Settings, SourceError, synthetic
 from scoring.training import train_bundle
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +99,7 @@ def test_a_time_window_keeps_only_rows_scored_since(scored):
     assert sample_current(root / "scored" / "clean", sample_rows=10_000, seed=3, since=past)[1] == 6000
 
 
+@pytest.mark.integration
 def test_flow_state_reflects_the_verdict(scored, prefect_server, monkeypatch):
     from prefect.artifacts import Artifact
 
@@ -120,7 +119,8 @@ def test_flow_state_reflects_the_verdict(scored, prefect_server, monkeypatch):
 
 
 def test_cli_exits_non_zero_on_drift(scored, monkeypatch, capsys):
-    from scorepipe.cli import DRIFT_EXIT_CODE, main
+    from scorepipe.cli import main
+    from scorepipe.cli.options import DRIFT_EXIT_CODE
 
     root, settings = scored
     monkeypatch.setenv("SCOREPIPE_HOME", str(settings.home))

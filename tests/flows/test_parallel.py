@@ -7,10 +7,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from flows.batch import FLOW_RUN_ID
+from batch.engine import FLOW_RUN_ID
 from scoring.scorer import SCORED_AT
-
-pytestmark = pytest.mark.integration
 
 # Differ by construction between two runs: when and in which run a row was scored.
 RUN_COLUMNS = {SCORED_AT, FLOW_RUN_ID}
@@ -57,6 +55,7 @@ def file_statuses(summary: dict) -> dict[str, str]:
     return {Path(f["source"]).name + "@" + Path(f["source"]).parent.name: f["status"] for f in summary["files"]}
 
 
+@pytest.mark.integration
 def test_flow_run_on_a_local_cluster_writes_exactly_the_sequential_outputs(prefect_server, partitions, tmp_path):
     from flows.score_batch import score_batch
 
@@ -75,6 +74,7 @@ def test_flow_run_on_a_local_cluster_writes_exactly_the_sequential_outputs(prefe
     assert (again["files_skipped"], again["rows_scored"]) == (6, 0)  # idempotent on Dask too
 
 
+@pytest.mark.integration
 def test_a_file_failing_on_a_worker_is_reported_and_the_others_are_scored(prefect_server, partitions, tmp_path):
     from flows.score_batch import score_batch
 
@@ -89,11 +89,12 @@ def test_a_file_failing_on_a_worker_is_reported_and_the_others_are_scored(prefec
     assert (out / "date=2026-11-25" / "part-2.parquet").is_file()
 
 
+@pytest.mark.integration
 def test_without_a_server_on_an_existing_cluster_gives_the_same_outputs(partitions, tmp_path, monkeypatch):
     """`scorepipe score --dask-address`: a plain Dask client, no Prefect API."""
     from distributed import LocalCluster
 
-    from flows.parallel import DaskOptions
+    from batch.runners import DaskOptions
     from flows.score_batch import score_batch
 
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # nothing listens: any API call would fail
@@ -110,7 +111,7 @@ def test_without_a_server_on_an_existing_cluster_gives_the_same_outputs(partitio
 def test_a_worker_scores_on_one_blas_and_openmp_thread(make_registry, partitions, tmp_path, monkeypatch):
     import threadpoolctl
 
-    import flows.parallel as parallel
+    import batch.runners as parallel
     from scoring.sources import discover_inputs
 
     registry = make_registry()
@@ -123,7 +124,7 @@ def test_a_worker_scores_on_one_blas_and_openmp_thread(make_registry, partitions
 
     monkeypatch.setattr(parallel, "score_file", spy)
     inputs = discover_inputs(partitions)
-    job = parallel.FileJob(str(registry.root), 1, None, str(tmp_path / "out"), 100, "run", False)
+    job = parallel.BatchJob(str(tmp_path / "out"), 100, "run", registry=str(registry.root), model_version=1)
     result = parallel.score_file_on_worker(str(inputs.files[0]), inputs, job)
     assert result.status == "scored" and result.scored == 300
     assert seen and set(seen) == {1}
@@ -137,6 +138,7 @@ def test_workers_must_not_be_negative(partitions, tmp_path):
         score_batch.fn(input=str(partitions), output=str(tmp_path / "out"), workers=-1)
 
 
+@pytest.mark.integration
 def test_a_worker_killed_mid_file_loses_nothing(make_registry, tmp_path, incoming_rows, write_parquet, monkeypatch):
     """SIGKILL one Dask worker while it writes: its file is scored again elsewhere, whole, exactly once."""
     import os
@@ -146,7 +148,7 @@ def test_a_worker_killed_mid_file_loses_nothing(make_registry, tmp_path, incomin
 
     from distributed import Client, LocalCluster
 
-    from flows.parallel import DaskOptions
+    from batch.runners import DaskOptions
     from flows.score_batch import score_batch
 
     monkeypatch.setenv("SCOREPIPE_REGISTRY", str(make_registry().root))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def batch_env(prefect_server, make_registry, tmp_path, incoming_rows, write_parquet, monkeypatch):
@@ -21,6 +19,7 @@ def batch_env(prefect_server, make_registry, tmp_path, incoming_rows, write_parq
     return tmp_path / "incoming", tmp_path / "scored"
 
 
+@pytest.mark.integration
 def test_flow_scores_partitions_and_publishes_a_summary_artifact(batch_env):
     from prefect.artifacts import Artifact
 
@@ -42,9 +41,10 @@ def test_flow_scores_partitions_and_publishes_a_summary_artifact(batch_env):
     assert (rerun["files_skipped"], rerun["rows_scored"]) == (3, 0)
 
 
+@pytest.mark.integration
 def test_transient_failure_is_retried_and_persistent_failure_fails_the_run(batch_env, monkeypatch):
     import flows.score_batch as module
-    from flows.batch import score_file
+    from batch import score_file
 
     source, out = batch_env
     attempts: dict[str, int] = {}

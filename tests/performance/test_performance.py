@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, log_loss, precision_score, recall_score, roc_auc_score
 
+from batch import run_batch
 from drift.report import EXTERNAL_ASSET
-from flows.batch import run_batch
 from performance.join import join_labels
 from performance.labels import read_labels
 from performance.report import build_performance_report
@@ -169,6 +169,17 @@ def test_the_flow_state_follows_the_verdict(scored_night, tmp_path, monkeypatch,
     assert bad.is_failed() and bad.name == "Performance degraded"
     artifact = Artifact.get("performance-report")
     assert artifact is not None and "**degraded**" in artifact.data
+
+    from prefect.settings import PREFECT_API_URL
+    from rich.console import Console
+
+    from scorepipe.status import flow_runs_table
+
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    console = Console(width=200, record=True)
+    console.print(flow_runs_table())
+    rows = [line for line in console.export_text().splitlines() if "performance-report" in line]
+    assert rows and "Performance degraded" in rows[0], "scorepipe status lists the last performance-report run"
 
 
 def test_estimated_performance_matches_the_realized_on_calibrated_probabilities():

@@ -37,18 +37,33 @@ def _features():
 
 
 @pytest.fixture(scope="module", params=["default-binary", "user-logistic-binary", "user-forest-multiclass"])
-def any_scorer(request, bundle, training_frame):
+def any_model(request, bundle, training_frame):
+    """(bundle, version) of each kind of model the contract covers."""
     if request.param == "default-binary":
-        return Scorer(bundle, version=1)
+        return bundle, 1
     frame = training_frame.copy()
     if request.param == "user-logistic-binary":
         model = _user_pipeline(LogisticRegression(max_iter=500)).fit(frame[_features()], frame[synthetic.TARGET])
-        return Scorer(bundle_from_estimator(model, frame, target=synthetic.TARGET), version=2)
+        return bundle_from_estimator(model, frame, target=synthetic.TARGET), 2
     frame["tier"] = pd.cut(frame["amount"], [-1, 30, 150, np.inf], labels=["low", "mid", "high"]).astype(str)
     model = _user_pipeline(RandomForestClassifier(n_estimators=20, random_state=0)).fit(
         frame[_features()], frame["tier"]
     )
-    return Scorer(bundle_from_estimator(model, frame, target="tier"), version=3)
+    return bundle_from_estimator(model, frame, target="tier"), 3
+
+
+@pytest.fixture(params=[True, False], ids=["shortcut-on", "shortcut-off"])
+def any_scorer(request, any_model):
+    """Every contract test runs with the small-frame shortcut on and off (the ``small_frame_shortcut`` setting)."""
+    bundle, version = any_model
+    return Scorer(bundle, version=version, small_frame_shortcut=request.param)
+
+
+def test_the_shortcut_setting_decides_the_path_small_frames_take(bundle, incoming_rows):
+    on, off = Scorer(bundle, 1), Scorer(bundle, 1, small_frame_shortcut=False)
+    assert on.small_frame_shortcut and not off.small_frame_shortcut
+    rows = incoming_rows(5)
+    pd.testing.assert_frame_equal(on.score(rows).drop(columns=IGNORED), off.score(rows).drop(columns=IGNORED))
 
 
 @pytest.fixture

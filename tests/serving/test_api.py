@@ -204,3 +204,13 @@ def test_a_promotion_is_served_without_a_restart(make_client):
         assert time.monotonic() < deadline, "the server never followed the promotion"
         time.sleep(0.05)
     assert client.get("/health").json()["model_version"] == 2
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_model_info_and_metrics_say_whether_the_small_frame_shortcut_is_active(make_client, shortcut):
+    client, _ = make_client(small_frame_shortcut=shortcut)
+    assert client.get("/model_info").json()["small_frame_shortcut"] is shortcut
+    one = records(1)[0]
+    assert client.post("/predict", json=one).status_code == 200  # one record: the shortcut's path when on
+    text = client.get("/metrics").text
+    assert f'scorepipe_small_frame_shortcut_active{{alias="champion"}} {float(shortcut)}' in text

@@ -61,3 +61,60 @@ def test_a_batch_never_exceeds_the_limit_unless_one_request_does(runtime):
     batcher.stop()
     assert [len(r) for r in results] == [3, 3, 3, 3, 6]
     assert batcher.batches == 5  # 3 + 3 > 4: every request alone
+
+
+def v2_inputs(rows):
+    frame = synthetic.generate(rows, seed=rows, with_target=False).drop(columns=[synthetic.ID_COLUMN])
+    return [
+        {
+            "name": c,
+            "shape": [rows],
+            "datatype": "BYTES" if frame[c].dtype == object else "FP64",
+            "data": [None if isinstance(v, float) and np.isnan(v) else v for v in frame[c].tolist()],
+        }
+        for c in frame.columns
+    ]
+
+
+def test_v2_requests_go_through_the_batcher_together_and_a_bad_one_fails_alone(runtime):
+    from serving.errors import RequestError, UnknownModelError
+
+    batcher = DynamicBatcher(runtime, max_records=1000)
+    gate = threading.Event()
+    original = runtime.infer_frame
+
+    def slow_first(inputs, scorer):
+        gate.wait(5)  # hold the first batch so the others queue up behind it
+        return original(inputs, scorer)
+
+    runtime.infer_frame = slow_first
+    bad = v2_inputs(2)
+    bad[0]["datatype"] = "BOOL"
+    futures = [batcher.submit_infer(v2_inputs(n)) for n in (3, 4, 5)]
+    futures.append(batcher.submit_infer(bad))
+    futures.append(batcher.submit_infer(v2_inputs(2), version="99"))
+    gate.set()
+    answers = [f.result(timeout=30) for f in futures[:3]]
+    batcher.stop()
+    assert batcher.batches < 5
+    for n, (scorer, scored) in zip((3, 4, 5), answers, strict=True):
+        alone = runtime.infer(original(v2_inputs(n), scorer), scorer)
+        assert scored["proba_1"].tolist() == alone["proba_1"].tolist()
+    with pytest.raises(RequestError, match="cannot be scored") as refused:
+        futures[3].result(timeout=30)
+    assert any("datatype 'BOOL'" in p for p in refused.value.problems)
+    with pytest.raises(UnknownModelError, match="unknown model version '99'"):
+        futures[4].result(timeout=30)
+
+
+def test_the_runtime_raises_scoring_errors_not_http_statuses(runtime):
+    from serving.errors import ApiError, ModelUnavailableError, TooLargeError
+
+    oversized = [{**t, "shape": [1200], "data": t["data"] * 400} for t in v2_inputs(3)]  # the limit is 1000
+    with pytest.raises(TooLargeError, match="1200 rows is more than the limit of 1000") as too_large:
+        runtime.infer_frame(oversized, runtime.scorer())
+    assert not isinstance(too_large.value, ApiError) and not hasattr(too_large.value, "status")
+    runtime.models.stop()
+    runtime.models._serving = None  # the watcher lost its model
+    with pytest.raises(ModelUnavailableError, match="no model loaded"):
+        runtime.scorer()

@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.batch import run_batch
+from batch import run_batch
 from scorepipe.services import ManagedProcess, free_port, http_ok
 from scoring import Registry, Scorer, Settings, fastpath, synthetic
 from streaming.consumer import score_stream
 from streaming.producer import produce
 from streaming.topics import ensure_topics
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -75,9 +76,9 @@ def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(st
     ensure_topics(settings)
     produce(settings, count=700, seed=91)
     score_stream(settings, scorer).run(idle_exit_seconds=3)
-    from tests.streaming.test_stream import read_topic
+    from streaming.topics import read_topic
 
-    stream = {m.key.decode(): json.loads(m.value) for m in read_topic(settings, settings.predictions_topic, expect=700)}
+    stream = {m.key.decode(): json.loads(m.value) for m in read_topic(settings, settings.predictions_topic)}
 
     server, url = serve(settings, tmp_path)
     try:
@@ -132,7 +133,7 @@ def test_promote_and_rollback_under_requests_fail_no_request(stream_settings, bu
     client = threading.Thread(target=hammer)
     try:
         client.start()
-        time.sleep(1)
+        wait_for(lambda: len(seen) >= 20 or failures, timeout=30, what="requests answered before the promotion")
         registry.promote(2)
         deadline = time.monotonic() + 15
         while not (seen and seen[-1] == 2 and seen[-20:].count(2) == 20):

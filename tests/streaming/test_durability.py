@@ -5,51 +5,37 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections import Counter
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from scorepipe.kafka_broker import KafkaBroker, read_identity
+from scorepipe.services import free_port, http_ok
 from streaming.consumer import score_stream
 from streaming.producer import produce
-from streaming.topics import count_messages, ensure_topics
-from tests.streaming.test_stream import read_topic, scorer_for, stream_process, wait_for
+from streaming.topics import committed_offsets, count_messages, ensure_topics, read_topic
+from tests.helpers import (
+    committed_at_least,
+    committed_total,
+    everything_committed,
+    keys_on,
+    scorer_for,
+    stream_process,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 
-def _committed(settings) -> dict[int, int]:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    try:
-        offsets = admin.list_group_offsets(settings.consumer_group)[settings.consumer_group]
-    finally:
-        admin.close()
-    topic = settings.features_topic
-    return {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset >= 0}
-
-
 def _event_ids_by_offset(settings) -> dict[tuple[int, int], str]:
     """(partition, offset) -> event id, for every event on the features topic."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
-    partitions = [TopicPartition(settings.features_topic, p) for p in range(settings.topic_partitions)]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning()
-    ends = consumer.end_offsets(partitions)
-    ids: dict[tuple[int, int], str] = {}
-    deadline = time.monotonic() + 60
-    while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=300).values():
-            ids.update({(r.partition, r.offset): r.key.decode() for r in records})
-    consumer.close()
-    return ids
+    return {(m.partition, m.offset): m.key.decode() for m in read_topic(settings, settings.features_topic)}
 
 
 def _committed_have_predictions(settings) -> dict[int, int]:
     """Every event below a committed offset has its prediction on the topic; returns the committed offsets."""
-    committed = _committed(settings)
-    predicted = {m.key.decode() for m in read_topic(settings, settings.predictions_topic, expect=0, settle=0.5)}
+    committed = committed_offsets(settings, settings.features_topic)
+    predicted = set(keys_on(settings, settings.predictions_topic))
     for (partition, offset), event_id in _event_ids_by_offset(settings).items():
         if offset < committed.get(partition, 0):
             assert event_id in predicted, f"offset {offset} of partition {partition} committed without its prediction"
@@ -76,7 +62,7 @@ def test_sends_failing_mid_stream_are_never_committed_past_and_are_retried(strea
         consumer = score_stream(settings, scorer_for(settings))
         runner = threading.Thread(target=consumer.run, kwargs={"idle_exit_seconds": 4})
         runner.start()
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 800, timeout=60, what="predictions")
+        wait_for(committed_at_least(settings, 800), timeout=60, what="800 events committed")
         os.killpg(broker.pid, signal.SIGSTOP)
         try:
             wait_for(lambda: consumer.stats.send_failures >= 1, timeout=60, what="a failed send")
@@ -87,7 +73,7 @@ def test_sends_failing_mid_stream_are_never_committed_past_and_are_retried(strea
 
         runner.join(timeout=120)
         assert not runner.is_alive()
-        counts = Counter(m.key.decode() for m in read_topic(settings, settings.predictions_topic, expect=6000))
+        counts = Counter(keys_on(settings, settings.predictions_topic))
         missing = {f"txn-81-c-{i:010d}" for i in range(6000)} - set(counts)
         assert not missing, f"{len(missing)} events never predicted, e.g. {sorted(missing)[:3]}"
         assert sum(_committed_have_predictions(settings).values()) == 6000
@@ -113,12 +99,15 @@ def test_the_broker_keeps_its_data_and_a_running_stream_rides_through_its_restar
         settings = stream_settings(kafka_bootstrap_servers=broker.bootstrap_servers, stream_batch_events=100)
         ensure_topics(settings)
         produce(settings, count=3000, seed=83)
-        stream = stream_process(settings)
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 1000, timeout=90, what="predictions")
+        ops_port = free_port()
+        ready = f"http://127.0.0.1:{ops_port}/readyz"
+        stream = stream_process(settings, "--metrics-port", str(ops_port))
+        wait_for(committed_at_least(settings, 1000), timeout=90, what="1,000 events committed")
 
-        committed_before = sum(_committed(settings).values())
+        committed_before = committed_total(settings)
         broker.stop()  # mid-stream: the consumer keeps running and retries on its own
-        time.sleep(2)
+        # The consumer notices the outage within its broker check (5 s): wait for it to say so, alive.
+        wait_for(lambda: stream.poll() is not None or not http_ok(ready), timeout=60, what="the broker outage seen")
         if stream.poll() is not None:
             output = stream.communicate(timeout=30)[0]
             pytest.fail(f"the consumer exited while the broker was down:\n{output[-4000:]}")
@@ -128,7 +117,7 @@ def test_the_broker_keeps_its_data_and_a_running_stream_rides_through_its_restar
         assert count_messages(settings, settings.features_topic) == 3000  # the events are still there
 
         produce(settings, count=1000, seed=84)
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 4000, timeout=120, what="all")
+        wait_for(everything_committed(settings), timeout=120, what="every event committed")
     finally:
         if stream is not None:
             stream.send_signal(signal.SIGTERM)
@@ -137,7 +126,7 @@ def test_the_broker_keeps_its_data_and_a_running_stream_rides_through_its_restar
     assert stream.returncode == 0, output
     broker = KafkaBroker(home).start()  # and once more, after everything was committed
     try:
-        counts = Counter(m.key.decode() for m in read_topic(settings, settings.predictions_topic, expect=4000))
+        counts = Counter(keys_on(settings, settings.predictions_topic))
         expected = {f"txn-83-c-{i:010d}" for i in range(3000)} | {f"txn-84-c-{i:010d}" for i in range(1000)}
         assert set(counts) == expected
         duplicates = sum(c - 1 for c in counts.values())
@@ -146,6 +135,6 @@ def test_the_broker_keeps_its_data_and_a_running_stream_rides_through_its_restar
         # membership may expire while the broker is down, and a new member starts from that commit.
         in_flight = (settings.stream_max_in_flight + 1) * settings.stream_batch_events
         assert duplicates <= (3000 - committed_before) + in_flight
-        assert sum(_committed(settings).values()) == 4000  # committed offsets survived the restarts too
+        assert committed_total(settings) == 4000  # committed offsets survived the restarts too
     finally:
         broker.stop()

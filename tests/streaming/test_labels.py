@@ -6,10 +6,10 @@ import json
 
 import pandas as pd
 import pytest
-from kafka import KafkaProducer
 
 from performance.report import build_performance_report
 from scoring import Registry, Scorer, synthetic
+from streaming.clients import kafka_producer
 from streaming.consumer import score_stream
 from streaming.labels import LabelSink
 from streaming.producer import produce
@@ -27,7 +27,7 @@ def test_labels_from_kafka_join_the_live_window(stream_settings, tmp_path):
     score_stream(settings, Scorer.from_registry(Registry(settings.registry_dir))).run(idle_exit_seconds=3)
 
     truth = synthetic.generate(2000, seed=61)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    producer = kafka_producer(settings)
     for event_id, label in zip(truth["transaction_id"][:1500], truth["is_fraud"][:1500], strict=True):
         producer.send(topic, json.dumps({"event_id": event_id, "label": int(label)}).encode())
     producer.send(topic, b"{not json")

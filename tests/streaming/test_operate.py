@@ -16,8 +16,8 @@ from scoring.bundle import MODEL_FILE
 from scoring.watcher import ModelWatcher
 from streaming.consumer import score_stream
 from streaming.producer import produce
-from streaming.topics import count_messages, ensure_topics
-from tests.streaming.test_stream import read_topic, wait_for
+from streaming.topics import count_messages, ensure_topics, read_topic
+from tests.helpers import committed_at_least, everything_committed, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -69,17 +69,17 @@ def test_promote_and_rollback_mid_stream_switch_versions_without_loss(stream_set
     sender = threading.Thread(target=produce, args=(settings,), kwargs={"count": 6000, "rate": 1000, "seed": 71})
     with Running(consumer):
         sender.start()
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 1500, timeout=60, what="predictions")
+        wait_for(committed_at_least(settings, 1500), timeout=60, what="1,500 events committed")
         promoted_at = datetime.now().astimezone()
         registry.promote(2)
         wait_for(lambda: consumer.models.version == 2, timeout=5, what="the consumer to follow the promotion")
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 3500, timeout=60, what="predictions")
+        wait_for(committed_at_least(settings, 3500), timeout=60, what="3,500 events committed")
         registry.rollback()
         wait_for(lambda: consumer.models.version == 1, timeout=5, what="the consumer to follow the rollback")
         sender.join()
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 6000, timeout=60, what="all")
+        wait_for(everything_committed(settings), timeout=60, what="every event committed")
 
-    messages = read_topic(settings, settings.predictions_topic, expect=6000)
+    messages = read_topic(settings, settings.predictions_topic)
     counts = Counter(m.key.decode() for m in messages)
     assert set(counts) == {f"txn-71-c-{i:010d}" for i in range(6000)}
     assert max(counts.values()) == 1  # nothing lost, nothing scored twice because of a reload
@@ -108,12 +108,12 @@ def test_a_tampered_promotion_is_refused_and_the_old_model_keeps_scoring(stream_
     sender = threading.Thread(target=produce, args=(settings,), kwargs={"count": 2000, "rate": 1000, "seed": 72})
     with Running(consumer):
         sender.start()
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 500, timeout=60, what="predictions")
+        wait_for(committed_at_least(settings, 500), timeout=60, what="500 events committed")
         registry.promote(2)
         wait_for(lambda: consumer.models.failures == 1, timeout=5, what="the refusal")
         sender.join()
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 2000, timeout=60, what="all")
-    messages = read_topic(settings, settings.predictions_topic, expect=2000)
+        wait_for(everything_committed(settings), timeout=60, what="every event committed")
+    messages = read_topic(settings, settings.predictions_topic)
     assert len({m.key for m in messages}) == 2000
     assert {json.loads(m.value)["model_version"] for m in messages} == {1}
     assert "sha256" in consumer.models.last_error
@@ -149,11 +149,11 @@ def test_shadow_scoring_leaves_the_champion_unchanged_and_mirrors_every_row(
     consumer, metrics = consumer_with(shadowed, shadow="challenger")
     stats = consumer.run(idle_exit_seconds=3)
 
-    alone = {m.key: without_clock(m) for m in read_topic(plain, plain.predictions_topic, expect=stats.predictions)}
-    beside = read_topic(shadowed, shadowed.predictions_topic, expect=stats.predictions)
+    alone = {m.key: without_clock(m) for m in read_topic(plain, plain.predictions_topic)}
+    beside = read_topic(shadowed, shadowed.predictions_topic)
     assert len(alone) == len(beside) == stats.predictions > 1300
     assert {m.key: without_clock(m) for m in beside} == alone
-    shadow = read_topic(shadowed, shadowed.shadow_topic, expect=stats.predictions)
+    shadow = read_topic(shadowed, shadowed.shadow_topic)
     assert {m.key for m in shadow} == set(alone)
     assert {json.loads(m.value)["model_version"] for m in shadow} == {2}
     assert {dict(m.headers)["model_version"] for m in shadow} == {b"2"}
@@ -185,6 +185,6 @@ def test_a_challenger_that_raises_never_disturbs_the_champion(stream_settings, c
     consumer.shadow.current()._predict_proba = broken  # the model call, on every path (sklearn or the shortcut)
     stats = consumer.run(idle_exit_seconds=3)
     assert (stats.predictions, stats.dead_letters) == (800, 0)
-    assert len({m.key for m in read_topic(settings, settings.predictions_topic, expect=800)}) == 800
+    assert len({m.key for m in read_topic(settings, settings.predictions_topic)}) == 800
     assert metrics.snapshot()["scorepipe_shadow_errors_total{stage=score}"] >= 8
     assert count_messages(settings, settings.shadow_topic) == 0

@@ -5,79 +5,30 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 
 import pandas as pd
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import CoordinatorNotAvailableError
 
-from flows.batch import run_batch
-from scoring import Registry, Scorer, synthetic
+from batch import run_batch
+from scoring import synthetic
+from streaming.clients import kafka_admin
 from streaming.consumer import score_stream
 from streaming.events import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
 from streaming.producer import events, produce
-from streaming.topics import count_messages, ensure_topics
+from streaming.topics import count_messages, ensure_topics, read_topic
+from tests.helpers import (
+    committed_at_least,
+    committed_total,
+    everything_committed,
+    scorer_for,
+    stream_process,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def read_topic(settings, topic, *, expect, timeout=60.0, settle=1.5):
-    """Every message on ``topic``: wait for ``expect`` of them, then a little longer for extras."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning()
-    messages = []
-    deadline = time.monotonic() + timeout
-    quiet_until = None
-    while time.monotonic() < deadline:
-        batch = consumer.poll(timeout_ms=300)
-        for records in batch.values():
-            messages.extend(records)
-        if len(messages) >= expect:
-            quiet_until = quiet_until or time.monotonic() + settle
-            if time.monotonic() >= quiet_until:
-                break
-    consumer.close()
-    return messages
-
-
-def committed_total(settings):
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    offsets = admin.list_group_offsets(settings.consumer_group)[settings.consumer_group]
-    admin.close()
-    return sum(o.offset for tp, o in offsets.items() if tp.topic == settings.features_topic)
-
-
-def stream_process(settings, *args):
-    env = {**os.environ, **settings.as_env()}
-    return subprocess.Popen(
-        [sys.executable, "-m", "scorepipe.cli", "stream", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def wait_for(predicate, *, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def scorer_for(settings):
-    return Scorer.from_registry(Registry(settings.registry_dir))
 
 
 def test_every_event_gets_one_prediction_equal_to_the_batch_score(stream_settings, tmp_path):
@@ -87,7 +38,7 @@ def test_every_event_gets_one_prediction_equal_to_the_batch_score(stream_setting
     stats = score_stream(settings, scorer_for(settings)).run(idle_exit_seconds=3)
     assert (stats.events, stats.predictions, stats.dead_letters) == (1000, 1000, 0)
 
-    messages = read_topic(settings, settings.predictions_topic, expect=1000)
+    messages = read_topic(settings, settings.predictions_topic)
     bodies = {m.key.decode(): json.loads(m.value) for m in messages}
     assert len(messages) == len(bodies) == 1000
     first = messages[0]
@@ -117,7 +68,7 @@ def test_malformed_events_go_to_the_dead_letter_topic_unchanged_with_reasons(str
     assert (stats.dead_letters, stats.predictions) == (sent.malformed, 600 - sent.malformed)
 
     spoiled = {key: (value, kind) for key, value, kind in events(600, seed=5, malformed_share=0.1) if kind}
-    letters = read_topic(settings, settings.dlq_topic, expect=sent.malformed)
+    letters = read_topic(settings, settings.dlq_topic)
     assert len(letters) == sent.malformed
     expected_reason = {
         "invalid_json": "invalid JSON",
@@ -137,7 +88,7 @@ def test_malformed_events_go_to_the_dead_letter_topic_unchanged_with_reasons(str
         assert int(headers[DLQ_PARTITION]) in range(4) and int(headers[DLQ_OFFSET]) >= 0
         stages[headers[DLQ_STAGE].decode()] += 1
     assert stages["decode"] > 0 and stages["validate"] > 0
-    predictions = read_topic(settings, settings.predictions_topic, expect=600 - sent.malformed)
+    predictions = read_topic(settings, settings.predictions_topic)
     assert {m.key for m in predictions}.isdisjoint(spoiled)
 
 
@@ -147,7 +98,7 @@ def test_kill_9_then_restart_loses_nothing_and_duplicates_only_what_was_in_fligh
     produce(settings, count=6000, seed=31)
     first = stream_process(settings)
     try:
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 1500, timeout=90, what="predictions")
+        wait_for(committed_at_least(settings, 1500), timeout=90, what="1,500 events committed")
     finally:
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
@@ -156,7 +107,7 @@ def test_kill_9_then_restart_loses_nothing_and_duplicates_only_what_was_in_fligh
     output, _ = second.communicate(timeout=180)
     assert second.returncode == 0, output
 
-    messages = read_topic(settings, settings.predictions_topic, expect=6000)
+    messages = read_topic(settings, settings.predictions_topic)
     counts = Counter(m.key.decode() for m in messages)
     expected_ids = {f"txn-31-c-{i:010d}" for i in range(6000)}
     assert set(counts) == expected_ids
@@ -172,7 +123,7 @@ def test_two_consumers_in_a_group_share_the_partitions(stream_settings):
     ensure_topics(settings)
     consumers = [stream_process(settings, "--client-id", f"member-{i}") for i in range(2)]
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        admin = kafka_admin(settings)
 
         def assignments():
             try:
@@ -190,7 +141,7 @@ def test_two_consumers_in_a_group_share_the_partitions(stream_settings):
         admin.close()
         assert assigned[0].isdisjoint(assigned[1]) and assigned[0] | assigned[1] == {0, 1, 2, 3}
         produce(settings, count=3000, seed=41)
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 3000, timeout=90, what="predictions")
+        wait_for(everything_committed(settings), timeout=90, what="every event committed")
     finally:
         for process in consumers:
             process.send_signal(signal.SIGTERM)
@@ -207,7 +158,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(stream_settings):
     producer.start()
     process = stream_process(settings)
     try:
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 500, timeout=90, what="predictions")
+        wait_for(committed_at_least(settings, 500), timeout=90, what="500 events committed")
     finally:
         process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=60)
@@ -227,10 +178,10 @@ def test_a_member_joining_mid_stream_takes_partitions_without_loss(stream_settin
     first = stream_process(settings, "--client-id", "first")
     second = None
     try:
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 1500, timeout=90, what="predictions")
+        wait_for(committed_at_least(settings, 1500), timeout=90, what="1,500 events committed")
         second = stream_process(settings, "--client-id", "second")
         sender.join()
-        wait_for(lambda: count_messages(settings, settings.predictions_topic) >= 12000, timeout=120, what="all")
+        wait_for(everything_committed(settings), timeout=120, what="every event committed")
     finally:
         for process in (first, second):
             if process is not None:
@@ -239,7 +190,7 @@ def test_a_member_joining_mid_stream_takes_partitions_without_loss(stream_settin
     assert [first.returncode, second.returncode] == [0, 0], outputs
     handled = [int(out.split("'events': ")[1].split(",")[0]) for out in outputs]
     assert handled[1] > 0, "the second member never received partitions"
-    counts = Counter(m.key.decode() for m in read_topic(settings, settings.predictions_topic, expect=12000))
+    counts = Counter(m.key.decode() for m in read_topic(settings, settings.predictions_topic))
     assert set(counts) == {f"txn-61-c-{i:010d}" for i in range(12000)}
     duplicates = sum(c - 1 for c in counts.values())
     print(f"duplicates across the rebalance: {duplicates}")

@@ -8,7 +8,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from flows.batch import run_batch, score_file
+from batch import run_batch, score_file
+from batch.runners import SequentialRunner
 from scoring import Scorer, SourceError
 from scoring.sources import discover_inputs
 from scoring.storage import Location
@@ -162,7 +163,8 @@ def test_failing_file_is_reported_and_does_not_stop_the_others(partition, scorer
             raise SourceError(f"cannot read input {source}: connection reset")
         return score_file(source, *args, **kwargs)
 
-    summary = run_batch(folder, tmp_path / "scored", scorer, chunk_size=100, score_one_file=flaky)
+    runner = SequentialRunner(scorer, score_one=flaky)
+    summary = run_batch(folder, tmp_path / "scored", scorer, chunk_size=100, runner=runner)
     assert [f.status for f in summary.files] == ["scored", "failed", "scored"]
     assert "connection reset" in summary.files[1].error
 

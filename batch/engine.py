@@ -1,26 +1,18 @@
-"""Batch scoring of Parquet files, free of Prefect so it runs the same inside and outside a flow.
+"""Scoring one Parquet file: bounded chunks in, one output file (and its rejects) out, atomically.
 
 One input file becomes one output file with the same relative path under the output folder,
-plus, if any row was rejected, a rejects file under ``_rejected/``. Files are read in bounded
-chunks with ``iter_batches`` and written through a ``ParquetWriter`` to a temporary name that
-is renamed into place only when complete, so a crash never leaves a half-written result and a
-re-run replaces rather than duplicates. An input that cannot be decoded is copied to
-``_quarantine/`` with its error next to it, and the other files are scored anyway.
+plus, if any row was rejected, a rejects file under ``_rejected/``. Files are read in chunks with
+``iter_batches`` and written through ``batch.sinks`` so that a result appears whole or not at all;
+an input that cannot be decoded is quarantined and the run goes on with the others. An output is
+skipped when it was written from the same input by the same model version.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
-from typing import Literal
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,94 +20,21 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from batch.results import FileResult
+from batch.sinks import AtomicParquet, atomic_writer, quarantine
 from scoring import SchemaError, Scorer, SinkError, SourceError
 from scoring.agreement import Agreement
 from scoring.scorer import CONFIDENCE, MODEL_VERSION, PREDICTION, REJECT_REASON, SCORED_AT
-from scoring.sources import InputSet, discover_inputs
+from scoring.sources import InputSet
 from scoring.storage import Location, as_location
 
 REJECTED_DIR = "_rejected"
-QUARANTINE_DIR = "_quarantine"
 SHADOW_DIR = "_shadow"  # a challenger's outputs, mirroring the champion's paths
 METADATA_KEY = b"scorepipe"
 FLOW_RUN_ID = "flow_run_id"
 SOURCE_FILE = "source_file"
 SOURCE_ROW = "source_row"
 LINEAGE = (FLOW_RUN_ID, SOURCE_FILE, SOURCE_ROW)
-
-Status = Literal["scored", "skipped", "quarantined", "failed"]
-
-# Set by an interactive caller (the CLI's progress bar) to hear of every chunk scored.
-ROWS_SCORED: ContextVar[Callable[[int], None] | None] = ContextVar("ROWS_SCORED", default=None)
-
-
-@dataclass
-class FileResult:
-    """What happened to one input file."""
-
-    source: str
-    status: Status
-    rows: int = 0
-    scored: int = 0
-    rejected: int = 0
-    output: str | None = None
-    rejects: str | None = None
-    error: str | None = None
-    seconds: float = 0.0
-    shadow_output: str | None = None
-    shadow_error: str | None = None
-    agreement: dict | None = None  # Agreement.to_dict() of champion vs challenger on this file
-
-
-@dataclass
-class BatchSummary:
-    """What one batch run did, file by file, with totals; returned by the flow and the CLI."""
-
-    run_id: str
-    model_version: int
-    input: str
-    output: str
-    files: list[FileResult] = field(default_factory=list)
-    shadow_version: int | None = None
-
-    def count(self, status: Status) -> int:
-        return sum(1 for f in self.files if f.status == status)
-
-    @property
-    def rows_scored(self) -> int:
-        return sum(f.scored for f in self.files)
-
-    @property
-    def rows_rejected(self) -> int:
-        return sum(f.rejected for f in self.files)
-
-    def agreement(self) -> Agreement | None:
-        """Champion/challenger agreement over every file scored with a shadow in this run."""
-        parts = [Agreement.from_dict(f.agreement) for f in self.files if f.agreement]
-        if not parts:
-            return None
-        total = parts[0]
-        for part in parts[1:]:
-            total.merge(part)
-        return total
-
-    def to_dict(self) -> dict:
-        agreement = self.agreement()
-        return {
-            "run_id": self.run_id,
-            "model_version": self.model_version,
-            "shadow_version": self.shadow_version,
-            "shadow_agreement": agreement.summary() if agreement else None,
-            "input": self.input,
-            "output": self.output,
-            "files_scored": self.count("scored"),
-            "files_skipped": self.count("skipped"),
-            "files_quarantined": self.count("quarantined"),
-            "files_failed": self.count("failed"),
-            "rows_scored": self.rows_scored,
-            "rows_rejected": self.rows_rejected,
-            "files": [asdict(f) for f in self.files],
-        }
 
 
 def fingerprint(source: Location, model_version: int) -> dict:
@@ -153,8 +72,11 @@ def score_file(
     run_id: str,
     force: bool = False,
     shadow: Scorer | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> FileResult:
     """Score one Parquet file in chunks; write its results and rejects atomically.
+
+    ``on_rows`` hears of every chunk scored (an interactive caller's progress bar).
 
     With a ``shadow`` challenger, every chunk is scored by it too and written under ``_shadow/``;
     a challenger that fails is recorded in ``shadow_error`` and its partial output discarded,
@@ -181,7 +103,7 @@ def score_file(
         out_schema = _output_schema(parquet.schema_arrow, scorer, expected)
         computed = frozenset(scorer.output_columns)
         side = _Shadow(shadow, shadow_path, parquet.schema_arrow, shadow_expected, scorer) if shadow else None
-        with _atomic_writer(output, out_schema) as write_scored, _atomic_writer(rejects, None) as write_rejected:
+        with atomic_writer(output, out_schema) as write_scored, atomic_writer(rejects, None) as write_rejected:
             position = 0
             for batch in parquet.iter_batches(batch_size=chunk_size):
                 frame = batch.to_pandas()
@@ -199,8 +121,8 @@ def score_file(
                 result.scored += int((~bad).sum())
                 result.rejected += int(bad.sum())
                 position += len(frame)
-                if (progress := ROWS_SCORED.get()) is not None:
-                    progress(len(frame))
+                if on_rows is not None:
+                    on_rows(len(frame))
             if not result.rejected and rejects.exists():
                 rejects.unlink()  # a stale rejects file from an earlier run no longer applies
         if side is not None:
@@ -210,7 +132,7 @@ def score_file(
     except (pa.ArrowException, OSError, SchemaError) as exc:
         if side is not None:
             side.abandon()
-        return _quarantine(source, relative, output_root, exc, run_id, started)
+        return quarantine(source, relative, output_root, exc, run_id, started)
     result.rejects = str(rejects) if result.rejected else None
     result.seconds = time.perf_counter() - started
     return result
@@ -228,10 +150,10 @@ class _Shadow:
         self.agreement = Agreement(champion.version, challenger.version)
         self.error: str | None = None
         self.computed = frozenset(challenger.output_columns)
-        self.writer: _AtomicParquet | None = None
+        self.writer: AtomicParquet | None = None
         try:
             self.schema = _output_schema(input_schema, challenger, expected or {})
-            self.writer = _AtomicParquet(path, self.schema)
+            self.writer = AtomicParquet(path, self.schema)
         except Exception as exc:  # noqa: BLE001 - a broken challenger is reported, never raised
             self._fail(exc)
 
@@ -264,53 +186,6 @@ class _Shadow:
     def _fail(self, exc: Exception) -> None:
         self.error = f"challenger v{self.challenger.version}: {type(exc).__name__}: {exc}"
         self.abandon()
-
-
-def run_batch(
-    input: str | Path,
-    output: str | Path,
-    scorer: Scorer,
-    *,
-    chunk_size: int,
-    run_id: str | None = None,
-    force: bool = False,
-    shadow: Scorer | None = None,
-    score_one_file: Callable[..., FileResult] = score_file,
-    score_all: Callable[[InputSet], list[FileResult]] | None = None,
-) -> BatchSummary:
-    """Score every input file; a failure in one file never stops the others.
-
-    ``score_all`` scores every file at once elsewhere (``flows.parallel`` on Dask); without it
-    the files are scored here, one after another.
-    """
-    inputs = discover_inputs(input)
-    output_root = as_location(output)
-    summary = BatchSummary(
-        run_id=run_id or f"local-{uuid.uuid4()}",
-        model_version=scorer.version,
-        input=str(input),
-        output=str(output),
-        shadow_version=shadow.version if shadow is not None else None,
-    )
-    if score_all is not None:
-        summary.files = score_all(inputs)
-        return summary
-    for source in inputs.files:
-        try:
-            result = score_one_file(
-                source,
-                inputs,
-                output_root,
-                scorer,
-                chunk_size=chunk_size,
-                run_id=summary.run_id,
-                force=force,
-                shadow=shadow,
-            )
-        except Exception as exc:  # noqa: BLE001 - recorded per file; the run reports it and fails at the end
-            result = FileResult(str(source), "failed", error=f"{type(exc).__name__}: {exc}")
-        summary.files.append(result)
-    return summary
 
 
 def _output_schema(input_schema: pa.Schema, scorer: Scorer, expected: dict) -> pa.Schema:
@@ -385,7 +260,8 @@ def _rejected_rows(
     original: pd.DataFrame, scored: pd.DataFrame, source: Location, run_id: str, version: int
 ) -> pd.DataFrame:
     """Rejected rows as the input had them (as text, so any value survives) plus why and where."""
-    raw = original.astype(object).where(original.notna(), None).map(lambda v: v if v is None else str(v))
+    as_objects = original.astype(object)
+    raw = as_objects.where(original.notna(), None).map(lambda v: v if v is None else str(v))  # type: ignore[call-overload]
     return raw.assign(
         **{
             REJECT_REASON: scored[REJECT_REASON].to_numpy(),
@@ -394,94 +270,4 @@ def _rejected_rows(
             SOURCE_FILE: str(source),
             SOURCE_ROW: original.index.to_numpy(dtype=np.int64),
         }
-    )
-
-
-class _AtomicParquet:
-    """Appends to ``target``'s temporary twin and renames it into place on ``commit``; ``abort`` discards.
-
-    With ``schema=None`` the schema comes from the first frame, and nothing is written (and
-    ``target`` is left alone) if no frame arrives. Write failures (a full disk, a type our output
-    cannot hold) raise ``SinkError``: they are ours to retry or fix, never the input's fault.
-    """
-
-    def __init__(self, target: Location, schema: pa.Schema | None) -> None:
-        self.target = target
-        self.schema = schema
-        self.tmp = target.temporary_sibling()
-        self._writer: pq.ParquetWriter | None = None
-
-    def _open(self, schema: pa.Schema) -> pq.ParquetWriter:
-        self.target.parent.mkdir()
-        return pq.ParquetWriter(self.tmp.path, schema, filesystem=self.tmp.fs)
-
-    def write(self, data: pd.DataFrame | pa.Table) -> None:
-        try:
-            if self._writer is None:
-                if self.schema is None:
-                    inferred = (
-                        data.schema if isinstance(data, pa.Table) else pa.Schema.from_pandas(data, preserve_index=False)
-                    )
-                    self.schema = pa.schema(
-                        [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in inferred]
-                    )
-                self._writer = self._open(self.schema)
-            schema = self.schema
-            if isinstance(data, pd.DataFrame):
-                data = pa.Table.from_pandas(data[schema.names], schema=schema, preserve_index=False)
-            self._writer.write_table(data.replace_schema_metadata(schema.metadata))
-        except (OSError, pa.ArrowException) as exc:
-            raise SinkError(f"cannot write {self.target}: {exc}") from exc
-
-    def commit(self) -> None:
-        try:
-            if self._writer is None and self.schema is not None:
-                self._writer = self._open(self.schema)  # an input with zero rows still gets its (empty) output
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-                self.tmp.move_to(self.target)
-        except (OSError, pa.ArrowException) as exc:
-            raise SinkError(f"cannot write {self.target}: {exc}") from exc
-        finally:
-            self.abort()
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        with contextlib.suppress(OSError):
-            self.tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def _atomic_writer(target: Location, schema: pa.Schema | None) -> Iterator[Callable[[pd.DataFrame | pa.Table], None]]:
-    """Yield a function appending to ``target`` atomically (see ``_AtomicParquet``); commit on success."""
-    sink = _AtomicParquet(target, schema)
-    try:
-        yield sink.write
-        sink.commit()
-    finally:
-        sink.abort()
-
-
-def _quarantine(
-    source: Location, relative: PurePosixPath, output_root: Location, exc: Exception, run_id: str, started: float
-) -> FileResult:
-    """Copy an unscorable input aside with its error; the input itself is left where it was."""
-    target = output_root / QUARANTINE_DIR / relative
-    error = f"{type(exc).__name__}: {exc}"
-    tmp = target.temporary_sibling()
-    source.copy_to(tmp)
-    tmp.move_to(target)
-    report = {
-        "source": str(source),
-        "error": error,
-        "flow_run_id": run_id,
-        "quarantined_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    error_file = target.with_name(target.name + ".error.json")
-    error_file.write_text(json.dumps(report, indent=2))  # whole or not at all, locally and on S3
-    return FileResult(
-        str(source), "quarantined", output=str(target), error=error, seconds=time.perf_counter() - started
     )

@@ -7,7 +7,7 @@ import copy
 import pandas as pd
 import pytest
 
-from flows.batch import run_batch
+from batch import run_batch
 from scoring import Scorer
 from scoring.compare import compare_outputs
 

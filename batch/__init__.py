@@ -1,0 +1,13 @@
+"""The batch engine: score Parquet files into atomic outputs, rejects and quarantine, on a runner.
+
+``engine.score_file`` scores one file; ``runners`` decide where files run (one after another in
+this process, or on Dask) behind one ``Runner`` interface; ``run.score_batch`` resolves the models
+and runs a whole input. Free of Prefect: ``flows.score_batch`` wraps it in a flow, and
+``scorepipe score`` calls it directly.
+"""
+
+from batch.engine import score_file
+from batch.results import BatchSummary, FileResult
+from batch.run import run_batch
+
+__all__ = ["BatchSummary", "FileResult", "run_batch", "score_file"]

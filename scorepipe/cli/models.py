@@ -1,0 +1,170 @@
+"""``scorepipe train`` and ``scorepipe models``: fit, register, inspect, promote and roll back versions."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import joblib
+import pandas as pd
+from rich.table import Table
+
+from scorepipe.render import (
+    console,
+    print_metrics,
+)
+from scoring import QualityGateError, Registry, Settings, synthetic
+from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    if args.data:
+        with console.status(f"reading {args.data}"):
+            frame = pd.read_parquet(args.data)
+        target, bounds, source = args.target, None, str(args.data)
+    else:
+        with console.status(f"generating {args.rows:,} synthetic transactions"):
+            frame = synthetic.generate(args.rows, seed=settings.seed)
+        target, bounds, source = synthetic.TARGET, synthetic.BOUNDS, f"synthetic:{args.rows}:{settings.seed}"
+    features = [c for c in frame.columns if c not in {target, synthetic.ID_COLUMN}] if not args.data else None
+    with console.status(f"training on {len(frame):,} rows"):
+        bundle = train_bundle(
+            frame,
+            target,
+            features=features,
+            bounds=bounds,
+            reference_rows=settings.reference_rows,
+            seed=settings.seed,
+            source=source,
+        )
+    version = registry.register(bundle, note=args.note or f"trained on {source}")
+    print_metrics(version, bundle.metrics)
+    return _gate_and_promote(registry, version, bundle.metrics, settings, promote=not args.no_promote)
+
+
+def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    estimator = joblib.load(args.model)  # the user's own file, loaded at their request
+    reference = pd.read_parquet(args.reference)
+    bundle = bundle_from_estimator(
+        estimator,
+        reference,
+        target=args.target,
+        reference_rows=settings.reference_rows,
+        seed=settings.seed,
+        source=str(args.model),
+    )
+    version = registry.register(bundle, note=args.note or f"registered from {args.model}")
+    print_metrics(version, bundle.metrics)
+    if args.alias:
+        if bundle.metrics:
+            return _gate_and_promote(registry, version, bundle.metrics, settings, promote=True, alias=args.alias)
+        registry.promote(version, args.alias)
+        console.print(f"promoted v{version} to {args.alias} (no target given, so no quality gate)")
+    return 0
+
+
+def _gate_and_promote(
+    registry: Registry, version: int, metrics: dict, settings: Settings, *, promote: bool, alias: str = "champion"
+) -> int:
+    try:
+        check_quality_gate(metrics, settings.min_roc_auc)
+    except QualityGateError as exc:
+        console.print(f"[yellow]v{version} registered but not promoted:[/] {exc}")
+        return 3
+    if promote:
+        previous = registry.promote(version, alias)
+        was = f" (was v{previous})" if previous else ""
+        console.print(f"[green]v{version} passed the quality gate and is now {alias}{was}[/]")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    table = Table(title=f"registry {settings.registry_dir}")
+    for column in ("version", "created", "aliases", "roc_auc", "note"):
+        table.add_column(column)
+    for info in registry.versions():
+        auc = info.metrics.get("roc_auc")
+        table.add_row(
+            f"v{info.version}", info.created_at, ", ".join(info.aliases), f"{auc:.4f}" if auc else "-", info.note
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    loaded = registry.load(args.ref)  # verifies every hash
+    info = registry.info(loaded.version)
+    bundle = loaded.bundle
+    console.print(f"[bold]v{info.version}[/] {', '.join(info.aliases)} created {info.created_at}: {info.note}")
+    console.print(f"estimator {bundle.info.get('estimator')}, classes {bundle.classes}, metrics {bundle.metrics}")
+    table = Table(title="feature schema")
+    for column in ("feature", "kind", "nullable", "bounds", "observed / categories"):
+        table.add_column(column)
+    for f in bundle.schema.features:
+        if f.kind == "numeric":
+            bounds = f"[{_fmt(f.min_value)}, {_fmt(f.max_value)}]"
+            seen = f"{_fmt(f.observed_min)} .. {_fmt(f.observed_max)}"
+        else:
+            bounds = "any" if f.allow_unknown else "known only"
+            seen = ", ".join(f.categories)
+        table.add_row(f.name, f.kind, str(f.nullable), bounds, seen)
+    console.print(table)
+    for name, digest in info.files.items():
+        console.print(f"  sha256 {digest}  {name}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    version = registry.resolve(args.ref)
+    previous = registry.promote(version, args.alias)
+    console.print(f"{args.alias}: v{previous} -> v{version}" if previous else f"{args.alias}: v{version}")
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry(settings.registry_dir)
+    before = registry.resolve(args.alias)
+    after = registry.rollback(args.alias)
+    console.print(f"{args.alias}: v{before} -> v{after} (rolled back)")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this group's commands to the ``scorepipe`` parser."""
+    train = commands.add_parser("train", help="fit, register and (if it passes the gate) promote a model")
+    train.add_argument("--rows", type=int, default=100_000, help="synthetic rows when no --data is given")
+    train.add_argument("--data", type=Path, help="your own Parquet training data")
+    train.add_argument("--target", help="label column of --data")
+    train.add_argument("--note", default="")
+    train.add_argument("--no-promote", action="store_true", help="register only")
+    train.set_defaults(handler=cmd_train)
+
+    models = commands.add_parser("models", help="manage the model registry").add_subparsers(title="models commands")
+    listing = models.add_parser("list", help="registered versions and aliases")
+    listing.set_defaults(handler=cmd_models_list)
+    show = models.add_parser("show", help="one version's schema, metrics and hashes")
+    show.add_argument("ref", nargs="?", default="champion")
+    show.set_defaults(handler=cmd_models_show)
+    promote = models.add_parser("promote", help="point an alias at a version")
+    promote.add_argument("ref")
+    promote.add_argument("--alias", default="champion", choices=["champion", "challenger"])
+    promote.set_defaults(handler=cmd_models_promote)
+    rollback = models.add_parser("rollback", help="point an alias back at its previous version")
+    rollback.add_argument("--alias", default="champion", choices=["champion", "challenger"])
+    rollback.set_defaults(handler=cmd_models_rollback)
+    register = models.add_parser("register", help="register your own fitted sklearn classifier")
+    register.add_argument("model", type=Path, help="a joblib file holding a fitted estimator or pipeline")
+    register.add_argument("--reference", type=Path, required=True, help="training features (Parquet)")
+    register.add_argument("--target", help="label column in --reference, to compute metrics")
+    register.add_argument("--alias", choices=["champion", "challenger"], help="promote after registering")
+    register.add_argument("--note", default="")
+    register.set_defaults(handler=cmd_models_register)

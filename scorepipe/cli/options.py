@@ -1,0 +1,27 @@
+"""Options and settings shared by several command groups."""
+
+from __future__ import annotations
+
+import argparse
+
+from scoring import Settings
+
+DRIFT_EXIT_CODE = 4  # drift detected, or performance degraded: a verdict to act on, not a crash
+
+
+def kafka_options(parser: argparse.ArgumentParser) -> None:
+    """Where the brokers are and which group: every command that talks to Kafka takes these."""
+    parser.add_argument("--bootstrap-servers", help="default: SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092")
+    parser.add_argument("--group", help="consumer group (default: scorepipe)")
+
+
+def stream_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``settings`` with the Kafka options given on the command line, validated like any setting."""
+    updates = {
+        "kafka_bootstrap_servers": getattr(args, "bootstrap_servers", None),
+        "consumer_group": getattr(args, "group", None),
+        "stream_batch_events": getattr(args, "batch_events", None),
+        "stream_batch_ms": getattr(args, "batch_ms", None),
+        "shadow_topic": getattr(args, "shadow_topic", None),
+    }
+    return settings.model_copy(update={k: v for k, v in updates.items() if v is not None})

@@ -1,0 +1,126 @@
+"""``scorepipe kafka``, ``s3``, ``status`` and ``demo``: local servers for development, and the overview."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from scorepipe.cli.options import kafka_options, stream_settings
+from scorepipe.render import (
+    console,
+)
+from scoring import Settings
+
+if TYPE_CHECKING:
+    from scorepipe.s3_server import S3Server
+
+
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.kafka_broker import KafkaBroker, read_identity, read_state, stop_detached
+    from scorepipe.services import port_in_use
+
+    home = settings.home / "kafka"
+    state = read_state(home)
+    if args.action == "up":
+        if state and port_in_use(int(state["port"])):
+            if args.reset:
+                console.print(f"Kafka is up at {state['bootstrap_servers']}: `scorepipe kafka down` before --reset")
+                return 1
+            console.print(f"Kafka already up at {state['bootstrap_servers']} (PID {state['pid']})")
+            return 0
+        kept = bool(read_identity(home)) and not args.reset
+        with console.status("starting Apache Kafka (KRaft, single node)"):
+            broker = KafkaBroker(home, port=args.port, reset=args.reset).start()
+        broker.save_state()
+        console.print(f"Kafka up at {broker.bootstrap_servers} (PID {broker.pid}); log {broker.log_path}")
+        what = "kept from the last run" if kept else "new (formatted now)"
+        console.print(f"data: {broker.data_dir} ({what}; cluster {broker.cluster_id})")
+        console.print(f"export SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
+        return 0
+    if args.action == "down":
+        stopped = stop_detached(home)
+        console.print(f"stopped Kafka PID {stopped['pid']}" if stopped else "no Kafka broker recorded as up")
+        identity = read_identity(home)
+        if identity:
+            console.print(f"data kept in {identity['data_dir']} (`scorepipe kafka up --reset` starts afresh)")
+        return 0
+    identity = read_identity(home)
+    where = f"; data in {identity['data_dir']} (cluster {identity['cluster_id']})" if identity else ""
+    if state and port_in_use(int(state["port"])):
+        console.print(f"up at {state['bootstrap_servers']} (PID {state['pid']}){where}")
+        return 0
+    console.print(f"down{where}")
+    return 1
+
+
+def cmd_s3(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.s3_server import S3Server, read_state, stop_detached
+
+    home = settings.home / "s3"
+    state = read_state(home)
+    if args.action == "down":
+        stopped = stop_detached(home)
+        console.print(f"stopped S3Proxy PID {stopped['pid']}" if stopped else "no S3 server recorded as up")
+        console.print(f"objects kept in {home / 'data'}")
+        return 0
+    if args.action == "status" or state is not None:
+        if state is None:
+            console.print(f"down; objects in {home / 'data'}")
+            return 1
+        server = S3Server(home)  # reads the recorded port and keys; does not start anything
+        console.print(f"up at {state['endpoint']} (PID {state['pid']}); objects in {server.data_dir}")
+        _print_exports(server)
+        return 0
+    with console.status("starting S3Proxy (filesystem backend)"):
+        server = S3Server(home, port=args.port).start()
+    server.save_state()
+    for bucket in args.bucket or []:
+        server.create_bucket(bucket)
+    console.print(
+        f"S3 API up at {server.endpoint} (PID {server.pid}); objects in {server.data_dir}; log {server.log_path}"
+    )
+    _print_exports(server)
+    return 0
+
+
+def _print_exports(server: S3Server) -> None:
+    """The AWS variables for this local server (made-up keys, local only): paste them into a shell."""
+    for name, value in server.client_env().items():
+        console.print(f"export {name}={value}", soft_wrap=True)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.status import print_status
+
+    print_status(stream_settings(args, settings), console)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.demo import run_demo
+
+    return run_demo(settings, console)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this group's commands to the ``scorepipe`` parser."""
+    kafka = commands.add_parser("kafka", help="a local Apache Kafka broker (KRaft) for development")
+    kafka.add_argument("action", choices=["up", "down", "status"])
+    kafka.add_argument("--port", type=int, default=9092, help="listener port on 127.0.0.1 (up)")
+    kafka.add_argument(
+        "--reset", action="store_true", help="up: delete the broker's data (topics, offsets) and format it afresh"
+    )
+    kafka.set_defaults(handler=cmd_kafka)
+
+    s3 = commands.add_parser("s3", help="a local S3 API server (S3Proxy, filesystem backend) for development")
+    s3.add_argument("action", choices=["up", "down", "status"])
+    s3.add_argument("--port", type=int, help="listener port on 127.0.0.1 (up; default: a free port, then kept)")
+    s3.add_argument("--bucket", action="append", help="up: create this bucket (repeatable)")
+    s3.set_defaults(handler=cmd_s3)
+
+    status = commands.add_parser("status", help="registry aliases, consumer group lag, last flow runs")
+    kafka_options(status)
+    status.set_defaults(handler=cmd_status)
+
+    demo = commands.add_parser("demo", help="the whole job end to end on embedded defaults")
+    demo.set_defaults(handler=cmd_demo)

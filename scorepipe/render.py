@@ -1,0 +1,114 @@
+"""Rendering for the terminal: every table and summary line the CLI and the demo print.
+
+Renderers take the typed results (batch, drift, performance summaries) and print them; nothing
+here computes a figure.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from batch.results import BatchSummary
+    from drift.summary import DriftSummary
+    from performance.summary import PerformanceSummary
+
+console = Console()
+
+
+def print_metrics(version: int, metrics: dict) -> None:
+    table = Table(title=f"model v{version}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def print_outcomes(c: dict) -> None:
+    console.print(
+        f"challenger v{c['challenger_version']} vs champion v{c['champion_version']} "
+        f"on {c['rows']:,} labelled rows: "
+        f"ROC AUC {c['challenger_roc_auc']:.4f} vs {c['champion_roc_auc']:.4f}, difference {c['difference']:+.4f} "
+        f"(95% CI {c['ci95_low']:+.4f} .. {c['ci95_high']:+.4f}): {c['better']}",
+        soft_wrap=True,
+    )
+
+
+def progress_bar(label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+
+
+def print_summary(summary: BatchSummary) -> None:
+    """A batch run: one row per file, then the totals and where the results are."""
+    table = Table(title=f"score-batch with model v{summary.model_version}")
+    for column in ("file", "status", "rows", "scored", "rejected", "output / error"):
+        table.add_column(column, overflow="fold")
+    for f in summary.files:
+        name = f.source.rstrip("/").rsplit("/", 1)[-1]
+        table.add_row(name, f.status, str(f.rows), str(f.scored), str(f.rejected), f.error or f.output or "")
+    console.print(table)
+    console.print(
+        f"{summary.rows_scored:,} rows scored, {summary.rows_rejected:,} rejected "
+        f"({summary.count('quarantined')} file(s) quarantined, {summary.count('skipped')} skipped, "
+        f"{summary.count('failed')} failed); results in {summary.output}",
+        soft_wrap=True,
+    )
+
+
+def print_drift(summary: DriftSummary) -> None:
+    table = Table(title=f"drift of {summary.current} against model v{summary.model_version}'s training reference")
+    for column in ("column", "test", "score", "threshold", "drifted"):
+        table.add_column(column)
+    for c in [*summary.features, *summary.predictions]:
+        table.add_row(c.name, c.method, f"{c.score:.4f}", f"{c.threshold:g}", "[red]yes[/]" if c.drifted else "no")
+    console.print(table)
+    colour = "red" if summary.drift_detected else "green"
+    console.print(f"[bold {colour}]{summary.headline()}[/]", soft_wrap=True)
+    console.print(f"report: {summary.html}\nsummary: {summary.json_path}", soft_wrap=True)
+
+
+def print_performance(summary: PerformanceSummary) -> None:
+    table = Table(title=f"model performance on {summary.labelled_rows:,} labelled rows of {summary.scored}")
+    for column in ("model", "rows", "AUC", "train", "prec", "recall", "F1", "logloss", "verdict"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for v in summary.versions:
+        table.add_row(
+            f"v{v.model_version}",
+            f"{v.rows:,}",
+            "-" if v.roc_auc is None else f"{v.roc_auc:.3f}",
+            "-" if v.training_roc_auc is None else f"{v.training_roc_auc:.3f}",
+            f"{v.precision:.2f}",
+            f"{v.recall:.2f}",
+            f"{v.f1:.2f}",
+            f"{v.log_loss:.3f}",
+            "[red]degraded[/]" if v.degraded else "ok",
+        )
+    console.print(table)
+    colour = "red" if summary.degraded else "green"
+    console.print(f"[bold {colour}]{summary.headline()}[/]", soft_wrap=True)
+    for v in summary.versions:
+        for reason in v.reasons:
+            console.print(f"  v{v.model_version}: {reason}", soft_wrap=True)
+    if summary.unknown_label_ids or summary.labels_rejected:
+        console.print(
+            f"labels: {summary.unknown_label_ids:,} ids matched no scored row "
+            f"(e.g. {summary.unknown_label_examples[:3]}); {summary.labels_rejected:,} set aside"
+            + (f" in {summary.rejected_labels_path}" if summary.rejected_labels_path else ""),
+            soft_wrap=True,
+        )
+    if summary.estimated is not None:
+        gap = summary.realized_vs_estimated_roc_auc
+        console.print(
+            f"estimated from probabilities alone (CBPE, {int(summary.estimated['rows']):,} scored rows): ROC AUC "
+            f"{summary.estimated['roc_auc']:.4f}, F1 {summary.estimated['f1']:.3f}"
+            + (f"; realized minus estimated ROC AUC {gap:+.4f}" if gap is not None else ""),
+            soft_wrap=True,
+        )
+    if summary.challenger is not None:
+        print_outcomes(summary.challenger)
+    console.print(f"report: {summary.html}\nsummary: {summary.json_path}", soft_wrap=True)

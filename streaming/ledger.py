@@ -1,0 +1,190 @@
+"""The stream's offset ledger: what may be committed, in order, and where to read again after a failure.
+
+Pure bookkeeping, free of any Kafka client: partitions are any hashable key (kafka-python's
+``TopicPartition`` is one) and a batch's delivery is anything with ``done()``, ``error()`` and
+``wait(timeout)``. The loop feeds it; it answers:
+
+- ``settle()``: the leading batches whose every result was acknowledged (to account and commit,
+  in order), or, at the first batch with a failed send, where each partition must be read again
+  from (that batch and every later one are dropped uncommitted: duplicates, never loss);
+- ``hand_over(revoked)``: before partitions move to another member, the offsets safe to commit
+  for them, and where to re-read from should they come straight back (``returned(assigned)``);
+- ``positions``: the next offset delivered per partition (what a final commit and the lag use).
+
+>>> ledger = OffsetLedger()
+>>> class Acked:
+...     def done(self): return True
+...     def error(self): return None
+...     def wait(self, timeout): pass
+>>> ledger.add(*span([("t", 0, 5), ("t", 0, 6)]), Acked())
+>>> ledger.settle().commit
+{('t', 0): 7}
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Partition = Hashable
+
+
+class Delivery(Protocol):
+    """The acknowledgements of one batch's results."""
+
+    def done(self) -> bool:
+        """Every result acknowledged or failed."""
+
+    def error(self) -> BaseException | None:
+        """The first send error, once done (None if every result was acknowledged)."""
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for ``done()``."""
+
+
+@dataclass
+class InFlight:
+    """One micro-batch whose results were handed to the client; committable once all are acknowledged."""
+
+    first: dict[Partition, int]  # first offset per partition: where to re-read from if a send fails
+    after: dict[Partition, int]  # the offset to commit per partition (last + 1)
+    delivery: Delivery
+    on_delivered: Callable[[], None] = lambda: None  # counts the batch once it is delivered
+
+
+@dataclass
+class Settled:
+    """What ``settle`` found: batches delivered in order, offsets to commit, and a failure if one came next."""
+
+    delivered: list[InFlight] = field(default_factory=list)
+    commit: dict[Partition, int] = field(default_factory=dict)
+    failure: BaseException | None = None
+    rewind: dict[Partition, int] = field(default_factory=dict)  # after a failure: read again from here
+    dropped: int = 0  # batches dropped uncommitted after a failure
+
+
+def span(offsets: Iterable[tuple[str, int, int]]) -> tuple[dict[Partition, int], dict[Partition, int]]:
+    """(first offset, offset to commit) per partition of a batch's ``(topic, partition, offset)`` triples."""
+    first: dict[Partition, int] = {}
+    after: dict[Partition, int] = {}
+    for topic, partition, offset in offsets:
+        key = (topic, partition)
+        if key not in first:
+            first[key] = offset
+        after[key] = offset + 1
+    return first, after
+
+
+class OffsetLedger:
+    """Batches in flight in the order they were sent, and the offsets delivered per partition.
+
+    Thread-safe: the rebalance listener may call ``hand_over`` from the client's IO thread.
+    """
+
+    def __init__(self) -> None:
+        self._in_flight: deque[InFlight] = deque()
+        self._lock = threading.Lock()
+        self._rewind: dict[Partition, int] = {}
+        self._commit_failed = False
+        self.positions: dict[Partition, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._in_flight)
+
+    def oldest(self) -> InFlight | None:
+        with self._lock:
+            return self._in_flight[0] if self._in_flight else None
+
+    def add(
+        self,
+        first: dict[Partition, int],
+        after: dict[Partition, int],
+        delivery: Delivery,
+        on_delivered: Callable[[], None] = lambda: None,
+    ) -> None:
+        with self._lock:
+            self._in_flight.append(InFlight(dict(first), dict(after), delivery, on_delivered))
+
+    def settle(self) -> Settled:
+        """Pop the leading delivered batches; at the first failed one, drop it and every later one."""
+        settled = Settled()
+        with self._lock:
+            while self._in_flight and self._in_flight[0].delivery.done():
+                batch = self._in_flight[0]
+                error = batch.delivery.error()
+                if error is not None:
+                    settled.failure = error
+                    settled.dropped = len(self._in_flight)
+                    settled.rewind = self._drop_all()
+                    break
+                self._in_flight.popleft()
+                settled.delivered.append(batch)
+                settled.commit.update(batch.after)
+            self.positions.update(settled.commit)
+            if settled.commit:
+                self._commit_failed = False
+        return settled
+
+    def drop_unacknowledged(self) -> int:
+        """On stop, after the last wait: forget the batches still in flight (they will be read again)."""
+        with self._lock:
+            dropped = len(self._in_flight)
+            self._in_flight.clear()
+            return dropped
+
+    def commit_failed(self) -> None:
+        """An asynchronous commit was lost: ``commit_due`` asks for the positions to be committed again."""
+        self._commit_failed = True
+
+    def commit_due(self) -> dict[Partition, int]:
+        """The positions to commit again if the last commit was lost and no newer one has been made."""
+        with self._lock:
+            if not self._commit_failed:
+                return {}
+            self._commit_failed = False
+            return dict(self.positions)
+
+    def hand_over(self, revoked: set[Partition], wait_seconds: float) -> dict[Partition, int]:
+        """The offsets safe to commit for ``revoked`` partitions before they move to another member.
+
+        Waits up to ``wait_seconds`` for their batches in flight; only acknowledged leading
+        batches count. Delivered positions are included, since an asynchronous commit of them
+        may have been lost. Undelivered batches leave a rewind point in case a partition returns.
+        """
+        with self._lock:
+            deadline = time.monotonic() + wait_seconds
+            for batch in self._in_flight:
+                if revoked & batch.first.keys():
+                    batch.delivery.wait(max(0.0, deadline - time.monotonic()))
+            offsets = {p: self.positions[p] for p in revoked if p in self.positions}
+            acknowledged = True
+            for batch in self._in_flight:
+                acknowledged = acknowledged and batch.delivery.done() and batch.delivery.error() is None
+                for p in revoked & batch.first.keys():
+                    if acknowledged:
+                        offsets[p] = batch.after[p]
+                    else:
+                        self._rewind.setdefault(p, batch.first[p])
+                    del batch.first[p], batch.after[p]
+            for p in revoked:
+                self.positions.pop(p, None)
+            return offsets
+
+    def returned(self, assigned: set[Partition]) -> dict[Partition, int]:
+        """Where partitions that came straight back after a revocation must be read from again."""
+        with self._lock:
+            seeks = {p: o for p, o in self._rewind.items() if p in assigned}
+            self._rewind.clear()
+            return seeks
+
+    def _drop_all(self) -> dict[Partition, int]:
+        rewind: dict[Partition, int] = {}
+        for batch in self._in_flight:
+            for p, offset in batch.first.items():
+                rewind[p] = min(rewind.get(p, offset), offset)
+        self._in_flight.clear()
+        return rewind
