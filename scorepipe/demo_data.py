@@ -1,8 +1,11 @@
-"""Demo inputs: a training set, and a night of incoming partitions with some bad rows and a corrupt file."""
+"""Demo inputs: a training set, a night of incoming partitions with bad rows and a corrupt file, labels.
+
+Every path may be local or ``s3://bucket/prefix``; each file appears whole or not at all.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import numpy as np
 import pandas as pd
@@ -10,28 +13,41 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scoring import synthetic
+from scoring.storage import Location, as_location
+
+Where = str | os.PathLike[str] | Location
 
 
-def write_dataset(path: Path, rows: int, *, seed: int, drifted: bool = False, with_target: bool = True) -> Path:
+def write_dataset(path: Where, rows: int, *, seed: int, drifted: bool = False, with_target: bool = True) -> Location:
     """Write ``rows`` synthetic transactions to one Parquet file, block by block (flat memory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    path = as_location(path)
+    path.parent.mkdir()
+    tmp = path.temporary_sibling()
     writer = None
     try:
         for block in synthetic.iter_blocks(rows, seed=seed, drifted=drifted, with_target=with_target):
             table = pa.Table.from_pandas(block, preserve_index=False)
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
+                writer = pq.ParquetWriter(tmp.path, table.schema, filesystem=tmp.fs)
             writer.write_table(table)
     finally:
         if writer is not None:
             writer.close()
-    tmp.replace(path)
+    tmp.move_to(path)
+    return path
+
+
+def write_table(table: pa.Table, path: Location) -> Location:
+    """One Parquet file written to a temporary twin and moved into place (local or S3)."""
+    path.parent.mkdir()
+    tmp = path.temporary_sibling()
+    pq.write_table(table, tmp.path, filesystem=tmp.fs)
+    tmp.move_to(path)
     return path
 
 
 def write_incoming(
-    folder: Path,
+    folder: Where,
     *,
     files: int,
     rows_per_file: int,
@@ -39,13 +55,13 @@ def write_incoming(
     drifted: bool = False,
     bad_rows: int = 0,
     corrupt_file: bool = False,
-) -> list[Path]:
+) -> list[Location]:
     """Write a partition of unlabelled transactions, ``bad_rows`` of them spoiled on purpose.
 
     Bad rows cover each row-level rule (negative amount, unknown category, missing value,
     infinity, out-of-range hour); the corrupt file is bytes that are not Parquet at all.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = as_location(folder)
     frame = synthetic.generate(files * rows_per_file, seed=seed, drifted=drifted, with_target=False)
     rng = np.random.default_rng(seed)
     spoilers = [
@@ -61,17 +77,18 @@ def write_incoming(
     paths = []
     for index in range(files):
         part = frame.iloc[index * rows_per_file : (index + 1) * rows_per_file]
-        path = folder / f"part-{index:03d}.parquet"
-        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), path)
-        paths.append(path)
+        paths.append(
+            write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part-{index:03d}.parquet")
+        )
     if corrupt_file:
         path = folder / f"part-{files:03d}.parquet"
+        path.parent.mkdir()
         path.write_bytes(b"PAR1 this upload was cut off half way" + bytes(range(256)))
         paths.append(path)
     return paths
 
 
-def write_labels(path: Path, rows: int, *, seed: int, drifted: bool = False, fraction: float = 1.0) -> Path:
+def write_labels(path: Where, rows: int, *, seed: int, drifted: bool = False, fraction: float = 1.0) -> Location:
     """The true labels of the first ``rows`` generated transactions, as delayed labels arrive.
 
     ``fraction`` of them, chosen with a fixed seed, each with a ``label_time`` some days after now.
@@ -88,8 +105,4 @@ def write_labels(path: Path, rows: int, *, seed: int, drifted: bool = False, fra
             "label_time": now + pd.to_timedelta(delay_days, unit="D"),
         }
     )[keep]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pandas(labels, preserve_index=False), tmp)
-    tmp.replace(path)
-    return path
+    return write_table(pa.Table.from_pandas(labels, preserve_index=False), as_location(path))

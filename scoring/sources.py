@@ -7,7 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from scoring.errors import SourceError
 from scoring.storage import S3, Location, as_location, glob_files
@@ -81,3 +84,13 @@ def existing_folder_or_file(spec: str | os.PathLike[str] | Location, what: str) 
     if not found:
         raise SourceError(f"no {what} at {location}")
     return location
+
+
+def read_parquet(spec: str | os.PathLike[str] | Location) -> pd.DataFrame:
+    """Every row of a Parquet file, folder of partitions or glob (local or ``s3://``) as one frame."""
+    inputs = discover_inputs(spec)
+    try:
+        tables = [pq.read_table(f.path, filesystem=f.fs) for f in inputs.files]
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"cannot read {spec}: {exc}") from exc
+    return pa.concat_tables(tables, promote_options="default").to_pandas()

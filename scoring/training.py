@@ -21,6 +21,8 @@ from scoring.errors import ModelLoadError, QualityGateError, SchemaError
 from scoring.schema import FeatureSchema, learn_schema
 from scoring.validation import validate
 
+MAX_CATEGORIES = 255  # HistGradientBoostingClassifier's limit on a categorical feature's cardinality
+
 
 def default_pipeline(schema: FeatureSchema, *, seed: int = 42) -> Pipeline:
     """Median-impute numerics, ordinal-encode categories, then gradient-boosted trees."""
@@ -81,6 +83,14 @@ def train_bundle(
     schema = learn_schema(frame, names)
     if bounds:
         schema = schema.with_bounds(bounds)
+    too_many = [
+        f"{f.name}: {len(f.categories):,} distinct values; the default pipeline takes at most {MAX_CATEGORIES} "
+        "per categorical column (an id column? leave it out of the features)"
+        for f in schema.features
+        if f.kind == "categorical" and len(f.categories) > MAX_CATEGORIES
+    ]
+    if too_many:
+        raise SchemaError(too_many, where="training data")
     y = frame[target]
     stratify = y if y.value_counts().min() >= 2 else None
     train, test = train_test_split(frame, test_size=0.2, random_state=seed, stratify=stratify)

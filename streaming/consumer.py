@@ -20,28 +20,27 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pandas as pd
-from kafka import ConsumerRebalanceListener, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from threadpoolctl import threadpool_limits
 
 from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
-from scoring import SchemaError, Scorer, Settings, SinkError
+from scoring import Scorer, Settings, SinkError
 from scoring.agreement import Agreement
-from scoring.scorer import CONFIDENCE, PREDICTION, REJECT_REASON
 from scoring.watcher import FixedModel, ModelWatcher
-from streaming.clients import kafka_consumer, kafka_producer
-from streaming.events import EventDecoder
+from streaming.clients import close_producer, stream_consumer, stream_producer
 from streaming.ledger import OffsetLedger, Partition, Settled, span
 from streaming.live_window import SHADOW_DIR, LiveWindow
+from streaming.readiness import StreamReadiness
+from streaming.rebalance import HandOverOnRevoke
 from streaming.shadow import ShadowScorer
 from streaming.sinks import DeadLetterSink, PredictionSink, WindowSink
+from streaming.stats import StreamStats
+from streaming.transform import BatchTransform
 
 log = logging.getLogger("scorepipe.stream")
 ACK_TIMEOUT_S = 60.0  # on stop: the longest wait for the batches in flight
@@ -49,32 +48,8 @@ BACKPRESSURE_WAIT_S = 1.0  # at the in-flight bound: one wait for the oldest bat
 IDLE_POLL_MS = 500  # poll timeout with nothing in flight: joins and rebalances progress inside poll()
 IN_FLIGHT_POLL_MS = 5  # poll timeout while acknowledgements are awaited
 FRESH_POLL_MS = 2  # the extra poll for events that arrived while the last batch was scored
-HANDOVER_WAIT_S = 2.0  # on revocation: the longest wait for acknowledgements (the IO thread is blocked)
-BROKER_CHECK_S = 5.0  # how often end offsets are asked for (consumer lag, broker reachability)
-
-
-@dataclass
-class StreamStats:
-    """Running totals of one consumer process."""
-
-    events: int = 0
-    predictions: int = 0
-    dead_letters: int = 0
-    batches: int = 0
-    commits: int = 0
-    send_failures: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "events": self.events,
-            "predictions": self.predictions,
-            "dead_letters": self.dead_letters,
-            "batches": self.batches,
-            "commits": self.commits,
-            "send_failures": self.send_failures,
-            "seconds": round(time.monotonic() - self.started, 3),
-        }
+UNREACHABLE_LOG_S = 10.0  # while no broker answers: how often that is logged
+STUCK_MARGIN_S = 5.0  # past 1.5 x the delivery timeout and this, a batch with no outcome counts as failed
 
 
 class StreamConsumer:
@@ -108,32 +83,20 @@ class StreamConsumer:
         serving = self.models.current()
         if serving is None:
             raise SinkError(f"no model to score with for {self.models.ref!r}")
-        self._schema = serving.bundle.schema
-        self._decoder = EventDecoder(self._schema)
+        self.transform = BatchTransform(serving.bundle.schema)
         self._same_partitions: dict[str, bool] = {}
-        self._assigned = 0
-        self._broker_checked: float | None = None
-        self._broker_error: str | None = "not checked yet"
-        self._send_error: str | None = None
         self._retry_delay = 0.0
+        self._poll_backoff = 0.0
+        self._unreachable_logged = float("-inf")
+        # The producer fails a result by its delivery timeout; one that says nothing well past it is stuck.
+        self._stuck_after = settings.stream_delivery_timeout_ms / 1000 * 1.5 + STUCK_MARGIN_S
         self.metrics.set_model(self.models.ref, serving.version, small_frame_shortcut=serving.small_frame_shortcut)
         if shadow is not None:
             self.metrics.set_model(shadow.ref, shadow.version)
-        self._add_readiness_checks()
+        self.readiness = StreamReadiness(self.health, settings.kafka_bootstrap_servers, lambda: self.models.version)
         self._client_id = client_id
-        self.consumer = kafka_consumer(
-            settings,
-            group_id=settings.consumer_group,
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.stream_batch_events,
-            fetch_max_wait_ms=min(settings.stream_batch_ms, 500),
-            session_timeout_ms=settings.stream_session_timeout_ms,
-            heartbeat_interval_ms=max(1000, settings.stream_session_timeout_ms // 4),
-            max_poll_interval_ms=300_000,
-        )
-        self.producer = self._new_producer()
+        self.consumer = stream_consumer(settings, client_id)
+        self.producer = stream_producer(settings, client_id)
         self.predictions = PredictionSink(lambda: self.producer, settings.predictions_topic, self._same_partition_count)
         self.dead_letters = DeadLetterSink(lambda: self.producer, settings.dlq_topic)
         self.window = WindowSink(live_window)
@@ -147,7 +110,7 @@ class StreamConsumer:
             if shadow is not None
             else None
         )
-        listener = HandOverOnRevoke(self.ledger, commit=self._commit_async, seek=self._seek)
+        listener = HandOverOnRevoke(self.ledger, commit=self.commit_offsets, seek=self.read_again_from)
         self.consumer.subscribe([settings.features_topic], listener=listener)
         # Micro-batches are small: one OpenMP thread scores them faster than two (no per-tree
         # fork/join) and leaves the other core to the Kafka client's network threads.
@@ -158,17 +121,6 @@ class StreamConsumer:
         """Champion/challenger agreement per version pair, over this process's life."""
         return self._shadow.agreements if self._shadow is not None else {}
 
-    def _new_producer(self) -> KafkaProducer:
-        return kafka_producer(
-            self.settings,
-            client_id=f"{self._client_id}-producer",
-            acks="all",
-            linger_ms=2,
-            batch_size=256 * 1024,
-            delivery_timeout_ms=self.settings.stream_delivery_timeout_ms,
-            request_timeout_ms=min(30_000, self.settings.stream_delivery_timeout_ms - 2),
-        )
-
     def _replace_producer(self) -> None:
         """A new producer after a non-retriable send error.
 
@@ -176,11 +128,11 @@ class StreamConsumer:
         epoch); a new one starts clean, and the dropped batches' leftovers go with the old one.
         After timeouts (broker unreachable) the producer resets itself and is kept.
         """
-        self.producer.close(timeout=0)
+        close_producer(self.producer, timeout=0)
         delay = 0.5
         while True:
             try:
-                self.producer = self._new_producer()
+                self.producer = stream_producer(self.settings, self._client_id)
                 return
             except KafkaError as exc:
                 if self._stopping.is_set():
@@ -210,14 +162,14 @@ class StreamConsumer:
                 self.health.beat()
                 self._hold_back_at_the_bound()
                 records = self._poll()
-                self._assigned = len(self.consumer.assignment())
-                self._check_broker()
+                self.readiness.assigned = len(self.consumer.assignment())
+                self._check_broker()  # every few seconds: reachability, lag, a lost commit
                 if records:
                     self._send_batch(records)
                 delivered = self._settle()
                 if (records or delivered) and on_batch is not None:
                     on_batch(self.stats)
-                if records or not self._assigned:
+                if records or not self.readiness.assigned:
                     idle_since = time.monotonic()  # waiting for partitions is not being idle
                 elif self._idle_for(idle_since, idle_exit_seconds):
                     break
@@ -234,53 +186,20 @@ class StreamConsumer:
         self.window.close()
         if self._shadow is not None:
             self._shadow.close()
-        self.producer.close(timeout=10)
+        if not close_producer(self.producer, timeout=10):
+            log.warning("results still unsent after 10 s were dropped on close: they will be read again")
         self.consumer.close()  # leaves the group, so its partitions move at once
         self._threads.restore_original_limits()
         self.models.stop()
 
-    # -- health ------------------------------------------------------------------------------
-
-    def _add_readiness_checks(self) -> None:
-        self.health.add_check("model", lambda: None if self.models.version is not None else "no model loaded")
-        self.health.add_check(
-            "partitions", lambda: None if self._assigned else "no partitions assigned (joining the group?)"
-        )
-        self.health.add_check("broker", self._broker_reason)
-        self.health.add_check("results", lambda: self._send_error)
-
-    def _broker_reason(self) -> str | None:
-        if self._broker_error is not None:
-            return f"broker {self.settings.kafka_bootstrap_servers}: {self._broker_error}"
-        if self._broker_checked is None or time.monotonic() - self._broker_checked > 3 * BROKER_CHECK_S + 10:
-            return "broker not answered recently"
-        return None
+    # -- the loop ------------------------------------------------------------------------------
 
     def _check_broker(self) -> None:
-        """Every few seconds ask the broker for end offsets: it proves the broker answers and gives the lag."""
-        now = time.monotonic()
-        if self._broker_checked is not None and now - self._broker_checked < BROKER_CHECK_S:
+        if not self.readiness.due():
             return
-        assigned = list(self.consumer.assignment())
-        if not assigned:
-            return
-        try:
-            ends = self.consumer.end_offsets(assigned, timeout_ms=2000)
-        except KafkaError as exc:
-            self._broker_error = f"{type(exc).__name__}: {exc}"
-            self._broker_checked = now
-            return
-        self._broker_error = None
-        self._broker_checked = now
-        self.metrics.lag.clear()  # partitions that moved to another member stop being reported
-        for tp, end in ends.items():
-            done = self.ledger.positions.get(tp)
-            if done is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - done))
-        if due := self.ledger.commit_due():  # the broker answers again: redo a commit that was lost
-            self._commit_async(due)
-
-    # -- the loop ------------------------------------------------------------------------------
+        answered = self.readiness.check_broker(self.consumer, self.ledger.positions, self.metrics)
+        if answered and (due := self.ledger.commit_due()):  # the broker answers again: redo a lost commit
+            self.commit_offsets(due)
 
     def _poll(self) -> list[Any]:
         """Whatever is buffered, at once (a partial batch never waits to fill)."""
@@ -292,13 +211,35 @@ class StreamConsumer:
         else:
             timeout_ms = IN_FLIGHT_POLL_MS  # acknowledgements awaited: look at them again soon
         limit = self.settings.stream_batch_events
-        records = _flatten(self.consumer.poll(timeout_ms=timeout_ms, max_records=limit))
+        records = self._poll_once(timeout_ms, limit)
         if records and len(records) < limit:
             # What a poll returns was fetched while the previous batch was being scored: the client
             # asks for more only once its buffer is empty, i.e. now. One short extra poll takes the
             # events that arrived meanwhile, instead of leaving them a whole cycle for the next batch.
-            records += _flatten(self.consumer.poll(timeout_ms=FRESH_POLL_MS, max_records=limit - len(records)))
+            records += self._poll_once(FRESH_POLL_MS, limit - len(records))
         return records
+
+    def _poll_once(self, timeout_ms: int, limit: int) -> list[Any]:
+        """One poll; a broker that cannot be reached is waited out (with back-off), never a crash.
+
+        kafka-python's ``poll`` raises connection errors from its group coordinator while every
+        broker is down; nothing was fetched then, so nothing is skipped by returning no records.
+        """
+        try:
+            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=limit)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            self.readiness.broker_unreachable(exc)
+            now = time.monotonic()
+            if now - self._unreachable_logged >= UNREACHABLE_LOG_S:
+                log.warning("broker %s unreachable (%s); retrying", self.settings.kafka_bootstrap_servers, exc)
+                self._unreachable_logged = now
+            self._poll_backoff = min(max(0.05, self._poll_backoff * 2), 1.0)
+            self._stopping.wait(self._poll_backoff)
+            return []
+        self._poll_backoff = 0.0
+        return _flatten(polled)
 
     def _hold_back_at_the_bound(self) -> None:
         """Backpressure: pause fetching while ``stream_max_in_flight`` batches await acknowledgement."""
@@ -320,15 +261,15 @@ class StreamConsumer:
 
     def _deliver_leading(self) -> int:
         """Every leading batch whose results were all acknowledged is counted and committed, in order."""
-        settled = self.ledger.settle()
+        settled = self.ledger.settle(stuck_after=self._stuck_after)
         for batch in settled.delivered:
             batch.on_delivered()
         if settled.failure is not None:
             self._recover(settled)
         if settled.commit:
-            self._commit_async(settled.commit)
+            self.commit_offsets(settled.commit)
             self.stats.commits += 1
-            self._send_error = None
+            self.readiness.send_error = None
             self._retry_delay = 0.0
         return len(settled.delivered)
 
@@ -337,14 +278,14 @@ class StreamConsumer:
         error = settled.failure
         if not getattr(error, "retriable", False):
             self._replace_producer()
-        self._seek(settled.rewind)
+        self.read_again_from(settled.rewind)
         self.stats.send_failures += 1
         self.metrics.send_failures.inc()
-        self._send_error = f"results not acknowledged: {type(error).__name__}: {error}"
+        self.readiness.send_error = f"results not acknowledged: {type(error).__name__}: {error}"
         self._retry_delay = min(max(0.5, self._retry_delay * 2), self.settings.stream_retry_max_seconds)
         log.error(
             "%s; %d batch(es) dropped uncommitted, re-reading %s in %.1f s",
-            self._send_error,
+            self.readiness.send_error,
             settled.dropped,
             ", ".join(f"{p[0]}[{p[1]}]@{o}" for p, o in sorted(settled.rewind.items())),
             self._retry_delay,
@@ -390,63 +331,16 @@ class StreamConsumer:
         """Score one batch into the sinks; returns what counts it once it is delivered."""
         scorer = self.models.current()  # one version for the whole batch, swapped only between batches
         assert scorer is not None
-        if scorer.bundle.schema != self._schema:  # a reload passed the compatibility check: same fields
-            self._schema = scorer.bundle.schema
-            self._decoder = EventDecoder(self._schema)
-        decoded = [self._decoder.decode(r.value) for r in records]
-        dead: list[tuple[Any, str, str]] = [
-            (r, d.error, "decode") for r, d in zip(records, decoded, strict=True) if d.error
-        ]
-        good = [(r, d) for r, d in zip(records, decoded, strict=True) if d.error is None]
-        accepted = None
-        if good:
-            frame = pd.DataFrame.from_records([d.features for _, d in good], columns=self._schema.names)
-            scored = self._score(scorer, frame)
-            reasons = scored[REJECT_REASON].to_numpy()
-            valid = pd.isna(reasons)
-            accepted = scored if valid.all() else scored[valid]
-            kept = [g for g, ok in zip(good, valid, strict=True) if ok]
-            self.predictions.add(scorer, kept, accepted)
-            dead += [(r, reason, "validate") for (r, _), reason, ok in zip(good, reasons, valid, strict=True) if not ok]
-            if valid.any():
-                self.window.add(accepted, kept)
-                if self._shadow is not None:
-                    self._shadow.score(scorer, frame[valid], accepted, kept)
-        for record, reason, stage in dead:
+        batch = self.transform(scorer, records)
+        if batch.accepted is not None and len(batch.kept):
+            self.predictions.add(scorer, batch.kept, batch.accepted)
+            self.window.add(batch.accepted, batch.kept)
+            if self._shadow is not None and batch.frame is not None:
+                self._shadow.score(scorer, batch.frame[batch.valid], batch.accepted, batch.kept)
+        for record, reason, stage in batch.dead:
             self.dead_letters.add(record, reason, stage)
             log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-        return lambda: self._account(scorer, records, dead, accepted)
-
-    def _account(self, scorer: Scorer, records: list[Any], dead: list[Any], accepted: Any) -> None:
-        predicted = len(records) - len(dead)
-        self.stats.events += len(records)
-        self.stats.predictions += predicted
-        self.stats.dead_letters += len(dead)
-        self.stats.batches += 1
-        self.metrics.events.labels("predicted").inc(predicted)
-        self.metrics.events.labels("dead_letter").inc(len(dead))
-        for stage in ("decode", "validate"):
-            if n := sum(1 for _, _, s in dead if s == stage):
-                self.metrics.dead_letters.labels(stage).inc(n)
-        if accepted is not None and len(accepted):
-            self.metrics.record_predictions(
-                scorer.version, accepted[PREDICTION].to_numpy(), accepted[CONFIDENCE].to_numpy(dtype=float)
-            )
-            event_ms = np.fromiter((r.timestamp for r in records), dtype=np.int64, count=len(records))
-            self.metrics.record_latencies(np.maximum(time.time() * 1000 - event_ms, 0) / 1000)
-
-    def _score(self, scorer: Scorer, frame: pd.DataFrame) -> pd.DataFrame:
-        try:
-            return scorer.score(frame)
-        except SchemaError:
-            # Decoding makes this rare; score one by one so a bad event cannot take its batch down.
-            parts = []
-            for i in range(len(frame)):
-                try:
-                    parts.append(scorer.score(frame.iloc[i : i + 1]))
-                except SchemaError as exc:
-                    parts.append(frame.iloc[i : i + 1].assign(**{REJECT_REASON: " ".join(exc.problems)}))
-            return pd.concat(parts)
+        return lambda: self.stats.account(batch, self.metrics)
 
     def _same_partition_count(self, topic: str) -> bool:
         """Whether ``topic`` has as many partitions as the input (then results keep their event's partition)."""
@@ -458,7 +352,7 @@ class StreamConsumer:
 
     # -- the client's side of commits and seeks ------------------------------------------------
 
-    def _commit_async(self, offsets: dict[Partition, int]) -> None:
+    def commit_offsets(self, offsets: dict[Partition, int]) -> None:
         """Commit without waiting: a lost commit is redone (``OffsetLedger.commit_due``) or covered by the next."""
         self.consumer.commit_async(_to_commit(offsets), callback=self._committed)
 
@@ -468,7 +362,7 @@ class StreamConsumer:
             self.ledger.commit_failed()
             log.warning("offset commit failed (%s); it is made again", result)
 
-    def _seek(self, offsets: dict[Partition, int]) -> None:
+    def read_again_from(self, offsets: dict[Partition, int]) -> None:
         """Read partitions still assigned to this member again from ``offsets`` (local only)."""
         assigned = self.consumer.assignment()
         for p, offset in offsets.items():
@@ -482,42 +376,6 @@ def _flatten(polled: dict[Any, list[Any]]) -> list[Any]:
 
 def _to_commit(offsets: dict[Partition, int]) -> dict[TopicPartition, OffsetAndMetadata]:
     return {TopicPartition(*p): OffsetAndMetadata(offset, "", -1) for p, offset in offsets.items()}
-
-
-class HandOverOnRevoke(ConsumerRebalanceListener):
-    """Before partitions move to another member, commit what was delivered for them.
-
-    The ledger gives the offsets (after a short wait for the batches in flight); the rest are left
-    to the next owner, which reads them again (duplicates, never loss). kafka-python runs this on
-    its IO thread, where a blocking ``commit()`` is refused, so the commit is sent without waiting:
-    it is queued before the JoinGroup request on the same connection, while this member still owns
-    the partitions. A partition that comes straight back is sought to its first undelivered offset.
-    """
-
-    def __init__(
-        self,
-        ledger: OffsetLedger,
-        *,
-        commit: Callable[[dict[Partition, int]], None],
-        seek: Callable[[dict[Partition, int]], None],
-    ) -> None:
-        self.ledger = ledger
-        self.commit = commit
-        self.seek = seek
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        offsets = self.ledger.hand_over(set(revoked), HANDOVER_WAIT_S)
-        if offsets:
-            self.commit(offsets)
-        log.info(
-            "partitions revoked: %s (committing %s)",
-            sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked),
-            {f"{p[0]}[{p[1]}]": o for p, o in sorted(offsets.items())},
-        )
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.seek(self.ledger.returned(set(assigned)))
-        log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
 
 def score_stream(

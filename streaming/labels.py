@@ -17,7 +17,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,6 +26,7 @@ from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from scoring import Settings
+from scoring.storage import Location, as_location
 from streaming.clients import kafka_consumer
 from streaming.events import EVENT_ID
 
@@ -46,9 +46,16 @@ class LabelStats:
 class LabelSink:
     """Consumes the labels topic into Parquet label files; ``stop()`` flushes, commits and returns."""
 
-    def __init__(self, settings: Settings, out_dir: Path, *, topic: str = "labels", flush_rows: int = 10_000,
-                 flush_seconds: float = 5.0) -> None:  # fmt: skip
-        self.out_dir = Path(out_dir)
+    def __init__(
+        self,
+        settings: Settings,
+        out_dir: str | os.PathLike[str] | Location,
+        *,
+        topic: str = "labels",
+        flush_rows: int = 10_000,
+        flush_seconds: float = 5.0,
+    ) -> None:
+        self.out_dir = as_location(out_dir)
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.stats = LabelStats()
@@ -137,9 +144,10 @@ class LabelSink:
             self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in self._offsets.items()})
             self._offsets = {}
 
-    def _write(self, rows: list[dict[str, Any]], path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
-        os.replace(tmp, path)
+    def _write(self, rows: list[dict[str, Any]], path: Location) -> None:
+        """One file, whole or not at all (a temporary twin moved into place), local or on S3."""
+        path.parent.mkdir()
+        tmp = path.temporary_sibling()
+        pq.write_table(pa.Table.from_pylist(rows), tmp.path, filesystem=tmp.fs)
+        tmp.move_to(path)
         self.stats.files += 1

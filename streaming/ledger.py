@@ -26,11 +26,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-Partition = Hashable
+Partition = tuple[str, int]  # (topic, partition); kafka-python's TopicPartition is one
 
 
 class Delivery(Protocol):
@@ -54,6 +54,13 @@ class InFlight:
     after: dict[Partition, int]  # the offset to commit per partition (last + 1)
     delivery: Delivery
     on_delivered: Callable[[], None] = lambda: None  # counts the batch once it is delivered
+    sent_at: float = field(default_factory=time.monotonic)
+
+
+class DeliveryStuck(Exception):  # noqa: N818 - reads as what happened, like the client's own errors
+    """A batch neither acknowledged nor failed long after its client's own delivery timeout."""
+
+    retriable = False  # the client that lost it is replaced, not trusted again
 
 
 @dataclass
@@ -109,8 +116,13 @@ class OffsetLedger:
         with self._lock:
             self._in_flight.append(InFlight(dict(first), dict(after), delivery, on_delivered))
 
-    def settle(self) -> Settled:
-        """Pop the leading delivered batches; at the first failed one, drop it and every later one."""
+    def settle(self, stuck_after: float | None = None) -> Settled:
+        """Pop the leading delivered batches; at the first failed one, drop it and every later one.
+
+        With ``stuck_after`` (seconds), a leading batch still pending that long after it was sent
+        counts as failed (``DeliveryStuck``): a client that never reports back must not stall the
+        stream forever.
+        """
         settled = Settled()
         with self._lock:
             while self._in_flight and self._in_flight[0].delivery.done():
@@ -124,6 +136,12 @@ class OffsetLedger:
                 self._in_flight.popleft()
                 settled.delivered.append(batch)
                 settled.commit.update(batch.after)
+            oldest = self._in_flight[0] if self._in_flight else None
+            waited = time.monotonic() - oldest.sent_at if oldest is not None else 0.0
+            if settled.failure is None and stuck_after is not None and waited > stuck_after:
+                settled.failure = DeliveryStuck(f"a batch sent {waited:.0f} s ago was neither acknowledged nor failed")
+                settled.dropped = len(self._in_flight)
+                settled.rewind = self._drop_all()
             self.positions.update(settled.commit)
             if settled.commit:
                 self._commit_failed = False

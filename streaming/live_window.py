@@ -52,7 +52,7 @@ class LiveWindow:
 
     def append(self, columns: Mapping[str, Any] | pd.DataFrame) -> None:
         """Buffer one batch: a frame, or a mapping of column name to array or Series (same length)."""
-        names = list(columns)
+        names = [str(name) for name in columns]
         rows = len(columns[names[0]]) if names else 0
         if rows == 0:
             return

@@ -11,7 +11,7 @@ import numpy as np
 from kafka.errors import KafkaError
 
 from scoring import Settings, SinkError, synthetic
-from streaming.clients import kafka_producer
+from streaming.clients import close_producer, kafka_producer
 from streaming.events import EVENT_ID, encode_event, json_safe
 
 # Each kind of malformed event the demo sends, and how it spoils a good one.
@@ -81,6 +81,6 @@ def produce(
     except KafkaError as exc:
         raise SinkError(f"producing to {settings.kafka_bootstrap_servers} failed: {exc}") from exc
     finally:
-        producer.close(timeout=10)
+        close_producer(producer, timeout=10)
     stats.seconds = time.monotonic() - started
     return stats

@@ -225,6 +225,40 @@ def test_the_nightly_report_flows_run_on_s3_inputs_and_outputs(
     assert missing.is_failed() and f"no scored data at {s3_bucket}/nothing-here" in missing.message
 
 
+@pytest.mark.integration
+def test_every_path_argument_of_the_cli_takes_s3(s3_bucket, tmp_path, monkeypatch, capsys):
+    """data, train, models register and score with every file and folder on S3 (no `s3:/` folding)."""
+    import io
+
+    import joblib
+
+    from scorepipe.cli import main
+    from scoring import Registry, synthetic
+
+    monkeypatch.setenv("SCOREPIPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SCOREPIPE_REGISTRY", f"{s3_bucket}/registry")
+    train = f"{s3_bucket}/train/train.parquet"
+    assert main(["data", "generate", "--out", train, "--rows", "4000"]) == 0
+    assert main(["train", "--data", train, "--target", synthetic.TARGET]) == 0
+    registry = Registry(f"{s3_bucket}/registry")
+    assert registry.resolve("champion") == 1
+    model = registry.load("champion").bundle.pipeline
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    Location(f"{s3_bucket}/models/mine.joblib").write_bytes(buffer.getvalue())
+    code = main(["models", "register", f"{s3_bucket}/models/mine.joblib", "--reference", train,
+                 "--target", synthetic.TARGET, "--alias", "challenger"])  # fmt: skip
+    assert code == 0 and registry.resolve("challenger") == 2
+    assert main(["data", "incoming", "--out", f"{s3_bucket}/incoming", "--rows", "500", "--files", "2"]) == 0
+    assert main(["score", f"{s3_bucket}/incoming", f"{s3_bucket}/scored", "--shadow", "challenger"]) == 0
+    scored = [f for f in Location(f"{s3_bucket}/scored").files() if f.name.endswith(".parquet")]
+    assert len(scored) == 4  # two champion outputs and the challenger's two under _shadow/
+    labels = f"{s3_bucket}/labels/l.parquet"
+    assert main(["data", "labels", "--out", labels, "--rows", "1000", "--seed", "7"]) == 0
+    assert Location(labels).is_file()
+    capsys.readouterr()
+
+
 def test_cli_starts_a_local_s3_server_scores_into_it_and_stops_it(tmp_path, monkeypatch, make_registry, capsys):
     """`scorepipe s3 up --bucket` prints the AWS variables; with them, `scorepipe score` writes to S3."""
     from scorepipe.cli import main

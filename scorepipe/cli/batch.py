@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.table import Table
 
+from scorepipe.cli.options import label_options
 from scorepipe.render import (
     console,
     print_outcomes,
@@ -116,6 +117,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--shadow", help="the challenger's outputs (default: the _shadow/ twin)")
     compare.add_argument("--out", help="JSON summary (default: SCOREPIPE_HOME/reports/compare-NAME.json)")
     compare.add_argument("--labels", help="label Parquet: also judge both on outcomes (ROC AUC, bootstrap 95%% CI)")
-    compare.add_argument("--id-column", help="id to join labels on (default: event_id or transaction_id)")
-    compare.add_argument("--label-column", default="label")
+    label_options(compare)
     compare.set_defaults(handler=cmd_compare)

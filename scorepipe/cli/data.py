@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from pathlib import Path
 
 from scorepipe.demo_data import write_dataset, write_incoming
 from scorepipe.render import (
     console,
 )
 from scoring import Settings
+from scoring.storage import Location
 
 
 def cmd_data_generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -20,7 +20,7 @@ def cmd_data_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_data_incoming(args: argparse.Namespace, settings: Settings) -> int:
-    folder = args.out / f"date={args.date}"
+    folder = Location(args.out) / f"date={args.date}"
     paths = write_incoming(
         folder,
         files=args.files,
@@ -49,13 +49,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser("data", help="generate synthetic data").add_subparsers(title="data commands")
     generate = data.add_parser("generate", help="a labelled training set (or drifted / unlabelled data)")
     generate.add_argument("--rows", type=int, default=100_000)
-    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--out", required=True, help="a Parquet file (local or s3://bucket/key)")
     generate.add_argument("--seed", type=int, default=42)
     generate.add_argument("--drifted", action="store_true", help="shift amounts, channels, distances")
     generate.add_argument("--no-target", action="store_true", help="leave out the is_fraud label")
     generate.set_defaults(handler=cmd_data_generate)
     incoming = data.add_parser("incoming", help="a date partition of unlabelled Parquet files to score")
-    incoming.add_argument("--out", type=Path, default=Path("data/incoming"))
+    incoming.add_argument("--out", default="data/incoming", help="a folder (local or s3://bucket/prefix)")
     incoming.add_argument("--date", default=datetime.now(UTC).date().isoformat())
     incoming.add_argument("--files", type=int, default=4)
     incoming.add_argument("--rows", type=int, default=25_000, help="rows per file")
@@ -67,7 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     labels = data.add_parser(
         "labels", help="the delayed true labels of generated transactions (the generator knows them)"
     )
-    labels.add_argument("--out", type=Path, required=True, help="a Parquet file: transaction_id, label, label_time")
+    labels.add_argument("--out", required=True, help="a Parquet file: transaction_id, label, label_time (or s3://)")
     labels.add_argument(
         "--rows", type=int, default=100_000, help="as many rows as `data incoming` wrote (files x rows)"
     )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import io
 
 import joblib
-import pandas as pd
 from rich.table import Table
 
 from scorepipe.render import (
@@ -14,6 +13,8 @@ from scorepipe.render import (
     print_metrics,
 )
 from scoring import QualityGateError, Registry, Settings, synthetic
+from scoring.sources import read_parquet
+from scoring.storage import Location
 from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
 
 
@@ -21,13 +22,13 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     registry = Registry(settings.registry_dir)
     if args.data:
         with console.status(f"reading {args.data}"):
-            frame = pd.read_parquet(args.data)
+            frame = read_parquet(args.data)
         target, bounds, source = args.target, None, str(args.data)
     else:
         with console.status(f"generating {args.rows:,} synthetic transactions"):
             frame = synthetic.generate(args.rows, seed=settings.seed)
         target, bounds, source = synthetic.TARGET, synthetic.BOUNDS, f"synthetic:{args.rows}:{settings.seed}"
-    features = [c for c in frame.columns if c not in {target, synthetic.ID_COLUMN}] if not args.data else None
+    features = [c for c in frame.columns if c not in {target, *args.ignore}]
     with console.status(f"training on {len(frame):,} rows"):
         bundle = train_bundle(
             frame,
@@ -45,8 +46,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
     registry = Registry(settings.registry_dir)
-    estimator = joblib.load(args.model)  # the user's own file, loaded at their request
-    reference = pd.read_parquet(args.reference)
+    estimator = joblib.load(io.BytesIO(Location(args.model).read_bytes()))  # the user's own file, at their request
+    reference = read_parquet(args.reference)
     bundle = bundle_from_estimator(
         estimator,
         reference,
@@ -142,8 +143,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add this group's commands to the ``scorepipe`` parser."""
     train = commands.add_parser("train", help="fit, register and (if it passes the gate) promote a model")
     train.add_argument("--rows", type=int, default=100_000, help="synthetic rows when no --data is given")
-    train.add_argument("--data", type=Path, help="your own Parquet training data")
+    train.add_argument("--data", help="your own Parquet training data (a file, folder or glob; local or s3://)")
     train.add_argument("--target", help="label column of --data")
+    train.add_argument(
+        "--ignore",
+        action="append",
+        default=[synthetic.ID_COLUMN],
+        help=f"a column of --data that is not a feature (repeatable; default: {synthetic.ID_COLUMN})",
+    )
     train.add_argument("--note", default="")
     train.add_argument("--no-promote", action="store_true", help="register only")
     train.set_defaults(handler=cmd_train)
@@ -162,8 +169,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     rollback.add_argument("--alias", default="champion", choices=["champion", "challenger"])
     rollback.set_defaults(handler=cmd_models_rollback)
     register = models.add_parser("register", help="register your own fitted sklearn classifier")
-    register.add_argument("model", type=Path, help="a joblib file holding a fitted estimator or pipeline")
-    register.add_argument("--reference", type=Path, required=True, help="training features (Parquet)")
+    register.add_argument("model", help="a joblib file holding a fitted estimator or pipeline (local or s3://)")
+    register.add_argument("--reference", required=True, help="training features (Parquet; local or s3://)")
     register.add_argument("--target", help="label column in --reference, to compute metrics")
     register.add_argument("--alias", choices=["champion", "challenger"], help="promote after registering")
     register.add_argument("--note", default="")

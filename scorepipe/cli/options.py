@@ -15,6 +15,12 @@ def kafka_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group", help="consumer group (default: scorepipe)")
 
 
+def label_options(parser: argparse.ArgumentParser) -> None:
+    """How delayed labels join scored rows: every command that reads label files takes these."""
+    parser.add_argument("--id-column", help="id to join labels on (default: event_id or transaction_id)")
+    parser.add_argument("--label-column", default="label")
+
+
 def stream_settings(args: argparse.Namespace, settings: Settings) -> Settings:
     """``settings`` with the Kafka options given on the command line, validated like any setting."""
     updates = {

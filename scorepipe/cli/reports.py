@@ -6,7 +6,7 @@ import argparse
 from datetime import UTC, datetime, timedelta
 
 from monitoring.push import push_run_figures
-from scorepipe.cli.options import DRIFT_EXIT_CODE
+from scorepipe.cli.options import DRIFT_EXIT_CODE, label_options
 from scorepipe.render import (
     console,
     print_drift,
@@ -69,8 +69,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     performance = commands.add_parser("performance", help="model quality on scored rows whose labels arrived")
     performance.add_argument("--scored", required=True, help="scored Parquet: batch outputs or a live window")
     performance.add_argument("--labels", required=True, help="label Parquet: a file, folder or glob")
-    performance.add_argument("--id-column", help="id to join on (default: event_id or transaction_id)")
-    performance.add_argument("--label-column", default="label")
+    label_options(performance)
     performance.add_argument("--since", help="only rows scored since: ISO time or 30m / 6h / 7d")
     performance.add_argument("--out", help="output folder or s3://bucket/prefix (default: SCOREPIPE_HOME/reports)")
     performance.add_argument("--name", help="report name: performance-NAME.html/.json (default: the scored folder's)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from scorepipe.cli.options import kafka_options, stream_settings
 from scorepipe.render import (
@@ -11,6 +10,7 @@ from scorepipe.render import (
     progress_bar,
 )
 from scoring import Settings
+from scoring.storage import Location
 from scoring.watcher import watch_models
 
 
@@ -98,7 +98,7 @@ def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
     stats = sink.run(idle_exit_seconds=args.exit_when_idle)
     console.print(
         f"{stats.labels:,} labels in {stats.files} file(s) under {args.out}; {stats.rejected:,} messages set aside "
-        f"in {args.out / '_rejected'}",
+        f"in {Location(args.out) / '_rejected'}",
         soft_wrap=True,
     )
     return 0
@@ -132,6 +132,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     label_sink = commands.add_parser("labels", help="append delayed labels from a Kafka topic to label files")
     kafka_options(label_sink)
     label_sink.add_argument("--topic", default="labels", help='JSON {"event_id": ..., "label": ...} messages')
-    label_sink.add_argument("--out", type=Path, default=Path("data/labels/stream"))
+    label_sink.add_argument("--out", default="data/labels/stream", help="a folder (local or s3://bucket/prefix)")
     label_sink.add_argument("--exit-when-idle", type=float, help="stop after this many seconds without messages")
     label_sink.set_defaults(handler=cmd_labels)

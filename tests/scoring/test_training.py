@@ -74,3 +74,10 @@ def test_synthetic_data_is_deterministic_prefix_stable_and_drift_differs():
     clean = synthetic.generate(5000, seed=5)
     assert drifted["amount"].median() > 1.5 * clean["amount"].median()
     assert (drifted["channel"] == "online").mean() > (clean["channel"] == "online").mean() + 0.2
+
+
+def test_an_id_column_left_among_the_features_is_named_before_training():
+    frame = synthetic.generate(1_000, seed=3)
+    with pytest.raises(SchemaError, match=r"transaction_id: 1,000 distinct values; .* at most 255") as refused:
+        train_bundle(frame, synthetic.TARGET)  # every column but the target, the id included
+    assert refused.value.where == "training data"

@@ -117,9 +117,14 @@ def test_the_broker_keeps_its_data_and_a_running_stream_rides_through_its_restar
         assert count_messages(settings, settings.features_topic) == 3000  # the events are still there
 
         produce(settings, count=1000, seed=84)
-        wait_for(everything_committed(settings), timeout=120, what="every event committed")
+        try:
+            wait_for(everything_committed(settings), timeout=120, what="every event committed")
+        except AssertionError as exc:
+            stream.send_signal(signal.SIGTERM)
+            output = stream.communicate(timeout=90)[0]
+            pytest.fail(f"{exc}; committed {committed_offsets(settings, settings.features_topic)}:\n{output[-6000:]}")
     finally:
-        if stream is not None:
+        if stream is not None and stream.poll() is None:
             stream.send_signal(signal.SIGTERM)
             output, _ = stream.communicate(timeout=90)
         broker.stop()

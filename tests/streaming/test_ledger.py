@@ -110,3 +110,17 @@ def test_partitions_are_any_hashable_key_so_a_client_library_s_own_type_works():
     batch(ledger, (P0, 4)).acked = True
     ledger.settle()
     assert ledger.hand_over({TopicPartition("features", 0)}, wait_seconds=0) == {P0: 5}
+
+
+def test_a_batch_with_no_outcome_long_after_sending_counts_as_failed():
+    from streaming.ledger import DeliveryStuck
+
+    ledger = OffsetLedger()
+    silent = batch(ledger, (P0, 0), (P1, 3))
+    later = batch(ledger, (P0, 1))
+    assert ledger.settle(stuck_after=60).failure is None  # not yet
+    ledger.oldest().sent_at -= 61
+    settled = ledger.settle(stuck_after=60)
+    assert isinstance(settled.failure, DeliveryStuck) and not DeliveryStuck.retriable
+    assert settled.rewind == {P0: 0, P1: 3} and settled.dropped == 2 and len(ledger) == 0
+    assert not silent.done() and not later.done()

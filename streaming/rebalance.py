@@ -1,0 +1,50 @@
+"""Rebalances: before partitions move to another member, commit what was delivered for them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kafka import ConsumerRebalanceListener
+
+from streaming.ledger import OffsetLedger, Partition
+
+log = logging.getLogger("scorepipe.stream")
+HANDOVER_WAIT_S = 2.0  # on revocation: the longest wait for acknowledgements (the IO thread is blocked)
+
+
+class HandOverOnRevoke(ConsumerRebalanceListener):
+    """Before partitions move to another member, commit what was delivered for them.
+
+    The ledger gives the offsets (after a short wait for the batches in flight); the rest are left
+    to the next owner, which reads them again (duplicates, never loss). kafka-python runs this on
+    its IO thread, where a blocking ``commit()`` is refused, so the commit is sent without waiting:
+    it is queued before the JoinGroup request on the same connection, while this member still owns
+    the partitions. A partition that comes straight back is sought to its first undelivered offset.
+    """
+
+    def __init__(
+        self,
+        ledger: OffsetLedger,
+        *,
+        commit: Callable[[dict[Partition, int]], None],
+        seek: Callable[[dict[Partition, int]], None],
+    ) -> None:
+        self.ledger = ledger
+        self.commit = commit
+        self.seek = seek
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        offsets = self.ledger.hand_over(set(revoked), HANDOVER_WAIT_S)
+        if offsets:
+            self.commit(offsets)
+        log.info(
+            "partitions revoked: %s (committing %s)",
+            sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked),
+            {f"{p[0]}[{p[1]}]": o for p, o in sorted(offsets.items())},
+        )
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.seek(self.ledger.returned(set(assigned)))
+        log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
