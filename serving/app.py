@@ -203,7 +203,7 @@ def app_from_env() -> FastAPI:
     import os
 
     settings = Settings()
-    app, _ = build_app(settings, os.environ.get("SCOREPIPE_SERVE_MODEL", "champion"))
+    app, _ = build_app(settings, os.environ.get("SCOREPIPE_SERVE_MODEL", "champion"))  # see serving.server
     return app
 
 

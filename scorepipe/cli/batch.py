@@ -9,12 +9,7 @@ import pyarrow.parquet as pq
 from rich.table import Table
 
 from scorepipe.cli.options import label_options
-from scorepipe.render import (
-    console,
-    print_outcomes,
-    print_summary,
-    progress_bar,
-)
+from scorepipe.render import console, print_outcomes, print_summary, progress_bar
 from scoring import Settings
 from scoring.storage import Location
 

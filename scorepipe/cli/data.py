@@ -6,9 +6,7 @@ import argparse
 from datetime import UTC, datetime
 
 from scorepipe.demo_data import write_dataset, write_incoming
-from scorepipe.render import (
-    console,
-)
+from scorepipe.render import console
 from scoring import Settings
 from scoring.storage import Location
 

@@ -8,10 +8,7 @@ import io
 import joblib
 from rich.table import Table
 
-from scorepipe.render import (
-    console,
-    print_metrics,
-)
+from scorepipe.render import console, print_metrics
 from scoring import QualityGateError, Registry, Settings, synthetic
 from scoring.sources import read_parquet
 from scoring.storage import Location

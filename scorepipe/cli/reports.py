@@ -7,11 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from monitoring.push import push_run_figures
 from scorepipe.cli.options import DRIFT_EXIT_CODE, label_options
-from scorepipe.render import (
-    console,
-    print_drift,
-    print_performance,
-)
+from scorepipe.render import console, print_drift, print_performance
 from scoring import Settings
 
 

@@ -6,9 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from scorepipe.cli.options import kafka_options, stream_settings
-from scorepipe.render import (
-    console,
-)
+from scorepipe.render import console
 from scoring import Settings
 
 if TYPE_CHECKING:

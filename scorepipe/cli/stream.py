@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 
 from scorepipe.cli.options import kafka_options, stream_settings
-from scorepipe.render import (
-    console,
-    progress_bar,
-)
+from scorepipe.render import console, progress_bar
 from scoring import Settings
 from scoring.storage import Location
 from scoring.watcher import watch_models
