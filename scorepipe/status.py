@@ -70,7 +70,7 @@ def group_lag(settings: Settings) -> dict[str, Any]:
         offset = done.offset if done is not None and done.offset >= 0 else None
         rows.append({"partition": tp.partition, "end": ends[tp], "committed": offset,
                      "lag": ends[tp] - (offset or 0)})  # fmt: skip
-    return {"state": described.get("state"), "members": len(described.get("members") or []), "partitions": rows}
+    return {"state": described.get("group_state"), "members": len(described.get("members") or []), "partitions": rows}
 
 
 def lag_table(settings: Settings) -> Table | str:

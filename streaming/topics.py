@@ -89,7 +89,7 @@ def assigned_partitions(settings: Settings, group: str | None = None) -> set[int
         raise
     finally:
         admin.close()
-    if described.get("state") != "Stable":
+    if described.get("group_state") != "Stable":
         return set()
     return {
         p

@@ -145,6 +145,8 @@ def test_status_shows_aliases_and_the_groups_lag(stream_settings, monkeypatch, c
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     assert "champion v1" in out and settings.consumer_group in out
+    flat = " ".join(out.split())  # the table title wraps at the console's width
+    assert f"group {settings.consumer_group} (Empty, 0 member(s))" in flat  # the consumer left the group
     assert "PREFECT_API_URL is not set" in out
     lags = [int(line.split("│")[-2].replace(",", "")) for line in out.splitlines() if line.count("│") == 5]
     assert sum(lags) == 40

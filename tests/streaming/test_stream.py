@@ -18,7 +18,7 @@ from streaming.clients import kafka_admin
 from streaming.consumer import score_stream
 from streaming.events import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
 from streaming.producer import events, produce
-from streaming.topics import count_messages, ensure_topics, read_topic
+from streaming.topics import assigned_partitions, count_messages, ensure_topics, read_topic
 from tests.helpers import (
     committed_at_least,
     committed_total,
@@ -140,6 +140,7 @@ def test_two_consumers_in_a_group_share_the_partitions(stream_settings):
         assigned = assignments()
         admin.close()
         assert assigned[0].isdisjoint(assigned[1]) and assigned[0] | assigned[1] == {0, 1, 2, 3}
+        assert assigned_partitions(settings) == {0, 1, 2, 3}  # the helper benchmarks wait on
         produce(settings, count=3000, seed=41)
         wait_for(everything_committed(settings), timeout=90, what="every event committed")
     finally:
