@@ -8,9 +8,11 @@ Measured in one run, over the same events on the same broker:
 - latency from produce to prediction (p50, p99) at a fixed rate, with `scorepipe stream` running
   as its own process;
 - the cost of operating it live: the consumer following `champion` with its watcher (reload check)
-  against a pinned model, and with a shadow challenger scored and published against without.
+  against a pinned model, and with a shadow challenger scored and published against without;
+- exactly-once against at-least-once: throughput (alternated runs over the same events) and
+  produce-to-prediction latency at the same rate, results read as read_committed in both.
 
-Usage: .venv/bin/python bench/stream.py [--events 100000] [--rate 2000] [--seconds 15]
+Usage: .venv/bin/python bench/stream.py [--events 100000] [--rate 2000] [--seconds 15] [--only-exactly-once]
 Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts the project's local broker.
 """
 
@@ -181,7 +183,7 @@ def latency(settings: Settings, rate: float, seconds: float) -> dict:
     stream = subprocess.Popen(
         [sys.executable, "-m", "scorepipe.cli", "stream"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    reader = kafka_consumer(settings)
+    reader = kafka_consumer(settings, isolation_level="read_committed")  # what an exactly-once reader must use
     partitions = [TopicPartition(settings.predictions_topic, p) for p in range(settings.topic_partitions)]
     reader.assign(partitions)
     reader.seek_to_end()
@@ -223,6 +225,40 @@ def latency(settings: Settings, rate: float, seconds: float) -> dict:
     }
 
 
+def exactly_once(fresh, scorer: Scorer, bootstrap: str, events: int, repeats: int, rate: float, seconds: float) -> dict:
+    """At-least-once and exactly-once over the same events, alternated; then latency of each at ``rate``."""
+    alo, eos = [], []
+    for _ in range(repeats):
+        alo.append(scorepipe_consumer(fresh("alo"), scorer, events))
+        eos.append(
+            scorepipe_consumer(fresh("eos").model_copy(update={"stream_guarantee": "exactly-once"}), scorer, events)
+        )
+    lat_alo = latency(settings_for(bootstrap, "latency-alo"), rate, seconds)
+    lat_eos = latency(settings_for(bootstrap, "latency-eos", stream_guarantee="exactly-once"), rate, seconds)
+    return {
+        "events": events,
+        "at_least_once_events_per_s": round(max(alo)),
+        "exactly_once_events_per_s": round(max(eos)),
+        "ratio": round(max(eos) / max(alo), 3),
+        "runs": {"at_least_once": [round(x) for x in alo], "exactly_once": [round(x) for x in eos]},
+        "latency": {"rate": rate, "at_least_once": lat_alo, "exactly_once": lat_eos},
+    }
+
+
+def print_exactly_once(figures: dict) -> None:
+    lat = figures["latency"]
+    print(f"at-least-once stream consumer:                      {figures['at_least_once_events_per_s']:>8,} events/s")
+    print(f"exactly-once stream consumer:                       {figures['exactly_once_events_per_s']:>8,} events/s")
+    print(f"  ratio to at-least-once:                           {figures['ratio']:>8} (target >= 0.85)")
+    for name in ("at_least_once", "exactly_once"):
+        f = lat[name]
+        print(
+            f"  latency at {lat['rate']:,.0f} events/s, {name.replace('_', '-')}: "
+            f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms"
+        )
+    print(json.dumps({"exactly_once": figures}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
@@ -235,6 +271,9 @@ def main() -> None:
     parser.add_argument("--operate-repeats", type=int, default=3)
     parser.add_argument("--only-operate", action="store_true", help="run only the hot reload / shadow comparison")
     parser.add_argument("--skip-operate", action="store_true", help="skip the hot reload / shadow comparison")
+    parser.add_argument("--only-exactly-once", action="store_true", help="run only exactly-once vs at-least-once")
+    parser.add_argument("--skip-exactly-once", action="store_true", help="skip exactly-once vs at-least-once")
+    parser.add_argument("--eos-events", type=int, default=50_000, help="events per run of the exactly-once runs")
     parser.add_argument(
         "--only-latency", type=float, metavar="HALF_RATE", help="only the two latency runs, this as the half rate"
     )
@@ -261,6 +300,12 @@ def main() -> None:
                 }
             )
 
+        if args.only_exactly_once:
+            eos = exactly_once(
+                fresh, scorer, bootstrap, min(args.eos_events, args.events), args.repeats, args.rate, args.seconds
+            )
+            print_exactly_once(eos)
+            return
         if args.only_latency:
             lat = latency(settings_for(bootstrap, "latency"), args.rate, args.seconds)
             lat_half = latency(settings_for(bootstrap, "latency-half"), args.only_latency, args.seconds)
@@ -284,6 +329,11 @@ def main() -> None:
         lat = latency(settings_for(bootstrap, "latency"), args.rate, args.seconds)
         half_rate = round(ours_eps / 2, -2)
         lat_half = latency(settings_for(bootstrap, "latency-half"), half_rate, args.seconds)
+        eos = None
+        if not args.skip_exactly_once:
+            eos = exactly_once(
+                fresh, scorer, bootstrap, min(args.eos_events, args.events), args.repeats, args.rate, args.seconds
+            )
     finally:
         if broker is not None:
             broker.stop()
@@ -299,6 +349,7 @@ def main() -> None:
         "latency_at_rate": {"rate": args.rate, **lat},
         "latency_at_half_saturation": {"rate": half_rate, **lat_half},
         "operate": ops,
+        "exactly_once": eos,
     }
     print(f"passthrough (consume + produce + commit, no model): {results['passthrough_events_per_s']:>8,} events/s")
     print(f"scorepipe stream consumer:                          {results['scorepipe_events_per_s']:>8,} events/s")
@@ -308,6 +359,8 @@ def main() -> None:
     print_latency(args.rate, lat, half_rate, lat_half)
     if ops is not None:
         print_operate(ops)
+    if eos is not None:
+        print_exactly_once(eos)
     print(json.dumps(results))
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 from scorepipe.services import (
     ManagedProcess,
@@ -32,6 +34,11 @@ REPO = HERE.parent
 POM = HERE / "kafka" / "pom.xml"
 LIBS = REPO / ".cache" / "kafka" / "libs"
 IDENTITY_FILE = "identity.json"
+CREDENTIALS_FILE = "credentials.json"  # the secured broker's generated passwords (owner-only)
+ADMIN_USER = "admin"  # super user over SASL_SSL
+CLIENT_USER = "scorepipe"  # the client properties file's user: every topic, group and transactional id
+MTLS_USER = "scorepipe-mtls"  # the client certificate's common name, mapped to User:scorepipe-mtls
+SCRAM = "SCRAM-SHA-512"
 
 LOG4J = """\
 status = warn
@@ -55,7 +62,16 @@ class KafkaBroker(ManagedProcess):
     """One KRaft node (broker and controller) with its data, cluster id and ports under ``home``."""
 
     def __init__(
-        self, home: Path, *, port: int | None = None, partitions: int = 4, heap: str = "512m", reset: bool = False
+        self,
+        home: Path,
+        *,
+        port: int | None = None,
+        partitions: int = 4,
+        heap: str = "512m",
+        reset: bool = False,
+        secure: bool = False,
+        tls_hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+        unsecured_oauth: bool = False,
     ):
         self.home = home
         self.reset = reset
@@ -64,6 +80,13 @@ class KafkaBroker(ManagedProcess):
         self.port = port or known.get("port") or free_port()
         self.controller_port = known.get("controller_port") or free_port()
         self.partitions = partitions
+        self.secure = secure or bool(known.get("secure"))
+        self.tls_hosts = tls_hosts
+        # OAUTHBEARER with Kafka's unsecured validator: unsigned tokens, whose ``sub`` is the user.
+        # For testing token providers only; anyone can claim any name with it.
+        self.unsecured_oauth = unsecured_oauth
+        self.sasl_port: int | None = known.get("sasl_port") or (free_port() if self.secure else None)
+        self.mtls_port: int | None = known.get("mtls_port") or (free_port() if self.secure else None)
         classpath = f"{ensure_jars()}/*"
         java = [
             "java",
@@ -87,17 +110,113 @@ class KafkaBroker(ManagedProcess):
         return f"127.0.0.1:{self.port}"
 
     @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The SASL_SSL (SCRAM-SHA-512) listener of a secured broker."""
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def mtls_bootstrap_servers(self) -> str:
+        """The mutual-TLS listener of a secured broker (a client certificate is required)."""
+        return f"127.0.0.1:{self.mtls_port}"
+
+    @property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def client_properties(self) -> Path:
+        """A client properties file for the SASL_SSL listener (what ``--kafka-config`` takes)."""
+        return self.home / "client.properties"
+
+    @property
+    def mtls_properties(self) -> Path:
+        """A client properties file for the mutual-TLS listener."""
+        return self.home / "client-mtls.properties"
+
+    def password(self, user: str) -> str:
+        """The generated password of a user made at format time (``admin`` or ``scorepipe``)."""
+        return str(_credentials(self.home)[user])
+
+    def sasl_settings(self, user: str = CLIENT_USER, password: str | None = None, **overrides: Any) -> Any:
+        """Settings for ``user`` on the SASL_SSL listener, trusting the test CA."""
+        from scoring import Settings
+
+        values: dict[str, Any] = {
+            "kafka_bootstrap_servers": self.sasl_bootstrap_servers,
+            "kafka_security_protocol": "SASL_SSL",
+            "kafka_sasl_mechanism": SCRAM,
+            "kafka_sasl_username": user,
+            "kafka_sasl_password": password if password is not None else self.password(user),
+            "kafka_ssl_cafile": self.ca_file,
+        }
+        return Settings(**{**values, **overrides})
+
+    def mtls_settings(self, **overrides: Any) -> Any:
+        """Settings for the mutual-TLS listener with the client certificate made at first start."""
+        from scoring import Settings
+
+        values: dict[str, Any] = {
+            "kafka_bootstrap_servers": self.mtls_bootstrap_servers,
+            "kafka_security_protocol": "SSL",
+            "kafka_ssl_cafile": self.ca_file,
+            "kafka_ssl_certfile": self.tls_dir / f"{MTLS_USER}.pem",
+            "kafka_ssl_keyfile": self.tls_dir / f"{MTLS_USER}.key",
+        }
+        return Settings(**{**values, **overrides})
+
+    def admin(self) -> Any:
+        """An admin client on the PLAINTEXT listener (a super user there: it also carries broker traffic)."""
+        from scoring import Settings
+        from streaming.clients import kafka_admin
+
+        return kafka_admin(Settings(kafka_bootstrap_servers=self.bootstrap_servers), request_timeout_ms=10_000)
+
+    def add_user(self, name: str, password: str) -> None:
+        """A SCRAM-SHA-512 user on the running broker (no restart), with no ACL yet."""
+        from kafka.admin import UserScramCredentialUpsertion
+
+        admin = self.admin()
+        try:
+            admin.alter_user_scram_credentials([UserScramCredentialUpsertion(name, SCRAM, password, iterations=8192)])
+        finally:
+            admin.close()
+
+    def allow(self, user: str, *grants: tuple[str, str, str]) -> None:
+        """ACLs for ``User:user``: each grant is (resource type, name or prefix*, operation).
+
+        For example ``("TOPIC", "features", "READ")`` or ``("GROUP", "scorepipe*", "ALL")``.
+        """
+        _change_acls(self, user, grants, create=True)
+
+    def deny(self, user: str, *grants: tuple[str, str, str]) -> None:
+        """Remove ACLs given by ``allow``."""
+        _change_acls(self, user, grants, create=False)
 
     def _configure(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         data = self.data_dir
         formatted = (data / "meta.properties").exists()
+        if self.secure and formatted and not self.reset and not read_identity(self.home).get("secure"):
+            raise ServiceError(
+                f"the broker in {self.home} was formatted without its secured listeners (SCRAM users are made "
+                "only at format time): start it with --reset to format it afresh"
+            )
         if self.reset or not formatted:
             shutil.rmtree(data, ignore_errors=True)
         for port in (self.port, self.controller_port):
             if port_in_use(port):
+                raise ServiceError(f"port {port} on 127.0.0.1 is taken: is another broker using {self.home}?")
+        ports = [self.port, self.controller_port] + ([self.sasl_port, self.mtls_port] if self.secure else [])
+        for port in ports[2:]:
+            if port_in_use(port):  # type: ignore[arg-type]
                 raise ServiceError(f"port {port} on 127.0.0.1 is taken: is another broker using {self.home}?")
         properties = {
             "process.roles": "broker,controller",
@@ -120,14 +239,67 @@ class KafkaBroker(ManagedProcess):
             "auto.create.topics.enable": "true",
             "log.retention.hours": "168",
         }
+        if self.secure:
+            properties.update(self._secure_properties())
         (self.home / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
         (self.home / "log4j2.properties").write_text(LOG4J)
         if not (data / "meta.properties").exists():
             self._format()
         identity = {"cluster_id": self.cluster_id, "port": self.port, "controller_port": self.controller_port}
+        if self.secure:
+            identity.update(secure=True, sasl_port=self.sasl_port, mtls_port=self.mtls_port)
         (self.home / IDENTITY_FILE).write_text(json.dumps({**identity, "data_dir": str(data)}, indent=2))
 
+    def _secure_properties(self) -> dict[str, str]:
+        """SASL_SSL (SCRAM) and mutual-TLS listeners beside PLAINTEXT, certificates, and the authorizer.
+
+        The PLAINTEXT and controller listeners carry the broker's own traffic; their principal
+        (ANONYMOUS) is a super user, as the broker itself must be. Clients of the secured
+        listeners get only what ACLs give them.
+        """
+        from scorepipe.certificates import LocalAuthority
+
+        authority = LocalAuthority(self.tls_dir)
+        broker = authority.issue("broker", hosts=self.tls_hosts)
+        if not (self.tls_dir / f"{MTLS_USER}.pem").exists():
+            authority.issue(MTLS_USER, client=True)
+        _ensure_credentials(self.home)
+        p, s, m, c = self.port, self.sasl_port, self.mtls_port, self.controller_port
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},SSL://127.0.0.1:{m},"
+            f"CONTROLLER://127.0.0.1:{c}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},SSL://127.0.0.1:{m}",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
+            "sasl.enabled.mechanisms": SCRAM + (",OAUTHBEARER" if self.unsecured_oauth else ""),
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            **(
+                {
+                    "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config": (
+                        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                        'unsecuredLoginStringClaim_sub="broker";'
+                    )
+                }
+                if self.unsecured_oauth
+                else {}
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(broker.chain),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(authority.cert_path),
+            "listener.name.ssl.ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": "RULE:^CN=([^,]+)$/$1/,DEFAULT",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:ANONYMOUS;User:{ADMIN_USER}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
     def _format(self) -> None:
+        scram: list[str] = []
+        if self.secure:
+            for user, password in _credentials(self.home).items():
+                scram += ["--add-scram", f"{SCRAM}=[name={user},password={password}]"]
         result = subprocess.run(
             [
                 *self._java,
@@ -137,6 +309,7 @@ class KafkaBroker(ManagedProcess):
                 self.cluster_id,
                 "-c",
                 str(self.home / "server.properties"),
+                *scram,
             ],
             capture_output=True,
             text=True,
@@ -150,7 +323,34 @@ class KafkaBroker(ManagedProcess):
         super().start()
         self.wait_until(lambda: port_in_use(self.port), timeout=timeout, what="reachable")
         self.wait_until(self._answers_metadata, timeout=timeout, what="ready")
+        if self.secure:
+            everything = (("TOPIC", "*", "ALL"), ("GROUP", "*", "ALL"), ("TRANSACTIONAL_ID", "*", "ALL"))
+            self.allow(CLIENT_USER, *everything)
+            self.allow(MTLS_USER, *everything)
+            self._write_client_properties()
         return self
+
+    def _write_client_properties(self) -> None:
+        """What ``--kafka-config`` takes, for the SASL_SSL and the mutual-TLS listeners (owner-only files)."""
+        from scorepipe.certificates import _write_private
+
+        sasl = (
+            f"bootstrap.servers={self.sasl_bootstrap_servers}\n"
+            "security.protocol=SASL_SSL\n"
+            f"sasl.mechanism={SCRAM}\n"
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{CLIENT_USER}" password="{self.password(CLIENT_USER)}";\n'
+            f"ssl.ca.location={self.ca_file}\n"
+        )
+        mtls = (
+            f"bootstrap.servers={self.mtls_bootstrap_servers}\n"
+            "security.protocol=SSL\n"
+            f"ssl.ca.location={self.ca_file}\n"
+            f"ssl.certificate.location={self.tls_dir / (MTLS_USER + '.pem')}\n"
+            f"ssl.key.location={self.tls_dir / (MTLS_USER + '.key')}\n"
+        )
+        _write_private(self.client_properties, sasl.encode())
+        _write_private(self.mtls_properties, mtls.encode())
 
     def _answers_metadata(self) -> bool:
         from kafka.errors import KafkaError
@@ -173,9 +373,64 @@ class KafkaBroker(ManagedProcess):
     # -- detached use by `scorepipe kafka up|down|status` -----------------------------------
 
     def save_state(self) -> None:
-        record_detached(
-            self.home / "broker.json", pid=self.pid, port=self.port, bootstrap_servers=self.bootstrap_servers
+        secured = (
+            {
+                "sasl_bootstrap_servers": self.sasl_bootstrap_servers,
+                "mtls_bootstrap_servers": self.mtls_bootstrap_servers,
+            }
+            if self.secure
+            else {}
         )
+        record_detached(
+            self.home / "broker.json", pid=self.pid, port=self.port, bootstrap_servers=self.bootstrap_servers, **secured
+        )
+
+
+def _credentials(home: Path) -> dict[str, str]:
+    return read_recorded(home / CREDENTIALS_FILE) or {}
+
+
+def _ensure_credentials(home: Path) -> None:
+    """Passwords for the users made at format time, generated once (never in the repository)."""
+    from scorepipe.certificates import _write_private
+
+    if _credentials(home):
+        return
+    users = {ADMIN_USER: secrets.token_urlsafe(18), CLIENT_USER: secrets.token_urlsafe(18)}
+    _write_private(home / CREDENTIALS_FILE, json.dumps(users).encode())
+
+
+def _change_acls(broker: KafkaBroker, user: str, grants: tuple[tuple[str, str, str], ...], *, create: bool) -> None:
+    from kafka.admin import (
+        ACL,
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+
+    acls = []
+    for kind, name, operation in grants:
+        literal = name == "*" or not name.endswith("*")
+        resource = name if literal else name[:-1]
+        pattern_type = ACLResourcePatternType.LITERAL if literal else ACLResourcePatternType.PREFIXED
+        if create:
+            pattern: Any = ResourcePattern(ResourceType[kind], resource, pattern_type)
+            acls.append(ACL(f"User:{user}", "*", ACLOperation[operation], ACLPermissionType.ALLOW, pattern))
+        else:
+            pattern = ResourcePatternFilter(ResourceType[kind], resource, pattern_type)
+            acls.append(ACLFilter(f"User:{user}", "*", ACLOperation[operation], ACLPermissionType.ALLOW, pattern))
+    admin = broker.admin()
+    try:
+        result = admin.create_acls(acls) if create else admin.delete_acls(acls)
+    finally:
+        admin.close()
+    failed = result.get("failed") if isinstance(result, dict) else None
+    if failed:
+        raise ServiceError(f"changing ACLs for User:{user} failed: {failed}")
 
 
 def read_identity(home: Path) -> dict:

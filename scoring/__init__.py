@@ -8,6 +8,7 @@ from scoring.bundle import ModelBundle
 from scoring.errors import (
     BatchRunFailed,
     IntegrityError,
+    KafkaAccessError,
     ModelLoadError,
     QualityGateError,
     RegistryError,
@@ -38,6 +39,7 @@ __all__ = [
     "Scorer",
     "ScoringError",
     "Settings",
+    "KafkaAccessError",
     "SettingsError",
     "SinkError",
     "SourceError",

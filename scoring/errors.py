@@ -50,3 +50,10 @@ class BatchRunFailed(ScoringError):
 
 class SettingsError(ScoringError):
     """Raised by ``Settings`` when a value (from the environment or an override) is invalid; names the setting."""
+
+
+class KafkaAccessError(ScoringError):
+    """Raised when Kafka refuses the connection (credentials, mechanism, certificate) or an operation (ACLs).
+
+    The message names the user, the broker and the setting to change; it never holds a secret.
+    """

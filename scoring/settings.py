@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scoring.errors import SettingsError
+from scoring.kafka_properties import settings_from_properties
 from scoring.storage import Location
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM"]
 
 
 class Settings(BaseSettings):
@@ -23,7 +27,7 @@ class Settings(BaseSettings):
     Location('/tmp/sp/registry')
     """
 
-    model_config = SettingsConfigDict(env_prefix="SCOREPIPE_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SCOREPIPE_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     home: Path = Field(
         default=Path(".scorepipe"),
@@ -56,6 +60,37 @@ class Settings(BaseSettings):
 
     # Streaming (Kafka)
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Kafka brokers, host:port[,...].")
+    kafka_config: Path | None = Field(
+        default=None,
+        description="A Kafka client properties file (Java or librdkafka keys); explicit settings win over it.",
+    )
+    kafka_security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user (PLAIN, SCRAM).")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password (PLAIN, SCRAM).")
+    kafka_sasl_oauth_token_url: str | None = Field(
+        default=None, description="OAUTHBEARER: the OIDC token endpoint (client-credentials grant)."
+    )
+    kafka_sasl_oauth_client_id: str | None = Field(default=None, description="OAUTHBEARER: OIDC client id.")
+    kafka_sasl_oauth_client_secret: SecretStr | None = Field(
+        default=None, description="OAUTHBEARER: OIDC client secret."
+    )
+    kafka_sasl_oauth_scope: str | None = Field(default=None, description="OAUTHBEARER: scope(s) to ask for.")
+    kafka_sasl_oauth_token_provider: str | None = Field(
+        default=None,
+        description="OAUTHBEARER: your own token provider, module:attribute (a class or a factory taking Settings).",
+    )
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA certificate(s) (PEM) that sign the brokers'.")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Client private key (PEM) for mutual TLS.")
+    kafka_ssl_key_password: SecretStr | None = Field(default=None, description="Password of the client key.")
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="Check that the broker's certificate names the host connected to."
+    )
     features_topic: str = Field(default="features", description="Topic the consumer reads JSON events from.")
     predictions_topic: str = Field(default="predictions", description="Topic predictions are published to.")
     dlq_topic: str = Field(default="features.dlq", description="Dead-letter topic for events that cannot be scored.")
@@ -74,6 +109,16 @@ class Settings(BaseSettings):
     )
     stream_retry_max_seconds: float = Field(
         default=10.0, gt=0, description="Longest back-off before re-reading from the first unacknowledged batch."
+    )
+    stream_guarantee: Literal["at-least-once", "exactly-once"] = Field(
+        default="at-least-once",
+        description="exactly-once: results and input offsets commit in one Kafka transaction (read them "
+        "with isolation_level=read_committed).",
+    )
+    stream_transaction_timeout_ms: int = Field(
+        default=30_000,
+        gt=0,
+        description="exactly-once: longest a transaction step may take before it counts as failed.",
     )
     stream_session_timeout_ms: int = Field(
         default=10_000, gt=0, description="How soon a dead consumer's partitions move to the others."
@@ -117,6 +162,28 @@ class Settings(BaseSettings):
         default=50_000, gt=0, description="Current rows sampled (fixed seed) into a report, whatever the window."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kafka_config_file(cls, data: Any) -> Any:
+        """Fill the ``kafka_*`` settings not given explicitly from the client properties file, if one is named."""
+        if not isinstance(data, dict) or not data.get("kafka_config"):
+            return data
+        from_file = settings_from_properties(Path(str(data["kafka_config"])).expanduser())
+        return {**from_file, **{k: v for k, v in data.items() if v is not None}}
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _kafka_security_consistent(self) -> Settings:
+        """Refuse combinations kafka-python would accept and then fail on (or quietly ignore)."""
+        problems = kafka_security_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:
         """A copy with ``update`` applied, validated like any setting (pydantic's own copy would not check it).
 
@@ -130,7 +197,8 @@ class Settings(BaseSettings):
         unknown = sorted(set(update) - set(type(self).model_fields))
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
-        values = {name: getattr(self, name) for name in type(self).model_fields}
+        # Only what was set explicitly: a kafka_config file in the update fills the rest.
+        values = {name: getattr(self, name) for name in self.model_fields_set}
         try:
             return type(self).model_validate({**values, **update})
         except ValidationError as exc:
@@ -175,12 +243,55 @@ class Settings(BaseSettings):
         return self.home / "live"
 
 
+def kafka_security_problems(settings: Settings) -> list[str]:
+    """What is missing or contradictory in the Kafka security settings, each naming its setting."""
+    s = settings
+    problems = []
+    sasl = s.kafka_security_protocol.startswith("SASL_")
+    tls = s.kafka_security_protocol in ("SSL", "SASL_SSL")
+    if sasl and s.kafka_sasl_mechanism is None:
+        problems.append(f"kafka_security_protocol {s.kafka_security_protocol} needs kafka_sasl_mechanism")
+    if not sasl and s.kafka_sasl_mechanism is not None:
+        problems.append(
+            f"kafka_sasl_mechanism {s.kafka_sasl_mechanism} is set but kafka_security_protocol is "
+            f"{s.kafka_security_protocol} (SASL_SSL or SASL_PLAINTEXT?)"
+        )
+    mechanism = s.kafka_sasl_mechanism if sasl else None
+    if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        for name in ("kafka_sasl_username", "kafka_sasl_password"):
+            if getattr(s, name) is None:
+                problems.append(f"kafka_sasl_mechanism {mechanism} needs {name}")
+    if mechanism == "OAUTHBEARER" and s.kafka_sasl_oauth_token_provider is None:
+        for name in ("kafka_sasl_oauth_token_url", "kafka_sasl_oauth_client_id", "kafka_sasl_oauth_client_secret"):
+            if getattr(s, name) is None:
+                problems.append(f"OAUTHBEARER needs {name} (or kafka_sasl_oauth_token_provider)")
+    if mechanism == "AWS_MSK_IAM" and s.kafka_security_protocol != "SASL_SSL":
+        problems.append("kafka_sasl_mechanism AWS_MSK_IAM needs kafka_security_protocol SASL_SSL")
+    files = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    for name in files:
+        path = getattr(s, name)
+        if path is None:
+            continue
+        if not tls:
+            problems.append(
+                f"{name} is set but kafka_security_protocol is {s.kafka_security_protocol} (SSL or SASL_SSL?)"
+            )
+        elif not Path(path).is_file():
+            problems.append(f"{name}: no such file {path}")
+    if s.kafka_ssl_keyfile is not None and s.kafka_ssl_certfile is None:
+        problems.append("kafka_ssl_keyfile is set without kafka_ssl_certfile")
+    return problems
+
+
 def describe(exc: ValidationError, given: dict[str, Any] | None = None, *, env_prefix: str = "") -> str:
     """Every problem of a validation error, each naming its setting (and its value, unless a secret)."""
     secrets = {n for n, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
     problems = []
     for error in exc.errors():
-        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        if not error["loc"]:  # a check across settings: its message names them (the input may hold secrets)
+            problems.append(f"invalid settings: {error['msg'].removeprefix('Value error, ')}")
+            continue
+        name = ".".join(str(part) for part in error["loc"])
         value = (given or {}).get(name, error.get("input"))
         shown = "" if name in secrets else f" = {value!r}"
         label = f"{env_prefix}{name}".upper() if env_prefix else name

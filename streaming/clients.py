@@ -14,26 +14,64 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError
 
 from scoring import Settings
+from streaming.oauth import token_provider
+from streaming.preflight import ensure_access
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:
-    """Options every client shares: where the brokers are."""
-    return {"bootstrap_servers": settings.kafka_bootstrap_servers}
+    """Options every client shares: where the brokers are, and how to authenticate and encrypt.
+
+    Only options that apply are passed (kafka-python's admin client refuses some it does not know).
+    Secrets leave their ``SecretStr`` only here, on their way into the client.
+    """
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
+        for option, path in (
+            ("ssl_cafile", settings.kafka_ssl_cafile),
+            ("ssl_certfile", settings.kafka_ssl_certfile),
+            ("ssl_keyfile", settings.kafka_ssl_keyfile),
+        ):
+            if path is not None:
+                options[option] = str(path)
+        if settings.kafka_ssl_key_password is not None:
+            options["ssl_password"] = settings.kafka_ssl_key_password.get_secret_value()
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        mechanism = settings.kafka_sasl_mechanism
+        options["sasl_mechanism"] = mechanism
+        if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            assert settings.kafka_sasl_password is not None  # checked by Settings
+            options["sasl_plain_username"] = settings.kafka_sasl_username
+            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+        elif mechanism == "OAUTHBEARER":
+            options["sasl_oauth_token_provider"] = token_provider(settings)
+        # AWS_MSK_IAM: kafka-python signs with the AWS credentials and region of the environment (botocore)
+    return options
+
+
+def checked_options(settings: Settings) -> dict[str, Any]:
+    """The connection options, after the brokers accepted them once (``KafkaAccessError`` if they refuse)."""
+    options = connection_options(settings)
+    ensure_access(settings, options)
+    return options
 
 
 def kafka_consumer(settings: Settings, *topics: str, **options: Any) -> KafkaConsumer:
     """A consumer of ``topics`` (or none, for ``assign``) with the settings' connection options."""
-    return KafkaConsumer(*topics, **connection_options(settings), **options)
+    return KafkaConsumer(*topics, **checked_options(settings), **options)
 
 
 def kafka_producer(settings: Settings, **options: Any) -> KafkaProducer:
     """A producer with the settings' connection options."""
-    return KafkaProducer(**connection_options(settings), **options)
+    return KafkaProducer(**checked_options(settings), **options)
 
 
 def kafka_admin(settings: Settings, **options: Any) -> KafkaAdminClient:
     """An admin client with the settings' connection options."""
-    return KafkaAdminClient(**connection_options(settings), **options)
+    return KafkaAdminClient(**checked_options(settings), **options)
 
 
 def stream_consumer(settings: Settings, client_id: str) -> KafkaConsumer:
@@ -49,10 +87,12 @@ def stream_consumer(settings: Settings, client_id: str) -> KafkaConsumer:
         session_timeout_ms=settings.stream_session_timeout_ms,
         heartbeat_interval_ms=max(1000, settings.stream_session_timeout_ms // 4),
         max_poll_interval_ms=300_000,
+        # exactly once: an input written in transactions is read only once they commit
+        isolation_level="read_committed" if settings.stream_guarantee == "exactly-once" else "read_uncommitted",
     )
 
 
-def stream_producer(settings: Settings, client_id: str) -> KafkaProducer:
+def stream_producer(settings: Settings, client_id: str, **options: Any) -> KafkaProducer:
     """The stream's results producer: acknowledged by all replicas, retried up to the delivery timeout."""
     return kafka_producer(
         settings,
@@ -62,6 +102,7 @@ def stream_producer(settings: Settings, client_id: str) -> KafkaProducer:
         batch_size=256 * 1024,
         delivery_timeout_ms=settings.stream_delivery_timeout_ms,
         request_timeout_ms=min(30_000, settings.stream_delivery_timeout_ms - 2),
+        **options,
     )
 
 

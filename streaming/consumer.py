@@ -22,24 +22,30 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka import TopicPartition
-from kafka.errors import KafkaError
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.errors import (
+    AuthorizationError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailedError,
+)
 from kafka.structs import OffsetAndMetadata
 from threadpoolctl import threadpool_limits
 
 from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
-from scoring import Scorer, Settings, SinkError
+from scoring import KafkaAccessError, Scorer, Settings, SinkError
 from scoring.agreement import Agreement
 from scoring.watcher import FixedModel, ModelWatcher
 from streaming.clients import close_producer, stream_consumer, stream_producer
 from streaming.ledger import OffsetLedger, Partition, Settled, span
 from streaming.live_window import SHADOW_DIR, LiveWindow
 from streaming.readiness import StreamReadiness
-from streaming.rebalance import HandOverOnRevoke
+from streaming.rebalance import AbortOnRevoke, HandOverOnRevoke
 from streaming.shadow import ShadowScorer
 from streaming.sinks import DeadLetterSink, PredictionSink, WindowSink
 from streaming.stats import StreamStats
+from streaming.transactions import Transactions, is_fatal
 from streaming.transform import BatchTransform
 
 log = logging.getLogger("scorepipe.stream")
@@ -49,6 +55,7 @@ IDLE_POLL_MS = 500  # poll timeout with nothing in flight: joins and rebalances 
 IN_FLIGHT_POLL_MS = 5  # poll timeout while acknowledgements are awaited
 FRESH_POLL_MS = 2  # the extra poll for events that arrived while the last batch was scored
 UNREACHABLE_LOG_S = 10.0  # while no broker answers: how often that is logged
+TRANSACTION_LINGER_S = 0.2  # exactly-once: the oldest a transaction gets before it is committed
 STUCK_MARGIN_S = 5.0  # past 1.5 x the delivery timeout and this, a batch with no outcome counts as failed
 
 
@@ -96,7 +103,15 @@ class StreamConsumer:
         self.readiness = StreamReadiness(self.health, settings.kafka_bootstrap_servers, lambda: self.models.version)
         self._client_id = client_id
         self.consumer = stream_consumer(settings, client_id)
-        self.producer = stream_producer(settings, client_id)
+        self.transactions = Transactions(settings, client_id) if settings.stream_guarantee == "exactly-once" else None
+        self.producer = self.transactions.producer if self.transactions else stream_producer(settings, client_id)
+        self._transaction_started = 0.0
+        self._polled_nothing = False
+        # exactly once: kafka-python revokes partitions on its IO thread, while this loop runs; the
+        # lock keeps a transaction's sends and commit apart from the abort a revocation makes.
+        self._transaction_lock = threading.Lock()
+        self._revocations = 0
+        self._aborted_from: dict[Partition, int] = {}  # where an aborted transaction's batches began
         self.predictions = PredictionSink(lambda: self.producer, settings.predictions_topic, self._same_partition_count)
         self.dead_letters = DeadLetterSink(lambda: self.producer, settings.dlq_topic)
         self.window = WindowSink(live_window)
@@ -110,7 +125,11 @@ class StreamConsumer:
             if shadow is not None
             else None
         )
-        listener = HandOverOnRevoke(self.ledger, commit=self.commit_offsets, seek=self.read_again_from)
+        listener: ConsumerRebalanceListener = (
+            AbortOnRevoke(self._abort_on_revoke, self._seek_returned)
+            if self.transactions
+            else HandOverOnRevoke(self.ledger, commit=self.commit_offsets, seek=self.read_again_from)
+        )
         self.consumer.subscribe([settings.features_topic], listener=listener)
         # Micro-batches are small: one OpenMP thread scores them faster than two (no per-tree
         # fork/join) and leaves the other core to the Kafka client's network threads.
@@ -161,11 +180,13 @@ class StreamConsumer:
             while not self._stopping.is_set():
                 self.health.beat()
                 self._hold_back_at_the_bound()
+                revocations = self._revocations
                 records = self._poll()
+                self._polled_nothing = not records
                 self.readiness.assigned = len(self.consumer.assignment())
                 self._check_broker()  # every few seconds: reachability, lag, a lost commit
                 if records:
-                    self._send_batch(records)
+                    self._send_batch(records, revocations)
                 delivered = self._settle()
                 if (records or delivered) and on_batch is not None:
                     on_batch(self.stats)
@@ -186,7 +207,9 @@ class StreamConsumer:
         self.window.close()
         if self._shadow is not None:
             self._shadow.close()
-        if not close_producer(self.producer, timeout=10):
+        if self.transactions is not None:
+            self.transactions.close(timeout=10)
+        elif not close_producer(self.producer, timeout=10):
             log.warning("results still unsent after 10 s were dropped on close: they will be read again")
         self.consumer.close()  # leaves the group, so its partitions move at once
         self._threads.restore_original_limits()
@@ -227,6 +250,8 @@ class StreamConsumer:
         """
         try:
             polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=limit)
+        except AuthorizationError as exc:
+            raise KafkaAccessError(read_refusal(self.settings, exc)) from None
         except KafkaError as exc:
             if not exc.retriable:
                 raise
@@ -239,7 +264,16 @@ class StreamConsumer:
             self._stopping.wait(self._poll_backoff)
             return []
         self._poll_backoff = 0.0
+        if not polled and not self.consumer.assignment():
+            self._raise_if_input_refused()
         return _flatten(polled)
+
+    def _raise_if_input_refused(self) -> None:
+        """kafka-python only logs a subscribed topic the ACLs hide, and then waits with no partitions."""
+        cluster = getattr(getattr(self.consumer, "_client", None), "cluster", None)
+        if cluster is not None and self.settings.features_topic in getattr(cluster, "unauthorized_topics", ()):
+            refusal = TopicAuthorizationFailedError(self.settings.features_topic)
+            raise KafkaAccessError(read_refusal(self.settings, refusal))
 
     def _hold_back_at_the_bound(self) -> None:
         """Backpressure: pause fetching while ``stream_max_in_flight`` batches await acknowledgement."""
@@ -252,6 +286,8 @@ class StreamConsumer:
 
     def _settle(self) -> int:
         """Account and commit the leading acknowledged batches; at the bound, wait for the oldest first."""
+        if self.transactions is not None:
+            return self._commit_transaction() if self._transaction_due() else 0
         oldest = self.ledger.oldest()
         if oldest is not None and len(self.ledger) >= self.settings.stream_max_in_flight:
             oldest.delivery.wait(BACKPRESSURE_WAIT_S)
@@ -281,7 +317,11 @@ class StreamConsumer:
         self.read_again_from(settled.rewind)
         self.stats.send_failures += 1
         self.metrics.send_failures.inc()
-        self.readiness.send_error = f"results not acknowledged: {type(error).__name__}: {error}"
+        self.readiness.send_error = (
+            write_refusal(self.settings, error)
+            if isinstance(error, AuthorizationError)
+            else f"results not acknowledged: {type(error).__name__}: {error}"
+        )
         self._retry_delay = min(max(0.5, self._retry_delay * 2), self.settings.stream_retry_max_seconds)
         log.error(
             "%s; %d batch(es) dropped uncommitted, re-reading %s in %.1f s",
@@ -292,8 +332,119 @@ class StreamConsumer:
         )
         self._stopping.wait(self._retry_delay)
 
+    # -- exactly once: results and input offsets in one transaction ---------------------------
+
+    def _transaction_due(self) -> bool:
+        """Commit at the in-flight bound, when the stream pauses, or once the transaction is this old."""
+        if not len(self.ledger):
+            return False
+        age = time.monotonic() - self._transaction_started
+        return (
+            self._polled_nothing
+            or len(self.ledger) >= self.settings.stream_max_in_flight
+            or age >= TRANSACTION_LINGER_S
+        )
+
+    def _commit_transaction(self) -> int:
+        """Commit the open transaction: its batches' results and the offsets after them, or none of it."""
+        assert self.transactions is not None
+        error: KafkaError | None = None
+        with self._transaction_lock:
+            batches, after = self.ledger.take_all()
+            if not batches:
+                return 0
+            try:
+                self.transactions.commit(_to_commit(after), self.consumer.group_metadata())
+            except KafkaError as exc:
+                error = exc
+            else:
+                self.ledger.committed(after)
+        if error is not None:
+            self._abort_and_rewind(error, _firsts(batches))
+            return 0
+        for batch in batches:
+            batch.on_delivered()
+        self.stats.commits += 1
+        self.readiness.send_error = None
+        self._retry_delay = 0.0
+        return len(batches)
+
+    def _abort_and_rewind(self, error: BaseException, rewind: dict[Partition, int]) -> None:
+        """Abort (or, after a fatal error, replace the producer) and read the aborted batches again."""
+        assert self.transactions is not None
+        with self._transaction_lock:
+            for p, offset in self.ledger.drop_all().items():
+                rewind[p] = min(rewind.get(p, offset), offset)
+            if is_fatal(error):
+                log.error(
+                    "transactional producer %s cannot go on (%s: %s); starting a new one (is another member "
+                    "using the same --client-id?)",
+                    self.transactions.transactional_id,
+                    type(error).__name__,
+                    error,
+                )
+                self.transactions.replace()
+            else:
+                self.transactions.abort()
+            self.producer = self.transactions.producer
+        self._same_partitions.clear()
+        # A commit that timed out may still have been carried out by the broker (offsets and results
+        # together): where to read again from is what the group has committed, not what was sent.
+        self.read_again_from({**rewind, **self._committed_positions(set(rewind))})
+        self.stats.send_failures += 1
+        self.metrics.send_failures.inc()
+        self.readiness.send_error = (
+            write_refusal(self.settings, error)
+            if isinstance(error, AuthorizationError) and not isinstance(error, TransactionalIdAuthorizationFailedError)
+            else f"transaction aborted: {type(error).__name__}: {error}"
+        )
+        self._retry_delay = min(max(0.5, self._retry_delay * 2), self.settings.stream_retry_max_seconds)
+        log.error(
+            "%s; re-reading from the last committed offsets in %.1f s", self.readiness.send_error, self._retry_delay
+        )
+        self._stopping.wait(self._retry_delay)
+
+    def _committed_positions(self, partitions: set[Partition]) -> dict[Partition, int]:
+        """The group's committed offsets for ``partitions`` (those it has), read from the broker."""
+        positions: dict[Partition, int] = {}
+        for p in partitions:
+            try:
+                offset = self.consumer.committed(TopicPartition(*p))
+            except KafkaError as exc:
+                log.warning("cannot read the committed offset of %s[%d] (%s): reading again from sent offsets", *p, exc)
+                continue
+            if offset is not None:
+                positions[p] = int(offset)
+        return positions
+
+    def _abort_on_revoke(self) -> None:
+        """Partitions move: the open transaction is aborted; the next owner reads from the committed offsets."""
+        assert self.transactions is not None
+        with self._transaction_lock:  # waits for a commit under way (bounded by its timeout)
+            self._revocations += 1
+            dropped = self.ledger.drop_all()
+            for p, offset in dropped.items():
+                self._aborted_from[p] = min(self._aborted_from.get(p, offset), offset)
+            if self.transactions.open:
+                self.transactions.abort()
+                self.producer = self.transactions.producer
+        if dropped:
+            log.info("rebalance: aborted the open transaction (%d partition(s) to be read again)", len(dropped))
+
+    def _seek_returned(self, assigned: set[Any]) -> None:
+        """Partitions back after a revocation are read again from where the aborted transaction began."""
+        with self._transaction_lock:
+            returned, self._aborted_from = self._aborted_from, {}
+        for tp in assigned:
+            offset = returned.get((tp.topic, tp.partition))
+            if offset is not None:
+                self.consumer.seek(tp, offset)
+
     def _finish(self) -> None:
         """On stop: wait for the batches in flight, count and commit what was delivered (synchronously)."""
+        if self.transactions is not None:
+            self._commit_transaction()
+            return
         deadline = time.monotonic() + ACK_TIMEOUT_S
         while (oldest := self.ledger.oldest()) is not None and time.monotonic() < deadline:
             oldest.delivery.wait(deadline - time.monotonic())
@@ -310,10 +461,55 @@ class StreamConsumer:
                 self.metrics.commit_failures.inc()
                 log.warning("final commit failed (%s): the last batches will be read again", exc)
 
-    def _send_batch(self, records: list[Any]) -> None:
+    def _send_batch(self, records: list[Any], revocations: int = 0) -> None:
         """Decode, score and send one micro-batch; its offsets wait in the ledger for the acknowledgements."""
-        with self.metrics.batch_duration.time():
-            account = self._process(records)
+        if self.transactions is not None:
+            self._send_in_transaction(records, revocations)
+            return
+        first, after = span((r.topic, r.partition, r.offset) for r in records)
+        try:
+            with self.metrics.batch_duration.time():
+                account = self._process(records)
+        except AuthorizationError as exc:
+            self._refused(exc, first)
+            return
+        self._hand_to_ledger(first, after, account)
+
+    def _send_in_transaction(self, records: list[Any], revocations: int) -> None:
+        """The batch joins the open transaction, unless partitions were revoked since it was polled."""
+        assert self.transactions is not None
+        first, after = span((r.topic, r.partition, r.offset) for r in records)
+        for topic in (self.settings.predictions_topic, self.settings.shadow_topic):
+            self._same_partition_count(topic)  # may ask the broker: not while holding the lock
+        error: KafkaError | None = None
+        with self._transaction_lock:
+            stale = self._revocations != revocations  # polled before a revocation: maybe not ours now
+            if not stale:
+                try:
+                    if not self.transactions.open:
+                        self._transaction_started = time.monotonic()
+                    self.transactions.begin()
+                    with self.metrics.batch_duration.time():
+                        account = self._process(records)
+                    self._hand_to_ledger(first, after, account)
+                except KafkaError as exc:  # refused by an ACL, or the transaction could not begin
+                    error = exc
+        if stale:
+            self._read_from_committed(set(first))
+        elif error is not None:
+            self._abort_and_rewind(error, dict(first))
+
+    def _read_from_committed(self, partitions: set[Partition]) -> None:
+        """Read partitions still assigned again from their committed offsets (or the start, if none)."""
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        keep = partitions & assigned
+        committed = self._committed_positions(keep)
+        self.read_again_from(committed)
+        for p in keep - committed.keys():
+            self.consumer.seek_to_beginning(TopicPartition(*p))
+        log.info("a batch polled before a rebalance was dropped; %d partition(s) read again", len(keep))
+
+    def _hand_to_ledger(self, first: dict[Partition, int], after: dict[Partition, int], account: Any) -> None:
         delivery = self.predictions.flush() + self.dead_letters.flush()
         shadow = self._shadow.flush() if self._shadow is not None else None
         self.window.flush()
@@ -323,9 +519,28 @@ class StreamConsumer:
             if shadow is not None and self._shadow is not None:
                 self._shadow.count_failures(shadow)
 
-        first, after = span((r.topic, r.partition, r.offset) for r in records)
         self.ledger.add(first, after, delivery, delivered)
         self.metrics.in_flight.set(len(self.ledger))
+
+    def _refused(self, error: AuthorizationError, first: dict[Partition, int]) -> None:
+        """The broker refused a send before it left (an ACL): the batch is read again, later.
+
+        What the sinks had sent of it is forgotten (the batch is not committed, so it is scored
+        again: duplicates, never loss); the consumer is not ready until the ACL lets it write.
+        """
+        self.predictions.flush()
+        self.dead_letters.flush()
+        if self._shadow is not None:
+            self._shadow.flush()
+        self._replace_producer()  # its metadata remembers the refusal
+        self._same_partitions.clear()
+        self.read_again_from(first)
+        self.stats.send_failures += 1
+        self.metrics.send_failures.inc()
+        self.readiness.send_error = write_refusal(self.settings, error)
+        self._retry_delay = min(max(0.5, self._retry_delay * 2), self.settings.stream_retry_max_seconds)
+        log.error("%s; re-reading the batch in %.1f s", self.readiness.send_error, self._retry_delay)
+        self._stopping.wait(self._retry_delay)
 
     def _process(self, records: list[Any]) -> Callable[[], None]:
         """Score one batch into the sinks; returns what counts it once it is delivered."""
@@ -368,6 +583,42 @@ class StreamConsumer:
         for p, offset in offsets.items():
             if p in assigned:
                 self.consumer.seek(TopicPartition(*p), offset)
+
+
+def _who(settings: Settings) -> str:
+    if settings.kafka_sasl_username and settings.kafka_security_protocol.startswith("SASL_"):
+        return f"user {settings.kafka_sasl_username}"
+    if settings.kafka_ssl_certfile is not None:
+        return f"the client certificate {settings.kafka_ssl_certfile}"
+    return "this client"
+
+
+def write_refusal(settings: Settings, error: BaseException) -> str:
+    """Which WRITE the ACLs refuse, for ``/readyz`` and the log (kafka-python names the topic in the error)."""
+    text = str(error)
+    outputs = (settings.predictions_topic, settings.dlq_topic, settings.shadow_topic)
+    topics = [t for t in outputs if t in text] or [t for t in outputs[:2]]
+    return (
+        f"not authorized to WRITE to topic {' or '.join(topics)} ({_who(settings)}; Kafka ACLs): "
+        "nothing past the last delivered batch is committed; retrying until the ACL allows it"
+    )
+
+
+def read_refusal(settings: Settings, error: BaseException) -> str:
+    """Which READ the ACLs refuse: the input topic, or the consumer group."""
+    if "Group" in type(error).__name__:
+        what = f"READ for consumer group {settings.consumer_group}"
+    else:
+        what = f"READ on topic {settings.features_topic}"
+    return f"Kafka ACLs do not allow {what} ({_who(settings)}): {type(error).__name__}; grant it and start again"
+
+
+def _firsts(batches: list[Any]) -> dict[Partition, int]:
+    rewind: dict[Partition, int] = {}
+    for batch in batches:
+        for p, offset in batch.first.items():
+            rewind[p] = min(rewind.get(p, offset), offset)
+    return rewind
 
 
 def _flatten(polled: dict[Any, list[Any]]) -> list[Any]:

@@ -70,6 +70,7 @@ class LabelSink:
             group_id=f"{settings.consumer_group}-labels",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",  # labels written in transactions count once committed
         )
 
     def stop(self, *_: object) -> None:

@@ -147,6 +147,26 @@ class OffsetLedger:
                 self._commit_failed = False
         return settled
 
+    def take_all(self) -> tuple[list[InFlight], dict[Partition, int]]:
+        """Every batch in flight and the offsets after them: what one transaction commits together."""
+        with self._lock:
+            batches = list(self._in_flight)
+            self._in_flight.clear()
+        after: dict[Partition, int] = {}
+        for batch in batches:
+            after.update(batch.after)  # batches are in order: a later batch's offsets are higher
+        return batches, after
+
+    def committed(self, offsets: dict[Partition, int]) -> None:
+        """Offsets committed another way (in a transaction): they are the positions now."""
+        with self._lock:
+            self.positions.update(offsets)
+
+    def drop_all(self) -> dict[Partition, int]:
+        """Forget every batch in flight; the first offset of each partition among them (to read again from)."""
+        with self._lock:
+            return self._drop_all()
+
     def drop_unacknowledged(self) -> int:
         """On stop, after the last wait: forget the batches still in flight (they will be read again)."""
         with self._lock:

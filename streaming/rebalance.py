@@ -48,3 +48,29 @@ class HandOverOnRevoke(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.seek(self.ledger.returned(set(assigned)))
         log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+
+class AbortOnRevoke(ConsumerRebalanceListener):
+    """Exactly once: before partitions move, the open transaction is aborted (its offsets were never committed).
+
+    The new owner reads from the committed offsets, which only a committed transaction moves, so
+    what the aborted transaction wrote is never seen by a ``read_committed`` reader and is scored
+    again exactly once. kafka-python keeps its fetch positions for partitions that come straight
+    back; those are sought back to where the aborted transaction began (``returned``).
+    """
+
+    def __init__(self, abort: Callable[[], None], returned: Callable[[set[Any]], None]) -> None:
+        self.abort = abort
+        self.returned = returned
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.abort()
+        log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self.abort()  # evicted from the group: nothing of the open transaction may be committed
+        log.info("partitions lost: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in lost))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.returned(set(assigned))
+        log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))

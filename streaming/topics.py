@@ -9,20 +9,24 @@ when duplicates are allowed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from typing import Any
 
 from kafka import TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import AuthorizationError, KafkaError, TopicAlreadyExistsError
 
 from scoring import Settings, SinkError, SourceError
 from streaming.clients import kafka_admin, kafka_consumer
+
+log = logging.getLogger("scorepipe.topics")
 
 
 def ensure_topics(settings: Settings, *names: str) -> None:
     """Create the stream's topics (features, predictions, dead letters, or ``names``) if missing."""
     wanted = names or (settings.features_topic, settings.predictions_topic, settings.dlq_topic)
+    new: list[NewTopic] = []
     try:
         admin = kafka_admin(settings, request_timeout_ms=15_000)
     except KafkaError as exc:
@@ -33,6 +37,14 @@ def ensure_topics(settings: Settings, *names: str) -> None:
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process created them first
                 admin.create_topics(new)
+    except AuthorizationError as exc:
+        # A secured cluster's topics are often made by its operators, and a client may not even
+        # see a topic it cannot describe: the clients themselves name what they are refused.
+        log.warning(
+            "not allowed to create or list topics %s (%s; Kafka ACLs): using them as they are",
+            ", ".join(n.name for n in new) if new else ", ".join(wanted),
+            type(exc).__name__,
+        )
     finally:
         admin.close()
 
@@ -111,9 +123,13 @@ def all_committed(settings: Settings, topic: str | None = None, group: str | Non
 def read_topic(settings: Settings, topic: str, *, timeout: float = 60.0) -> list[Any]:
     """Every message on ``topic`` now: each partition read from its start to the end offset seen first.
 
+    Only committed messages: results of an exactly-once stream are read as ``read_committed``
+    (what an aborted transaction wrote is skipped; for other writers it makes no difference).
     Raises ``SourceError`` if the messages up to those offsets cannot be read within ``timeout``.
     """
-    consumer = kafka_consumer(settings, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = kafka_consumer(
+        settings, enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed"
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         if not partitions:

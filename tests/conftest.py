@@ -20,7 +20,9 @@ from scoring import ModelBundle, Registry, Scorer, Settings, synthetic
 from scoring.training import train_bundle
 
 # Fixtures that start or reach a real server: a test using one must carry the integration marker.
-SERVER_FIXTURES = frozenset({"prefect_server", "kafka_bootstrap", "stream_settings", "s3_server", "s3_bucket"})
+SERVER_FIXTURES = frozenset(
+    {"prefect_server", "kafka_bootstrap", "stream_settings", "secure_broker", "s3_server", "s3_bucket"}
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -180,6 +182,28 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             broker.stop()
 
 
+@pytest.fixture(scope="session")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A broker with SASL_SSL (SCRAM-SHA-512; OAUTHBEARER with unsigned tokens) and mutual-TLS listeners,
+    a test CA and ACLs enforced."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-secure"), secure=True, unsecured_oauth=True).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def topic_names(suffix: str) -> dict[str, str]:
+    """Topic and group names of one test: nothing is shared with another test."""
+    return {
+        "features_topic": f"features-{suffix}",
+        "predictions_topic": f"predictions-{suffix}",
+        "dlq_topic": f"features-{suffix}.dlq",
+        "shadow_topic": f"predictions-{suffix}.shadow",
+        "consumer_group": f"scorepipe-{suffix}",
+    }
+
+
 @pytest.fixture
 def stream_settings(kafka_bootstrap: str, make_registry, tmp_path) -> Callable[..., Settings]:
     """Factory: settings with this test's own topics, group, registry and live-window folder."""
@@ -191,11 +215,7 @@ def stream_settings(kafka_bootstrap: str, make_registry, tmp_path) -> Callable[.
             "home": tmp_path / "home",
             "registry": registry.root,
             "kafka_bootstrap_servers": kafka_bootstrap,
-            "features_topic": f"features-{suffix}",
-            "predictions_topic": f"predictions-{suffix}",
-            "dlq_topic": f"features-{suffix}.dlq",
-            "shadow_topic": f"predictions-{suffix}.shadow",
-            "consumer_group": f"scorepipe-{suffix}",
+            **topic_names(suffix),
             "stream_batch_events": 200,
             "stream_batch_ms": 50,
             "stream_session_timeout_ms": 6000,

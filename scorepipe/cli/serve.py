@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from scorepipe.render import console
 from scoring import Settings
@@ -16,12 +17,22 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     following = "following" if args.model in ("champion", "challenger", "latest") else "pinned to"
     auth = "API key required" if settings.api_key else "no API key"
+    scheme = "https" if args.ssl_certfile else "http"
     console.print(
-        f"serving {following} {args.model} on http://{args.host}:{args.port} with {args.workers} worker(s) ({auth}): "
+        f"serving {following} {args.model} on {scheme}://{args.host}:{args.port} "
+        f"with {args.workers} worker(s) ({auth}): "
         f"/v2/models/{settings.serve_model_name}/infer, /predict, /predict_batch, /metrics",
         soft_wrap=True,
     )
-    serve(settings, args.model, host=args.host, port=args.port, workers=args.workers)
+    serve(
+        settings,
+        args.model,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+    )
     return 0
 
 
@@ -32,4 +43,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--ssl-certfile", type=Path, help="serve HTTPS with this certificate (PEM, chain first)")
+    serve.add_argument("--ssl-keyfile", type=Path, help="the certificate's private key (PEM, unencrypted)")
     serve.set_defaults(handler=cmd_serve)

@@ -28,12 +28,15 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         kept = bool(read_identity(home)) and not args.reset
         with console.status("starting Apache Kafka (KRaft, single node)"):
-            broker = KafkaBroker(home, port=args.port, reset=args.reset).start()
+            broker = KafkaBroker(home, port=args.port, reset=args.reset, secure=args.secure).start()
         broker.save_state()
         console.print(f"Kafka up at {broker.bootstrap_servers} (PID {broker.pid}); log {broker.log_path}")
         what = "kept from the last run" if kept else "new (formatted now)"
         console.print(f"data: {broker.data_dir} ({what}; cluster {broker.cluster_id})")
-        console.print(f"export SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
+        if broker.secure:
+            _print_secured(broker)
+        else:
+            console.print(f"export SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
         return 0
     if args.action == "down":
         stopped = stop_detached(home)
@@ -46,9 +49,31 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     where = f"; data in {identity['data_dir']} (cluster {identity['cluster_id']})" if identity else ""
     if state and port_in_use(int(state["port"])):
         console.print(f"up at {state['bootstrap_servers']} (PID {state['pid']}){where}")
+        if state.get("sasl_bootstrap_servers"):
+            console.print(
+                f"SASL_SSL at {state['sasl_bootstrap_servers']}, mutual TLS at {state['mtls_bootstrap_servers']}; "
+                f"client properties in {home}"
+            )
         return 0
     console.print(f"down{where}")
     return 1
+
+
+def _print_secured(broker: object) -> None:
+    """How to reach the secured listeners (the properties files hold the generated password; never printed)."""
+    from scorepipe.kafka_broker import CLIENT_USER, MTLS_USER, KafkaBroker
+
+    assert isinstance(broker, KafkaBroker)
+    console.print(
+        f"SASL_SSL (SCRAM-SHA-512, user {CLIENT_USER}) at {broker.sasl_bootstrap_servers}; "
+        f"mutual TLS (certificate CN={MTLS_USER}) at {broker.mtls_bootstrap_servers}; "
+        f"PLAINTEXT at {broker.bootstrap_servers} is the broker's own listener (a super user: development only)",
+        soft_wrap=True,
+    )
+    console.print(f"test CA: {broker.ca_file}; ACLs enforced (StandardAuthorizer)")
+    console.print("use it with:", soft_wrap=True)
+    console.print(f"  export SCOREPIPE_KAFKA_CONFIG={broker.client_properties}", soft_wrap=True)
+    console.print(f"  or --kafka-config {broker.mtls_properties} for mutual TLS", soft_wrap=True)
 
 
 def cmd_s3(args: argparse.Namespace, settings: Settings) -> int:
@@ -107,6 +132,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     kafka.add_argument("--port", type=int, default=9092, help="listener port on 127.0.0.1 (up)")
     kafka.add_argument(
         "--reset", action="store_true", help="up: delete the broker's data (topics, offsets) and format it afresh"
+    )
+    kafka.add_argument(
+        "--secure",
+        action="store_true",
+        help="up: also SASL_SSL (SCRAM-SHA-512) and mutual-TLS listeners with a test CA, users and ACLs; "
+        "writes client properties files for --kafka-config",
     )
     kafka.set_defaults(handler=cmd_kafka)
 

@@ -33,7 +33,7 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     following = f"following {models.ref}" if models.follows else "pinned"
     console.print(
         f"scoring {settings.features_topic} -> {settings.predictions_topic} (dead letters: {settings.dlq_topic}) "
-        f"with model v{models.version} ({following}), group {settings.consumer_group}"
+        f"with model v{models.version} ({following}), group {settings.consumer_group}, {settings.stream_guarantee}"
         + (f"; shadow {shadow.ref} v{shadow.version} -> {settings.shadow_topic}" if shadow else "")
         + (f"; metrics and health on {server.url}" if server else "")
         + "; Ctrl-C or SIGTERM to stop",
@@ -113,7 +113,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     stream.add_argument(
         "--metrics-port", type=int, help="serve /metrics, /healthz, /readyz on 127.0.0.1:PORT (0: any free port)"
     )
-    stream.add_argument("--client-id", default="scorepipe-stream")
+    stream.add_argument(
+        "--guarantee",
+        choices=["at-least-once", "exactly-once"],
+        help="exactly-once: results and input offsets commit in one Kafka transaction; read results with "
+        "isolation_level=read_committed (default: SCOREPIPE_STREAM_GUARANTEE or at-least-once)",
+    )
+    stream.add_argument(
+        "--client-id",
+        default="scorepipe-stream",
+        help="this member's name; with exactly-once also its transactional id: unique per member, stable across "
+        "restarts",
+    )
     stream.add_argument("--exit-when-idle", type=float, help="stop after this many seconds without events")
     stream.set_defaults(handler=cmd_stream)
 

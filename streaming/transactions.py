@@ -1,0 +1,114 @@
+"""The exactly-once stream's transactional producer: begin, commit with the input offsets, abort, each bounded.
+
+kafka-python's ``commit_transaction``, ``abort_transaction`` and ``send_offsets_to_transaction``
+wait with no timeout; a broker that stops answering would hold the stream forever. The same
+steps are taken here through the producer's transaction manager, whose results can be waited on
+with a timeout (``stream_transaction_timeout_ms``); past it the transaction counts as failed
+(``TransactionStuck``) and the producer is replaced, which aborts what it left open when the
+new one registers the same transactional id.
+
+The transactional id is the group and the member's client id: stable across restarts, so a
+restarted member's ``init_transactions`` aborts whatever its previous life left open at once
+(instead of after the broker's transaction timeout, while ``read_committed`` readers wait). Each
+member of a group therefore needs its own ``--client-id``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import (
+    InvalidProducerEpochError,
+    KafkaError,
+    ProducerFencedError,
+    TransactionalIdAuthorizationFailedError,
+)
+
+from scoring import Settings
+from streaming.clients import close_producer, stream_producer
+
+log = logging.getLogger("scorepipe.stream")
+FATAL = (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError)
+
+
+class TransactionStuck(KafkaError):
+    """A transaction step had no outcome within ``stream_transaction_timeout_ms``."""
+
+    retriable = False
+
+
+class Transactions:
+    """One open transaction at a time on one transactional producer, replaced after a fatal error."""
+
+    def __init__(self, settings: Settings, client_id: str) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.transactional_id = f"{settings.consumer_group}.{client_id}"
+        self.timeout_ms = settings.stream_transaction_timeout_ms
+        self.open = False
+        self.commits = 0
+        self.aborts = 0
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> KafkaProducer:
+        producer = stream_producer(
+            self.settings,
+            self.client_id,
+            transactional_id=self.transactional_id,
+            max_block_ms=self.timeout_ms,
+            transaction_timeout_ms=max(60_000, 2 * self.timeout_ms),
+        )
+        producer.init_transactions()  # bounded by max_block_ms; aborts what a previous life left open
+        return producer
+
+    def begin(self) -> None:
+        if not self.open:
+            self.producer.begin_transaction()
+            self.open = True
+
+    def commit(self, offsets: dict[Any, Any], group_metadata: Any) -> None:
+        """Add the input ``offsets`` to the transaction and commit it; raises if either step fails."""
+        manager = self.producer._transaction_manager
+        if offsets:
+            self._wait(lambda: manager.send_offsets_to_transaction(offsets, group_metadata), "adding offsets")
+        self._wait(manager.begin_commit, "commit")
+        self.open = False
+        self.commits += 1
+
+    def abort(self) -> None:
+        """Abort the open transaction; after a fatal error or a stuck abort, start a new producer instead."""
+        self.aborts += 1
+        manager = self.producer._transaction_manager
+        try:
+            if manager.has_fatal_error():
+                raise manager.last_error or KafkaError("fatal transaction error")
+            self._wait(manager.begin_abort, "abort")
+        except (KafkaError, TransactionStuck) as exc:
+            log.warning("abort failed (%s: %s): replacing the transactional producer", type(exc).__name__, exc)
+            self.replace()
+        self.open = False
+
+    def replace(self) -> None:
+        """A new producer with the same transactional id: registering it aborts what the old one left open."""
+        close_producer(self.producer, timeout=0)
+        self.open = False
+        self.producer = self._new_producer()
+
+    def close(self, timeout: float) -> bool:
+        if self.open:
+            self.abort()
+        return close_producer(self.producer, timeout=timeout)
+
+    def _wait(self, start: Callable[[], Any], what: str) -> None:
+        result = start()
+        self.producer._sender.wakeup()
+        if not result.wait(timeout_ms=self.timeout_ms):
+            raise TransactionStuck(f"transaction {what} had no outcome within {self.timeout_ms} ms")
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Errors after which the producer cannot go on (fenced by a newer one, or refused its transactional id)."""
+    return isinstance(error, (*FATAL, TransactionStuck))
