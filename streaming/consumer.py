@@ -103,7 +103,8 @@ class StreamConsumer:
         self.readiness = StreamReadiness(self.health, settings.kafka_bootstrap_servers, lambda: self.models.version)
         self._client_id = client_id
         self.consumer = stream_consumer(settings, client_id)
-        self.transactions = Transactions(settings, client_id) if settings.stream_guarantee == "exactly-once" else None
+        exactly_once = settings.stream_guarantee == "exactly-once"
+        self.transactions = Transactions(settings, client_id, self._stopping) if exactly_once else None
         self.producer = self.transactions.producer if self.transactions else stream_producer(settings, client_id)
         self._transaction_started = 0.0
         self._polled_nothing = False
@@ -479,7 +480,8 @@ class StreamConsumer:
         """The batch joins the open transaction, unless partitions were revoked since it was polled."""
         assert self.transactions is not None
         first, after = span((r.topic, r.partition, r.offset) for r in records)
-        for topic in (self.settings.predictions_topic, self.settings.shadow_topic):
+        outputs = [self.settings.predictions_topic] + ([self.settings.shadow_topic] if self._shadow else [])
+        for topic in outputs:
             self._same_partition_count(topic)  # may ask the broker: not while holding the lock
         error: KafkaError | None = None
         with self._transaction_lock:

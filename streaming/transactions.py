@@ -16,6 +16,7 @@ member of a group therefore needs its own ``--client-id``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from scoring import Settings
 from streaming.clients import close_producer, stream_producer
 
 log = logging.getLogger("scorepipe.stream")
+TRANSACTION_RETRY_BACKOFF_MS = 10
 FATAL = (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError)
 
 
@@ -43,8 +45,9 @@ class TransactionStuck(KafkaError):
 class Transactions:
     """One open transaction at a time on one transactional producer, replaced after a fatal error."""
 
-    def __init__(self, settings: Settings, client_id: str) -> None:
+    def __init__(self, settings: Settings, client_id: str, stopping: threading.Event | None = None) -> None:
         self.settings = settings
+        self._stopping = stopping or threading.Event()
         self.client_id = client_id
         self.transactional_id = f"{settings.consumer_group}.{client_id}"
         self.timeout_ms = settings.stream_transaction_timeout_ms
@@ -60,6 +63,9 @@ class Transactions:
             transactional_id=self.transactional_id,
             max_block_ms=self.timeout_ms,
             transaction_timeout_ms=max(60_000, 2 * self.timeout_ms),
+            # Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until its markers
+            # are written; retried after the default 100 ms, that wait dominated every transaction.
+            retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
         )
         producer.init_transactions()  # bounded by max_block_ms; aborts what a previous life left open
         return producer
@@ -92,14 +98,34 @@ class Transactions:
         self.open = False
 
     def replace(self) -> None:
-        """A new producer with the same transactional id: registering it aborts what the old one left open."""
+        """A new producer with the same transactional id: registering it aborts what the old one left open.
+
+        While no broker answers, registering is retried with back-off (a stream outlives an outage);
+        only a stop ends the retries, with the error.
+        """
         close_producer(self.producer, timeout=0)
         self.open = False
-        self.producer = self._new_producer()
+        delay = 0.5
+        while True:
+            try:
+                self.producer = self._new_producer()
+                return
+            except KafkaError as exc:
+                if self._stopping.is_set():
+                    raise
+                log.error(
+                    "cannot register transactional id %s (%s); retrying in %.1f s", self.transactional_id, exc, delay
+                )
+                self._stopping.wait(delay)
+                delay = min(delay * 2, self.settings.stream_retry_max_seconds)
 
     def close(self, timeout: float) -> bool:
+        """Abort what is open (its offsets are not committed: it is read again) and close the producer."""
         if self.open:
-            self.abort()
+            try:
+                self.abort()
+            except KafkaError as exc:
+                log.warning("could not abort on close (%s): the broker aborts it after its timeout", exc)
         return close_producer(self.producer, timeout=timeout)
 
     def _wait(self, start: Callable[[], Any], what: str) -> None:

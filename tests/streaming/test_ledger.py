@@ -124,3 +124,23 @@ def test_a_batch_with_no_outcome_long_after_sending_counts_as_failed():
     assert isinstance(settled.failure, DeliveryStuck) and not DeliveryStuck.retriable
     assert settled.rewind == {P0: 0, P1: 3} and settled.dropped == 2 and len(ledger) == 0
     assert not silent.done() and not later.done()
+
+
+def test_a_transaction_takes_every_batch_in_flight_and_the_offsets_after_the_last():
+    ledger = OffsetLedger()
+    batch(ledger, (P0, 0), (P0, 1))
+    batch(ledger, (P0, 2), (P1, 7))
+    batches, after = ledger.take_all()
+    assert len(batches) == 2 and after == {P0: 3, P1: 8} and len(ledger) == 0
+    assert ledger.positions == {}  # nothing is committed until the transaction is
+    ledger.committed(after)
+    assert ledger.positions == {P0: 3, P1: 8}
+    assert ledger.take_all() == ([], {})
+
+
+def test_an_aborted_transaction_rewinds_to_the_first_offset_of_each_partition():
+    ledger = OffsetLedger()
+    batch(ledger, (P0, 4), (P1, 2))
+    batch(ledger, (P0, 6), (P1, 3))
+    assert ledger.drop_all() == {P0: 4, P1: 2}
+    assert len(ledger) == 0 and ledger.drop_all() == {}
