@@ -59,3 +59,35 @@ def committed_at_least(settings: Settings, events: int) -> Callable[[], bool]:
 def keys_on(settings: Settings, topic: str) -> list[str]:
     """Every message key on ``topic`` now, decoded, duplicates kept."""
     return [m.key.decode() for m in read_topic(settings, topic)]
+
+
+def second_member_joins(settings: Settings, *, count: int, rate: float, seed: int) -> list[int]:
+    """Events produced at ``rate`` to one member; a second joins after 1,500 commits. Both stop cleanly.
+
+    Returns the events each member handled (the second's is checked to be more than none).
+    """
+    import signal
+    import threading
+
+    from streaming.producer import produce
+
+    sender = threading.Thread(target=produce, args=(settings,), kwargs={"count": count, "rate": rate, "seed": seed})
+    sender.start()
+    first = stream_process(settings, "--client-id", "first")
+    second = None
+    try:
+        wait_for(committed_at_least(settings, 1500), timeout=90, what="1,500 events committed")
+        second = stream_process(settings, "--client-id", "second")
+        sender.join()
+        wait_for(everything_committed(settings), timeout=120, what="every event committed")
+    finally:
+        sender.join()
+        for process in (first, second):
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+    members = [p for p in (first, second) if p is not None]
+    outputs = [p.communicate(timeout=60)[0] for p in members]
+    assert [p.returncode for p in members] == [0, 0], outputs
+    handled = [int(out.split("'events': ")[1].split(",")[0]) for out in outputs]
+    assert handled[1] > 0, "the second member never received partitions"
+    return handled

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections import Counter
 
@@ -24,6 +23,7 @@ from tests.helpers import (
     committed_total,
     everything_committed,
     scorer_for,
+    second_member_joins,
     stream_process,
     wait_for,
 )
@@ -70,24 +70,7 @@ def test_sigkill_mid_stream_then_restart_gives_every_event_exactly_one_result(st
 def test_a_member_joining_mid_stream_leaves_no_duplicate_and_no_gap(stream_settings):
     settings = stream_settings(stream_batch_events=100, **EXACTLY_ONCE)
     ensure_topics(settings)
-    sender = threading.Thread(target=produce, args=(settings,), kwargs={"count": 8000, "rate": 1000, "seed": 42})
-    sender.start()
-    first = stream_process(settings, "--client-id", "first")
-    second = None
-    try:
-        wait_for(committed_at_least(settings, 1500), timeout=90, what="1,500 events committed")
-        second = stream_process(settings, "--client-id", "second")
-        sender.join()
-        wait_for(everything_committed(settings), timeout=120, what="every event committed")
-    finally:
-        sender.join()
-        for process in (first, second):
-            if process is not None:
-                process.send_signal(signal.SIGTERM)
-    outputs = [p.communicate(timeout=60)[0] for p in (first, second) if p is not None]
-    assert [first.returncode, second.returncode] == [0, 0], outputs
-    handled = [int(out.split("'events': ")[1].split(",")[0]) for out in outputs]
-    assert handled[1] > 0, "the second member never received partitions"
+    second_member_joins(settings, count=8000, rate=1000, seed=42)
     assert_exactly_once(settings, ids(8000, 42))
 
 

@@ -24,6 +24,7 @@ from tests.helpers import (
     committed_total,
     everything_committed,
     scorer_for,
+    second_member_joins,
     stream_process,
     wait_for,
 )
@@ -175,23 +176,7 @@ def test_a_member_joining_mid_stream_takes_partitions_without_loss(stream_settin
     """The rebalance commits what the first member finished; every event is predicted, few twice."""
     settings = stream_settings(stream_batch_events=100)
     ensure_topics(settings)
-    sender = threading.Thread(target=produce, args=(settings,), kwargs={"count": 12000, "rate": 1000, "seed": 61})
-    sender.start()
-    first = stream_process(settings, "--client-id", "first")
-    second = None
-    try:
-        wait_for(committed_at_least(settings, 1500), timeout=90, what="1,500 events committed")
-        second = stream_process(settings, "--client-id", "second")
-        sender.join()
-        wait_for(everything_committed(settings), timeout=120, what="every event committed")
-    finally:
-        for process in (first, second):
-            if process is not None:
-                process.send_signal(signal.SIGTERM)
-    outputs = [p.communicate(timeout=60)[0] for p in (first, second)]
-    assert [first.returncode, second.returncode] == [0, 0], outputs
-    handled = [int(out.split("'events': ")[1].split(",")[0]) for out in outputs]
-    assert handled[1] > 0, "the second member never received partitions"
+    second_member_joins(settings, count=12000, rate=1000, seed=61)
     counts = Counter(m.key.decode() for m in read_topic(settings, settings.predictions_topic))
     assert set(counts) == {f"txn-61-c-{i:010d}" for i in range(12000)}
     duplicates = sum(c - 1 for c in counts.values())
