@@ -55,7 +55,7 @@ def connection_options(settings: Settings) -> dict[str, Any]:
 def checked_options(settings: Settings) -> dict[str, Any]:
     """The connection options, after the brokers accepted them once (``KafkaAccessError`` if they refuse)."""
     options = connection_options(settings)
-    ensure_access(settings, options)
+    ensure_access(settings, options, probe=KafkaAdminClient)  # one bootstrap, on a side thread
     return options
 
 

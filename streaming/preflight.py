@@ -16,9 +16,9 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, SaslAuthenticationFailedError, UnsupportedSaslMechanismError
 from kafka.net.compat import KafkaNetClient
 from kafka.protocol.parser import KafkaProtocol
@@ -37,7 +37,7 @@ _verified: set[tuple[Any, ...]] = set()
 _lock = threading.Lock()
 
 
-def ensure_access(settings: Settings, options: dict[str, Any]) -> None:
+def ensure_access(settings: Settings, options: dict[str, Any], probe: Callable[..., Any]) -> None:
     """Raise ``KafkaAccessError`` if the brokers refuse these credentials or certificates.
 
     PLAINTEXT has nothing to refuse: it is not checked.
@@ -48,7 +48,7 @@ def ensure_access(settings: Settings, options: dict[str, Any]) -> None:
     with _lock:
         if key in _verified:
             return
-    outcome = _attempt(options)
+    outcome = _attempt(options, probe)
     if outcome is True:
         with _lock:
             _verified.add(key)
@@ -130,7 +130,7 @@ def is_final(exc: BaseException) -> bool:
     )
 
 
-def _attempt(options: dict[str, Any]) -> bool | BaseException | None:
+def _attempt(options: dict[str, Any], probe: Callable[..., Any]) -> bool | BaseException | None:
     """True if a bootstrap succeeded, the refusal if one was final, None if nothing answered in time."""
     refusals = _Refusals()
     loggers = [logging.getLogger(CONNECTION_LOGGER), logging.getLogger(MANAGER_LOGGER)]
@@ -150,9 +150,7 @@ def _attempt(options: dict[str, Any]) -> bool | BaseException | None:
 
     def bootstrap() -> None:
         try:
-            admin = KafkaAdminClient(
-                **options, kafka_client=network_client, bootstrap_timeout_ms=int(PREFLIGHT_TIMEOUT_S * 1000)
-            )
+            admin = probe(**options, kafka_client=network_client, bootstrap_timeout_ms=int(PREFLIGHT_TIMEOUT_S * 1000))
         except Exception:  # noqa: BLE001 - a refusal was logged (and caught), or nothing answered
             for client in clients:
                 client.close()
