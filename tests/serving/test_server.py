@@ -79,6 +79,18 @@ def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(st
     from streaming.topics import read_topic
 
     stream = {m.key.decode(): json.loads(m.value) for m in read_topic(settings, settings.predictions_topic)}
+    # the exactly-once stream, over the same events, to its own topics and group
+    once = settings.model_copy(
+        update={
+            "stream_guarantee": "exactly-once",
+            "predictions_topic": f"{settings.predictions_topic}-once",
+            "dlq_topic": f"{settings.dlq_topic}-once",
+            "consumer_group": f"{settings.consumer_group}-once",
+        }
+    )
+    ensure_topics(once)
+    score_stream(once, scorer).run(idle_exit_seconds=3)
+    exactly_once = {m.key.decode(): json.loads(m.value) for m in read_topic(once, once.predictions_topic)}
 
     server, url = serve(settings, tmp_path)
     try:
@@ -101,11 +113,12 @@ def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(st
         server.stop()
 
     v2_out = {o["name"]: o["data"] for o in v2["outputs"]}
-    assert set(stream) == set(ids) == set(batch.index) == set(on_dask.index)
+    assert set(stream) == set(exactly_once) == set(ids) == set(batch.index) == set(on_dask.index)
     for i, event_id in enumerate(ids):
         expected = batch.at[event_id, "proba_1"]
         assert on_dask.at[event_id, "proba_1"] == expected
         assert stream[event_id]["probabilities"]["1"] == expected
+        assert exactly_once[event_id]["probabilities"]["1"] == expected
         assert simple["results"][i]["probabilities"]["1"] == expected
         assert v2_out["proba_1"][i] == expected
         label = int(batch.at[event_id, "prediction"])
