@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scorepipe.kafka_broker import KafkaBroker
+from scorepipe.mlflow_server import MLflowServer
 from scorepipe.s3_server import S3Server
 from scorepipe.services import free_port
 from scoring import ModelBundle, Registry, Scorer, Settings, synthetic
@@ -21,7 +22,7 @@ from scoring.training import train_bundle
 
 # Fixtures that start or reach a real server: a test using one must carry the integration marker.
 SERVER_FIXTURES = frozenset(
-    {"prefect_server", "kafka_bootstrap", "stream_settings", "secure_broker", "s3_server", "s3_bucket"}
+    {"prefect_server", "kafka_bootstrap", "stream_settings", "secure_broker", "s3_server", "s3_bucket", "mlflow_server"}
 )
 
 
@@ -253,3 +254,13 @@ def s3_bucket(s3_server: S3Server) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     s3_server.create_bucket(name)
     return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLflowServer]:
+    """A real MLflow tracking server (its own venv, built once under .cache), stopped by its process group."""
+    server = MLflowServer(tmp_path_factory.mktemp("mlflow")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -112,6 +112,32 @@ def _print_exports(server: S3Server) -> None:
         console.print(f"export {name}={value}", soft_wrap=True)
 
 
+def cmd_mlflow(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.mlflow_server import MLflowServer, read_state, stop_detached
+
+    home = settings.home / "mlflow"
+    state = read_state(home)
+    if args.action == "down":
+        stopped = stop_detached(home)
+        console.print(f"stopped MLflow PID {stopped['pid']}" if stopped else "no MLflow server recorded as up")
+        console.print(f"runs and models kept in {home}")
+        return 0
+    if args.action == "status" or state is not None:
+        if state is None:
+            console.print(f"down; runs and models in {home}")
+            return 1
+        console.print(f"up at {state['tracking_uri']} (PID {state['pid']}); store and artifacts in {home}")
+        console.print(f"export MLFLOW_TRACKING_URI={state['tracking_uri']}")
+        return 0
+    with console.status("starting the MLflow tracking server (its own venv under .cache, built once)"):
+        server = MLflowServer(home, port=args.port).start()
+    server.save_state()
+    console.print(f"MLflow up at {server.tracking_uri} (PID {server.pid}); store and artifacts in {home}; "
+                  f"log {server.log_path}", soft_wrap=True)  # fmt: skip
+    console.print(f"export MLFLOW_TRACKING_URI={server.tracking_uri}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from scorepipe.status import print_status
 
@@ -146,6 +172,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     s3.add_argument("--port", type=int, help="listener port on 127.0.0.1 (up; default: a free port, then kept)")
     s3.add_argument("--bucket", action="append", help="up: create this bucket (repeatable)")
     s3.set_defaults(handler=cmd_s3)
+
+    mlflow = commands.add_parser("mlflow", help="a local MLflow tracking server (SQLite store, local artifacts)")
+    mlflow.add_argument("action", choices=["up", "down", "status"])
+    mlflow.add_argument("--port", type=int, help="listener port on 127.0.0.1 (up; default: a free port, then kept)")
+    mlflow.set_defaults(handler=cmd_mlflow)
 
     status = commands.add_parser("status", help="registry aliases, consumer group lag, last flow runs")
     kafka_options(status)
