@@ -9,7 +9,7 @@ import joblib
 from rich.table import Table
 
 from scorepipe.render import console, print_metrics
-from scoring import QualityGateError, Registry, Settings, synthetic
+from scoring import QualityGateError, Registry, Settings, SettingsError, synthetic
 from scoring.sources import read_parquet
 from scoring.storage import Location
 from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
@@ -54,6 +54,32 @@ def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
         source=str(args.model),
     )
     version = registry.register(bundle, note=args.note or f"registered from {args.model}")
+    print_metrics(version, bundle.metrics)
+    if args.alias:
+        if bundle.metrics:
+            return _gate_and_promote(registry, version, bundle.metrics, settings, promote=True, alias=args.alias)
+        registry.promote(version, args.alias)
+        console.print(f"promoted v{version} to {args.alias} (no target given, so no quality gate)")
+    return 0
+
+
+def cmd_models_import(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.mlflow_models import import_model
+
+    if not args.reference:
+        raise SettingsError("models import needs --reference FILE: the training features (Parquet), for the schema")
+    registry = Registry(settings.registry_dir)
+    bundle, source = import_model(
+        args.uri,
+        read_parquet(args.reference),
+        target=args.target,
+        tracking_uri=args.tracking_uri,
+        reference_rows=settings.reference_rows,
+        seed=settings.seed,
+    )
+    where = f"{source.name} v{source.version}" if source.name else f"run {source.run_id}"
+    version = registry.register(bundle, note=args.note or f"imported from MLflow {args.uri} ({where})")
+    console.print(f"imported {args.uri} ({where}, run {source.run_id}) as v{version}", soft_wrap=True)
     print_metrics(version, bundle.metrics)
     if args.alias:
         if bundle.metrics:
@@ -172,3 +198,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     register.add_argument("--alias", choices=["champion", "challenger"], help="promote after registering")
     register.add_argument("--note", default="")
     register.set_defaults(handler=cmd_models_register)
+
+    importing = models.add_parser("import", help="import an sklearn model from MLflow (registry or run)")
+    importing.add_argument("uri", help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH")
+    importing.add_argument("--reference", help="training features (Parquet; local or s3://), for schema and drift")
+    importing.add_argument("--target", help="label column in --reference, to compute metrics and gate")
+    importing.add_argument("--alias", choices=["champion", "challenger"], help="promote after importing")
+    importing.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI")
+    importing.add_argument("--note", default="")
+    importing.set_defaults(handler=cmd_models_import)
