@@ -54,13 +54,7 @@ def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
         source=str(args.model),
     )
     version = registry.register(bundle, note=args.note or f"registered from {args.model}")
-    print_metrics(version, bundle.metrics)
-    if args.alias:
-        if bundle.metrics:
-            return _gate_and_promote(registry, version, bundle.metrics, settings, promote=True, alias=args.alias)
-        registry.promote(version, args.alias)
-        console.print(f"promoted v{version} to {args.alias} (no target given, so no quality gate)")
-    return 0
+    return _promote_if_asked(registry, version, bundle.metrics, settings, args.alias)
 
 
 def cmd_models_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -80,12 +74,18 @@ def cmd_models_import(args: argparse.Namespace, settings: Settings) -> int:
     where = f"{source.name} v{source.version}" if source.name else f"run {source.run_id}"
     version = registry.register(bundle, note=args.note or f"imported from MLflow {args.uri} ({where})")
     console.print(f"imported {args.uri} ({where}, run {source.run_id}) as v{version}", soft_wrap=True)
-    print_metrics(version, bundle.metrics)
-    if args.alias:
-        if bundle.metrics:
-            return _gate_and_promote(registry, version, bundle.metrics, settings, promote=True, alias=args.alias)
-        registry.promote(version, args.alias)
-        console.print(f"promoted v{version} to {args.alias} (no target given, so no quality gate)")
+    return _promote_if_asked(registry, version, bundle.metrics, settings, args.alias)
+
+
+def _promote_if_asked(registry: Registry, version: int, metrics: dict, settings: Settings, alias: str | None) -> int:
+    """After registering a model of the user's: print its figures; promote to ``alias`` if asked (gated if labelled)."""
+    print_metrics(version, metrics)
+    if not alias:
+        return 0
+    if metrics:
+        return _gate_and_promote(registry, version, metrics, settings, promote=True, alias=alias)
+    registry.promote(version, alias)
+    console.print(f"promoted v{version} to {alias} (no target given, so no quality gate)")
     return 0
 
 
