@@ -8,14 +8,20 @@ Callers pass only what is particular to their use (group, batch sizes, acks).
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from scoring import Settings
 from streaming.oauth import token_provider
 from streaming.preflight import ensure_access
+
+log = logging.getLogger("scorepipe.stream")
+T = TypeVar("T")
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:
@@ -104,6 +110,24 @@ def stream_producer(settings: Settings, client_id: str, **options: Any) -> Kafka
         request_timeout_ms=min(30_000, settings.stream_delivery_timeout_ms - 2),
         **options,
     )
+
+
+def rebuild_until_stopped(build: Callable[[], T], *, stopping: threading.Event, max_delay: float, what: str) -> T:
+    """``build()`` again and again, with back-off up to ``max_delay``, while no broker answers.
+
+    A long-running stream outlives an outage instead of dying on it; only a stop ends the
+    retries, with the client's error.
+    """
+    delay = 0.5
+    while True:
+        try:
+            return build()
+        except KafkaError as exc:
+            if stopping.is_set():
+                raise
+            log.error("cannot %s (%s); retrying in %.1f s", what, exc, delay)
+            stopping.wait(delay)
+            delay = min(delay * 2, max_delay)
 
 
 def close_producer(producer: KafkaProducer, timeout: float) -> bool:

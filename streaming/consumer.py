@@ -37,8 +37,8 @@ from monitoring.metrics import ScoringMetrics
 from scoring import KafkaAccessError, Scorer, Settings, SinkError
 from scoring.agreement import Agreement
 from scoring.watcher import FixedModel, ModelWatcher
-from streaming.clients import close_producer, stream_consumer, stream_producer
-from streaming.ledger import OffsetLedger, Partition, Settled, span
+from streaming.clients import close_producer, rebuild_until_stopped, stream_consumer, stream_producer
+from streaming.ledger import OffsetLedger, Partition, Settled, earliest_firsts, merge_earliest, span
 from streaming.live_window import SHADOW_DIR, LiveWindow
 from streaming.readiness import StreamReadiness
 from streaming.rebalance import AbortOnRevoke, HandOverOnRevoke
@@ -149,17 +149,30 @@ class StreamConsumer:
         After timeouts (broker unreachable) the producer resets itself and is kept.
         """
         close_producer(self.producer, timeout=0)
-        delay = 0.5
-        while True:
-            try:
-                self.producer = stream_producer(self.settings, self._client_id)
-                return
-            except KafkaError as exc:
-                if self._stopping.is_set():
-                    raise SinkError(f"cannot reconnect a producer to {self.settings.kafka_bootstrap_servers}") from exc
-                log.error("cannot create a producer (%s); retrying in %.1f s", exc, delay)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, self.settings.stream_retry_max_seconds)
+        try:
+            self.producer = rebuild_until_stopped(
+                lambda: stream_producer(self.settings, self._client_id),
+                stopping=self._stopping,
+                max_delay=self.settings.stream_retry_max_seconds,
+                what="create a producer",
+            )
+        except KafkaError as exc:
+            raise SinkError(f"cannot reconnect a producer to {self.settings.kafka_bootstrap_servers}") from exc
+
+    def _back_off(self, reason: str, then: str) -> None:
+        """A batch failed: count it, say why on ``/readyz`` and in the log, and wait (doubling) before ``then``."""
+        self.stats.send_failures += 1
+        self.metrics.send_failures.inc()
+        self.readiness.send_error = reason
+        self._retry_delay = min(max(0.5, self._retry_delay * 2), self.settings.stream_retry_max_seconds)
+        log.error("%s; %s in %.1f s", reason, then, self._retry_delay)
+        self._stopping.wait(self._retry_delay)
+
+    def _failure_reason(self, error: BaseException, what: str) -> str:
+        """An ACL refusing a write is named as such (topic, user); any other error as ``what`` failed."""
+        if isinstance(error, AuthorizationError) and not isinstance(error, TransactionalIdAuthorizationFailedError):
+            return write_refusal(self.settings, error)
+        return f"{what}: {type(error).__name__}: {error}"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -316,22 +329,11 @@ class StreamConsumer:
         if not getattr(error, "retriable", False):
             self._replace_producer()
         self.read_again_from(settled.rewind)
-        self.stats.send_failures += 1
-        self.metrics.send_failures.inc()
-        self.readiness.send_error = (
-            write_refusal(self.settings, error)
-            if isinstance(error, AuthorizationError)
-            else f"results not acknowledged: {type(error).__name__}: {error}"
+        where = ", ".join(f"{p[0]}[{p[1]}]@{o}" for p, o in sorted(settled.rewind.items()))
+        self._back_off(
+            self._failure_reason(error, "results not acknowledged"),
+            f"{settled.dropped} batch(es) dropped uncommitted, re-reading {where}",
         )
-        self._retry_delay = min(max(0.5, self._retry_delay * 2), self.settings.stream_retry_max_seconds)
-        log.error(
-            "%s; %d batch(es) dropped uncommitted, re-reading %s in %.1f s",
-            self.readiness.send_error,
-            settled.dropped,
-            ", ".join(f"{p[0]}[{p[1]}]@{o}" for p, o in sorted(settled.rewind.items())),
-            self._retry_delay,
-        )
-        self._stopping.wait(self._retry_delay)
 
     # -- exactly once: results and input offsets in one transaction ---------------------------
 
@@ -361,7 +363,7 @@ class StreamConsumer:
             else:
                 self.ledger.committed(after)
         if error is not None:
-            self._abort_and_rewind(error, _firsts(batches))
+            self._abort_and_rewind(error, earliest_firsts(batches))
             return 0
         for batch in batches:
             batch.on_delivered()
@@ -374,8 +376,7 @@ class StreamConsumer:
         """Abort (or, after a fatal error, replace the producer) and read the aborted batches again."""
         assert self.transactions is not None
         with self._transaction_lock:
-            for p, offset in self.ledger.drop_all().items():
-                rewind[p] = min(rewind.get(p, offset), offset)
+            merge_earliest(rewind, self.ledger.drop_all())
             if is_fatal(error):
                 log.error(
                     "transactional producer %s cannot go on (%s: %s); starting a new one (is another member "
@@ -392,18 +393,7 @@ class StreamConsumer:
         # A commit that timed out may still have been carried out by the broker (offsets and results
         # together): where to read again from is what the group has committed, not what was sent.
         self.read_again_from({**rewind, **self._committed_positions(set(rewind))})
-        self.stats.send_failures += 1
-        self.metrics.send_failures.inc()
-        self.readiness.send_error = (
-            write_refusal(self.settings, error)
-            if isinstance(error, AuthorizationError) and not isinstance(error, TransactionalIdAuthorizationFailedError)
-            else f"transaction aborted: {type(error).__name__}: {error}"
-        )
-        self._retry_delay = min(max(0.5, self._retry_delay * 2), self.settings.stream_retry_max_seconds)
-        log.error(
-            "%s; re-reading from the last committed offsets in %.1f s", self.readiness.send_error, self._retry_delay
-        )
-        self._stopping.wait(self._retry_delay)
+        self._back_off(self._failure_reason(error, "transaction aborted"), "re-reading from the last committed offsets")
 
     def _committed_positions(self, partitions: set[Partition]) -> dict[Partition, int]:
         """The group's committed offsets for ``partitions`` (those it has), read from the broker."""
@@ -424,8 +414,7 @@ class StreamConsumer:
         with self._transaction_lock:  # waits for a commit under way (bounded by its timeout)
             self._revocations += 1
             dropped = self.ledger.drop_all()
-            for p, offset in dropped.items():
-                self._aborted_from[p] = min(self._aborted_from.get(p, offset), offset)
+            merge_earliest(self._aborted_from, dropped)
             if self.transactions.open:
                 self.transactions.abort()
                 self.producer = self.transactions.producer
@@ -537,12 +526,7 @@ class StreamConsumer:
         self._replace_producer()  # its metadata remembers the refusal
         self._same_partitions.clear()
         self.read_again_from(first)
-        self.stats.send_failures += 1
-        self.metrics.send_failures.inc()
-        self.readiness.send_error = write_refusal(self.settings, error)
-        self._retry_delay = min(max(0.5, self._retry_delay * 2), self.settings.stream_retry_max_seconds)
-        log.error("%s; re-reading the batch in %.1f s", self.readiness.send_error, self._retry_delay)
-        self._stopping.wait(self._retry_delay)
+        self._back_off(write_refusal(self.settings, error), "re-reading the batch")
 
     def _process(self, records: list[Any]) -> Callable[[], None]:
         """Score one batch into the sinks; returns what counts it once it is delivered."""
@@ -613,14 +597,6 @@ def read_refusal(settings: Settings, error: BaseException) -> str:
     else:
         what = f"READ on topic {settings.features_topic}"
     return f"Kafka ACLs do not allow {what} ({_who(settings)}): {type(error).__name__}; grant it and start again"
-
-
-def _firsts(batches: list[Any]) -> dict[Partition, int]:
-    rewind: dict[Partition, int] = {}
-    for batch in batches:
-        for p, offset in batch.first.items():
-            rewind[p] = min(rewind.get(p, offset), offset)
-    return rewind
 
 
 def _flatten(polled: dict[Any, list[Any]]) -> list[Any]:

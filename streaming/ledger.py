@@ -74,6 +74,21 @@ class Settled:
     dropped: int = 0  # batches dropped uncommitted after a failure
 
 
+def merge_earliest(into: dict[Partition, int], offsets: dict[Partition, int]) -> dict[Partition, int]:
+    """``into`` with each partition's offset lowered to the one in ``offsets`` where that is earlier."""
+    for p, offset in offsets.items():
+        into[p] = min(into.get(p, offset), offset)
+    return into
+
+
+def earliest_firsts(batches: Iterable[InFlight]) -> dict[Partition, int]:
+    """The first offset of each partition among ``batches``: where to read them all again from."""
+    rewind: dict[Partition, int] = {}
+    for batch in batches:
+        merge_earliest(rewind, batch.first)
+    return rewind
+
+
 def span(offsets: Iterable[tuple[str, int, int]]) -> tuple[dict[Partition, int], dict[Partition, int]]:
     """(first offset, offset to commit) per partition of a batch's ``(topic, partition, offset)`` triples."""
     first: dict[Partition, int] = {}
@@ -220,9 +235,6 @@ class OffsetLedger:
             return seeks
 
     def _drop_all(self) -> dict[Partition, int]:
-        rewind: dict[Partition, int] = {}
-        for batch in self._in_flight:
-            for p, offset in batch.first.items():
-                rewind[p] = min(rewind.get(p, offset), offset)
+        rewind = earliest_firsts(self._in_flight)
         self._in_flight.clear()
         return rewind

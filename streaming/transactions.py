@@ -29,7 +29,7 @@ from kafka.errors import (
 )
 
 from scoring import Settings
-from streaming.clients import close_producer, stream_producer
+from streaming.clients import close_producer, rebuild_until_stopped, stream_producer
 
 log = logging.getLogger("scorepipe.stream")
 TRANSACTION_RETRY_BACKOFF_MS = 10
@@ -105,19 +105,12 @@ class Transactions:
         """
         close_producer(self.producer, timeout=0)
         self.open = False
-        delay = 0.5
-        while True:
-            try:
-                self.producer = self._new_producer()
-                return
-            except KafkaError as exc:
-                if self._stopping.is_set():
-                    raise
-                log.error(
-                    "cannot register transactional id %s (%s); retrying in %.1f s", self.transactional_id, exc, delay
-                )
-                self._stopping.wait(delay)
-                delay = min(delay * 2, self.settings.stream_retry_max_seconds)
+        self.producer = rebuild_until_stopped(
+            self._new_producer,
+            stopping=self._stopping,
+            max_delay=self.settings.stream_retry_max_seconds,
+            what=f"register transactional id {self.transactional_id}",
+        )
 
     def close(self, timeout: float) -> bool:
         """Abort what is open (its offsets are not committed: it is read again) and close the producer."""
