@@ -217,7 +217,10 @@ def _output_schema(input_schema: pa.Schema, scorer: Scorer, expected: dict) -> p
         pa.field(SOURCE_FILE, pa.string()),
         pa.field(SOURCE_ROW, pa.int64()),
     ]
-    return pa.schema(fields, metadata={METADATA_KEY: json.dumps(expected).encode()})
+    recorded = dict(expected)
+    if mlflow := scorer.bundle.info.get("mlflow"):  # which MLflow model version scored this file
+        recorded["mlflow"] = {k: mlflow.get(k) for k in ("model_name", "model_version", "run_id", "uri")}
+    return pa.schema(fields, metadata={METADATA_KEY: json.dumps(recorded).encode()})
 
 
 def _output_table(

@@ -42,6 +42,7 @@ class BatchSummary:
     output: str
     files: list[FileResult] = field(default_factory=list)
     shadow_version: int | None = None
+    mlflow: dict | None = None  # the MLflow model name, version and run the champion came from
 
     def count(self, status: Status) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -70,6 +71,7 @@ class BatchSummary:
             "run_id": self.run_id,
             "model_version": self.model_version,
             "shadow_version": self.shadow_version,
+            "mlflow": self.mlflow,
             "shadow_agreement": agreement.summary() if agreement else None,
             "input": self.input,
             "output": self.output,

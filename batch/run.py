@@ -15,6 +15,7 @@ from batch.results import BatchSummary
 from batch.runners import BatchJob, DaskOptions, DaskRunner, RowsScored, Runner, SequentialRunner
 from monitoring.push import push_run_figures
 from scoring import Registry, Scorer, ScoringError, Settings
+from scoring.model_source import resolve_once
 from scoring.sources import discover_inputs
 from scoring.storage import Location
 
@@ -64,6 +65,7 @@ def run_batch(
         input=str(input),
         output=str(output),
         shadow_version=shadow.version if shadow is not None else None,
+        mlflow=scorer.bundle.info.get("mlflow"),
     )
     job = BatchJob(
         output=str(output),
@@ -97,7 +99,10 @@ def score_batch(
     started = time.monotonic()
     registry = Registry(settings.registry_dir)
     shortcut = settings.small_frame_shortcut
-    scorer = Scorer.from_registry(registry, request.model, small_frame_shortcut=shortcut)
+    model = resolve_once(registry, request.model, settings)  # an mlflow: model is imported (once) first
+    scorer = Scorer.from_registry(registry, model, small_frame_shortcut=shortcut)
+    if origin := scorer.bundle.info.get("mlflow"):
+        say(f"model v{scorer.version} is MLflow {origin.get('model_name')} v{origin.get('model_version')}")
     challenger = _challenger(registry, request.shadow, warn, shortcut) if request.shadow else None
     options = dask_options(settings, request.workers, request.dask_address)
     runner = make_runner(options, scorer, challenger)

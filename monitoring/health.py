@@ -32,11 +32,19 @@ class Health:
     def __init__(self, *, stale_after_seconds: float = 60.0) -> None:
         self.stale_after_seconds = stale_after_seconds
         self.checks: dict[str, ReadinessCheck] = {}
+        self.notes: dict[str, ReadinessCheck] = {}  # shown on /readyz, never make it fail (a refused reload)
         self._beat = time.monotonic()
         self.started = time.monotonic()
 
     def add_check(self, name: str, check: ReadinessCheck) -> None:
         self.checks[name] = check
+
+    def add_note(self, name: str, note: ReadinessCheck) -> None:
+        """Something an operator should see on ``/readyz`` that does not stop the scorer serving."""
+        self.notes[name] = note
+
+    def noted(self) -> dict[str, str]:
+        return {name: text for name, note in self.notes.items() if (text := note())}
 
     def beat(self) -> None:
         """Called by the loop on every turn; a loop stuck for ``stale_after_seconds`` is not live."""
@@ -99,7 +107,10 @@ def _handler_for(server: OpsServer) -> type[BaseHTTPRequestHandler]:
                 self._json(200 if ok else 503, {"status": "alive" if ok else "stalled", **body})
             elif path == "/readyz":
                 ok, checks = server.health.ready()
-                self._json(200 if ok else 503, {"status": "ready" if ok else "not ready", "checks": checks})
+                body = {"status": "ready" if ok else "not ready", "checks": checks}
+                if notes := server.health.noted():
+                    body["notes"] = notes
+                self._json(200 if ok else 503, body)
             else:
                 self._json(404, {"error": f"no such endpoint {path}; try /metrics, /healthz, /readyz"})
 

@@ -56,6 +56,7 @@ class VersionInfo:
     metrics: dict[str, float]
     note: str
     aliases: tuple[str, ...]
+    origin: dict[str, Any] | None = None  # where an imported version came from (MLflow name, version, digest)
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,25 @@ class Registry:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def register(self, bundle: ModelBundle, *, note: str = "") -> int:
-        """Store ``bundle`` as a new immutable version and return its number."""
+    def find(self, **origin: str | None) -> list[int]:
+        """Versions whose recorded origin has every given key and value, oldest first.
+
+        >>> import tempfile; Registry(Path(tempfile.mkdtemp())).find(kind="mlflow", name="fraud")
+        []
+        """
+        index = self._read_index()
+        return _matching(index, origin)
+
+    def register(self, bundle: ModelBundle, *, note: str = "", origin: dict[str, str | None] | None = None) -> int:
+        """Store ``bundle`` as a new immutable version and return its number.
+
+        ``origin`` records where an imported model came from (an MLflow name, version and
+        artifact digest). A version with the same origin is not stored twice: two processes
+        following the same MLflow alias both get the one version whichever imports first.
+        """
         with self._locked() as index:
+            if origin and (same := _matching(index, origin)):
+                return same[0]
             # A folder left by a writer that died before updating the index still claims its number.
             on_disk = (self.root / "versions").child_names()
             numbers = [*(int(v) for v in index["versions"]), *(int(p) for p in on_disk if p.isdigit())]
@@ -134,6 +151,7 @@ class Registry:
                 "files": hashes,
                 "metrics": bundle.metrics,
                 "note": note,
+                **({"origin": origin} if origin else {}),
             }
         return version
 
@@ -208,7 +226,17 @@ class Registry:
             metrics=entry["metrics"],
             note=entry.get("note", ""),
             aliases=aliases,
+            origin=entry.get("origin"),
         )
+
+
+def _matching(index: dict[str, Any], origin: dict[str, str | None]) -> list[int]:
+    found = []
+    for number, entry in index["versions"].items():
+        recorded = entry.get("origin") or {}
+        if all(recorded.get(key) == value for key, value in origin.items()):
+            found.append(int(number))
+    return sorted(found) if origin else []
 
 
 def _write_local_version(bundle: ModelBundle, target: Location) -> dict[str, str]:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scoring.errors import SettingsError
@@ -56,6 +56,23 @@ class Settings(BaseSettings):
     small_frame_shortcut: bool = Field(
         default=True,
         description="Score frames of up to 64 rows with the verified tree shortcut (false: always sklearn).",
+    )
+
+    # MLflow
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "SCOREPIPE_MLFLOW_TRACKING_URI", "mlflow_tracking_uri"
+        ),  # the second is MLflow's own variable
+        description="MLflow tracking server (also MLFLOW_TRACKING_URI): where mlflow: models come from and runs go.",
+    )
+    mlflow_log: bool = Field(
+        default=True,
+        description="With a tracking URI: log train, drift and performance runs to MLflow (false: never).",
+    )
+    mlflow_experiment: str = Field(default="scorepipe", description="MLflow experiment scorepipe's runs go to.")
+    mlflow_model_name: str = Field(
+        default="scorepipe", description="Registered MLflow model that `scorepipe train` logs versions of."
     )
 
     # Streaming (Kafka)

@@ -1,9 +1,10 @@
 """Following an alias: long-running scorers pick up promotions and rollbacks without a restart.
 
 A ``ModelWatcher`` holds the ``Scorer`` for whatever version an alias (``champion`` by default)
-points at. A daemon thread notices when the registry index changes, loads and hash-verifies the
-version the alias now names, checks that it can score what the caller feeds it, and leaves it
-ready. The caller takes it with ``current()`` between micro-batches, so one batch is always
+points at. A daemon thread notices when the alias's source changes (the local registry index, or
+an MLflow alias: see ``scoring.model_source``), brings the version it now names into the local
+registry, loads and hash-verifies it, checks that it can score what the caller feeds it, and
+leaves it ready. The caller takes it with ``current()`` between micro-batches, so one batch is always
 scored by exactly one version. A version that fails to load or to fit is refused: the old model
 keeps serving and the failure is reported to the listeners. A pinned version never changes.
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from scoring.errors import ScoringError
-from scoring.registry import ALIASES, Registry
+from scoring.model_source import ModelSource, RegistryRef, open_source
+from scoring.registry import Registry
 from scoring.schema import FeatureSchema
 from scoring.scorer import Scorer
 from scoring.settings import Settings
@@ -30,10 +32,11 @@ class ReloadEvent:
 
     alias: str
     old_version: int | None
-    new_version: int
+    new_version: int | None  # the local version; None when an import was refused before registering
     ok: bool
     reason: str | None = None
     small_frame_shortcut: bool | None = None  # of the version swapped in
+    source_version: str | None = None  # what the source named, e.g. "v4" or "MLflow fraud v7"
 
 
 # Returns why ``candidate`` cannot replace the serving model, or None if it can.
@@ -61,11 +64,6 @@ def feature_mismatch(expected: FeatureSchema, candidate: FeatureSchema) -> str |
     return f"features differ: {'; '.join(problems)}" if problems else None
 
 
-def is_alias(ref: str | int) -> bool:
-    """True if ``ref`` names an alias to follow rather than one fixed version."""
-    return str(ref).strip() in (*ALIASES, "latest")
-
-
 class ModelWatcher:
     """The scorer for an alias, swapped between batches when the alias moves.
 
@@ -83,13 +81,15 @@ class ModelWatcher:
         compatible: Compatibility | None = None,
         listeners: Iterable[ReloadListener] = (),
         small_frame_shortcut: bool = True,
+        source: ModelSource | None = None,
     ) -> None:
         self.registry = registry
+        self.source = source or RegistryRef(registry, ref)
         self.small_frame_shortcut = small_frame_shortcut
-        self.ref = str(ref)
+        self.ref = self.source.ref
         self.required = required
         self.check_seconds = check_seconds
-        self.follows = is_alias(ref)
+        self.follows = self.source.follows
         self.compatible = compatible
         self.listeners = list(listeners)
         self.reloads = 0
@@ -97,31 +97,33 @@ class ModelWatcher:
         self.last_error: str | None = None
         self._serving: Scorer | None = None
         self._ready: Scorer | None = None
+        self._ready_from: str | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._stamp: tuple[int, int, int] | str | None = None
-        self._target: int | None = None  # the version last loaded or refused, so it is tried once
+        self._stamp: Hashable = None
+        self._target: Hashable = None  # what the source named when last loaded or refused: tried once
+        self._stamp_error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> ModelWatcher:
         """Load the version the reference names now, then follow it in the background if it is an alias."""
-        self._stamp = self.registry.index_stamp()
         try:
-            version = self.registry.resolve(self.ref)
+            self._stamp = self.source.stamp()
+            target = self.source.target()
         except ScoringError:
             if self.required:
                 raise
-            version = None
-        if version is not None:
-            self._target = version
+            target = None
+        if target is not None:
+            self._target = target
             try:
-                self._serving = self._load(version)
+                self._serving = self._load(self.source.materialize(target, None))
             except ScoringError as exc:
                 if self.required:
                     raise
-                self._refuse(None, version, exc)
+                self._refuse(None, target, exc)
         if self.follows:
             self._thread = threading.Thread(target=self._follow, name=f"watch-{self.ref}", daemon=True)
             self._thread.start()
@@ -145,9 +147,12 @@ class ModelWatcher:
                 self.reloads += 1
                 event = ReloadEvent(
                     self.ref, old.version if old else None, ready.version, ok=True,
-                    small_frame_shortcut=ready.small_frame_shortcut,
+                    small_frame_shortcut=ready.small_frame_shortcut, source_version=self._ready_from,
                 )  # fmt: skip
-                log.info("%s: now scoring with v%s (was %s)", self.ref, ready.version, _v(event.old_version))
+                log.info(
+                    "%s: now scoring with v%s%s (was %s)", self.ref, ready.version,
+                    _from(self._ready_from, ready.version), _v(event.old_version),
+                )  # fmt: skip
                 self._tell(event)
         return self._serving
 
@@ -156,27 +161,38 @@ class ModelWatcher:
         return self._serving.version if self._serving is not None else None
 
     def check_now(self) -> None:
-        """Look at the registry once; load the alias's version if it moved (the thread calls this)."""
-        stamp = self.registry.index_stamp()
+        """Look at the source once; load the version it names if that moved (the thread calls this)."""
+        try:
+            stamp = self.source.stamp()
+        except ScoringError as exc:  # the store is unreachable: the old model serves on; say so once
+            if str(exc) != self._stamp_error:
+                log.warning("%s: cannot check for a new version (still scoring with %s): %s", self.ref,
+                            _v(self.version), exc)  # fmt: skip
+            self._stamp_error = str(exc)
+            return
+        if self._stamp_error is not None:
+            log.info("%s: the model source answers again", self.ref)
+            self._stamp_error = None
         if stamp == self._stamp:
             return
         self._stamp = stamp
         try:
-            version = self.registry.resolve(self.ref)
+            target = self.source.target()
         except ScoringError as exc:
-            log.warning("%s: cannot resolve after a registry change: %s", self.ref, exc)
+            log.warning("%s: cannot resolve after a change: %s", self.ref, exc)
             return
-        if version == self._target:
+        if target == self._target:
             return
-        self._target = version
+        self._target = target
         old = self.version
         try:
-            scorer = self._load(version)
+            scorer = self._load(self.source.materialize(target, self._serving.bundle if self._serving else None))
         except ScoringError as exc:
-            self._refuse(old, version, exc)
+            self._refuse(old, target, exc)
             return
         with self._lock:
             self._ready = scorer
+            self._ready_from = self.source.describe(target)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -195,11 +211,13 @@ class ModelWatcher:
             raise ScoringError(f"v{version} cannot score this input: {reason}")
         return scorer
 
-    def _refuse(self, old: int | None, version: int, exc: Exception) -> None:
+    def _refuse(self, old: int | None, target: Hashable, exc: Exception) -> None:
         self.failures += 1
-        self.last_error = f"v{version}: {exc}"
-        log.error("%s: refused v%s, still scoring with %s: %s", self.ref, version, _v(old), exc)
-        self._tell(ReloadEvent(self.ref, old, version, ok=False, reason=str(exc)))
+        named = self.source.describe(target)
+        self.last_error = f"{named}: {exc}"
+        log.error("%s: refused %s, still scoring with %s: %s", self.ref, named, _v(old), exc)
+        local = target if isinstance(target, int) else None
+        self._tell(ReloadEvent(self.ref, old, local, ok=False, reason=str(exc), source_version=named))
 
     def _tell(self, event: ReloadEvent) -> None:
         for listener in self.listeners:
@@ -233,6 +251,10 @@ def _v(version: int | None) -> str:
     return "no model" if version is None else f"v{version}"
 
 
+def _from(named: str | None, version: int) -> str:
+    return "" if named is None or named == f"v{version}" else f" ({named})"
+
+
 def watch_models(
     settings: Settings,
     model: str | int = "champion",
@@ -248,7 +270,12 @@ def watch_models(
     registry = Registry(settings.registry_dir)
     shortcut = settings.small_frame_shortcut
     models = ModelWatcher(
-        registry, model, check_seconds=settings.model_check_seconds, listeners=listeners, small_frame_shortcut=shortcut
+        registry,
+        model,
+        check_seconds=settings.model_check_seconds,
+        listeners=listeners,
+        small_frame_shortcut=shortcut,
+        source=open_source(registry, model, settings),
     ).start()
     serving = models.current()
     assert serving is not None  # a required watcher fails at start instead
@@ -268,5 +295,6 @@ def watch_models(
         compatible=compatible,
         listeners=listeners,
         small_frame_shortcut=shortcut,
+        source=open_source(registry, shadow, settings),
     ).start()
     return models, challenger

@@ -67,7 +67,10 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
     def health() -> JSONResponse:
         current = models.version
         status = 200 if current is not None else 503
-        return JSONResponse({"status": "ok" if current else "no model", "model_version": current}, status)
+        body = {"status": "ok" if current else "no model", "model_version": current}
+        if models.last_error:  # the old version serves on: say which reload was refused, and why
+            body["reload_refused"] = {"count": models.failures, "last": models.last_error}
+        return JSONResponse(body, status)
 
     @app.get("/v2/health/live")
     def live() -> dict:
@@ -76,7 +79,10 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
     @app.get("/v2/health/ready")
     def ready() -> JSONResponse:
         ok = models.version is not None
-        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+        body: dict[str, Any] = {"ready": ok}
+        if models.last_error:
+            body["reload_refused"] = {"count": models.failures, "last": models.last_error}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     # -- Open Inference Protocol V2 ------------------------------------------------------------
 
@@ -143,6 +149,7 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
                 "schema": bundle.schema.model_dump(mode="json"),
                 "metrics": info.metrics,
                 "sha256": info.files,
+                "origin": info.origin,
                 "created_at": info.created_at,
                 "small_frame_shortcut": scorer.small_frame_shortcut,
             },

@@ -101,6 +101,9 @@ class StreamConsumer:
         if shadow is not None:
             self.metrics.set_model(shadow.ref, shadow.version)
         self.readiness = StreamReadiness(self.health, settings.kafka_bootstrap_servers, lambda: self.models.version)
+        self.health.add_note("model", lambda: _refused_note(self.models))
+        if shadow is not None:
+            self.health.add_note("shadow", lambda: _refused_note(shadow))
         self._client_id = client_id
         self.consumer = stream_consumer(settings, client_id)
         exactly_once = settings.stream_guarantee == "exactly-once"
@@ -619,3 +622,10 @@ def score_stream(
     return StreamConsumer(
         settings, models, shadow=shadow, live_window=window(settings.live_dir), shadow_window=shadow_window, **kwargs
     )
+
+
+def _refused_note(models: ModelWatcher | FixedModel) -> str | None:
+    """What ``/readyz`` says after a refused reload: the old version serves on, and why the new one did not."""
+    if not models.last_error:
+        return None
+    return f"serving v{models.version}; {models.failures} reload(s) refused, the last: {models.last_error}"

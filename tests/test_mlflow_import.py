@@ -7,18 +7,15 @@ import uuid
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
 
 from scorepipe.cli import main
-from scorepipe.mlflow_models import MLflowImportError, import_model
 from scoring import Registry, SchemaError, Scorer, synthetic
+from scoring.mlflow_models import MLflowImportError, import_model
+from tests.mlflow_helpers import TREES, fitted, log
 
 pytestmark = pytest.mark.integration
-
-TREES = ["sklearn.tree._tree.Tree"]  # MLflow's own save refuses forests without it
 
 
 class Passthrough(BaseEstimator, TransformerMixin):
@@ -36,31 +33,6 @@ def frames():
     train = synthetic.generate(4000, seed=11)
     held_out = synthetic.generate(500, seed=12, with_target=False).drop(columns=[synthetic.ID_COLUMN])
     return train, held_out
-
-
-def fitted(train):
-    """A forest behind one-hot encoding: what a team typically logs (every type is scikit-learn's or numpy's)."""
-    features = train[list(synthetic.FEATURES)]
-    categorical = [c for c in features.columns if features[c].dtype == object]
-    encode = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"), categorical)],
-                               remainder="passthrough")  # fmt: skip
-    forest = RandomForestClassifier(n_estimators=30, min_samples_leaf=5, random_state=3, n_jobs=1)
-    return make_pipeline(encode, forest).fit(features, train[synthetic.TARGET])
-
-
-def log(server, model, features, *, name=None, **options):
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    mlflow.set_tracking_uri(server.tracking_uri)
-    signature = infer_signature(features, model.predict_proba(features))
-    with mlflow.start_run() as run:
-        info = mlflow.sklearn.log_model(
-            model, name="model", signature=signature, registered_model_name=name, pip_requirements=["scikit-learn"],
-            **options,
-        )  # fmt: skip
-    return run.info.run_id, info
 
 
 def test_an_aliased_skops_forest_imports_with_the_mlflow_models_own_probabilities(

@@ -9,7 +9,7 @@ import joblib
 from rich.table import Table
 
 from scorepipe.render import console, print_metrics
-from scoring import QualityGateError, Registry, Settings, SettingsError, synthetic
+from scoring import QualityGateError, Registry, Settings, synthetic
 from scoring.sources import read_parquet
 from scoring.storage import Location
 from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
@@ -58,21 +58,22 @@ def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_import(args: argparse.Namespace, settings: Settings) -> int:
-    from scorepipe.mlflow_models import import_model
+    from scoring.mlflow_models import import_model
 
-    if not args.reference:
-        raise SettingsError("models import needs --reference FILE: the training features (Parquet), for the schema")
     registry = Registry(settings.registry_dir)
     bundle, source = import_model(
         args.uri,
-        read_parquet(args.reference),
+        read_parquet(args.reference) if args.reference else None,  # None: the run's logged dataset or example
         target=args.target,
-        tracking_uri=args.tracking_uri,
+        tracking_uri=args.tracking_uri or settings.mlflow_tracking_uri,
         reference_rows=settings.reference_rows,
         seed=settings.seed,
     )
+    if args.target and bundle.info.get("target") is None:
+        console.print(f"[yellow]the logged reference data has no {args.target!r} column: no metrics, no gate[/]")
     where = f"{source.name} v{source.version}" if source.name else f"run {source.run_id}"
-    version = registry.register(bundle, note=args.note or f"imported from MLflow {args.uri} ({where})")
+    note = args.note or f"imported from MLflow {args.uri} ({where}; reference: {bundle.info['mlflow']['reference']})"
+    version = registry.register(bundle, note=note, origin=source.origin())
     console.print(f"imported {args.uri} ({where}, run {source.run_id}) as v{version}", soft_wrap=True)
     return _promote_if_asked(registry, version, bundle.metrics, settings, args.alias)
 
@@ -201,7 +202,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     importing = models.add_parser("import", help="import an sklearn model from MLflow (registry or run)")
     importing.add_argument("uri", help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH")
-    importing.add_argument("--reference", help="training features (Parquet; local or s3://), for schema and drift")
+    importing.add_argument(
+        "--reference",
+        help="training features (Parquet; local or s3://), for schema and drift; default: the "
+        "dataset logged with the run (mlflow.log_input), else the model's input example",
+    )
     importing.add_argument("--target", help="label column in --reference, to compute metrics and gate")
     importing.add_argument("--alias", choices=["champion", "challenger"], help="promote after importing")
     importing.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI")

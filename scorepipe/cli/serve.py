@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from scorepipe.render import console
-from scoring import Settings
+from scoring import Registry, Settings
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -15,7 +15,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from serving.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    following = "following" if args.model in ("champion", "challenger", "latest") else "pinned to"
+    from scoring.model_source import open_source
+
+    following = (
+        "following" if open_source(Registry(settings.registry_dir), args.model, settings).follows else "pinned to"
+    )
     auth = "API key required" if settings.api_key else "no API key"
     scheme = "https" if args.ssl_certfile else "http"
     console.print(
@@ -39,7 +43,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     """Add this group's commands to the ``scorepipe`` parser."""
     serve = commands.add_parser("serve", help="online scoring over HTTP: Open Inference Protocol V2 and JSON")
-    serve.add_argument("--model", default="champion", help="alias to follow (hot reload) or version to pin")
+    serve.add_argument(
+        "--model",
+        default="champion",
+        help="alias to follow (hot reload) or version to pin; mlflow:models:/NAME@ALIAS follows an MLflow alias",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")

@@ -105,7 +105,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add this group's commands to the ``scorepipe`` parser."""
     stream = commands.add_parser("stream", help="score the features topic in real time")
     kafka_options(stream)
-    stream.add_argument("--model", default="champion", help="alias or version")
+    stream.add_argument(
+        "--model", default="champion", help="alias or version; mlflow:models:/NAME@ALIAS follows an MLflow alias"
+    )
     stream.add_argument("--batch-events", type=int, help="most events per micro-batch")
     stream.add_argument("--batch-ms", type=int, help="longest wait to fill a micro-batch")
     stream.add_argument("--shadow", help="also score with this alias or version (e.g. challenger), to the shadow topic")

@@ -77,6 +77,12 @@ def test_ops_server_answers_metrics_health_and_readiness_with_reasons():
         assert json.loads(body)["checks"] == {"model": "ok", "partitions": "no partitions assigned"}
         state["partitions"] = None
         assert get(server.url + "/readyz")[0] == 200
+        refused = {"model": None}
+        health.add_note("model", lambda: refused["model"])
+        assert "notes" not in json.loads(get(server.url + "/readyz")[1])
+        refused["model"] = "serving v7; 1 reload(s) refused, the last: v8: features differ"
+        status, body = get(server.url + "/readyz")
+        assert status == 200 and json.loads(body)["notes"] == refused  # seen, and the old model still serves
         assert get(server.url + "/nope")[0] == 404
     finally:
         server.stop()

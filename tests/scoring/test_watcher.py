@@ -9,8 +9,9 @@ import pytest
 
 from scoring import IntegrityError, ScoringError
 from scoring.bundle import MODEL_FILE
+from scoring.model_source import RegistryRef
 from scoring.schema import FeatureSchema, FeatureSpec
-from scoring.watcher import ModelWatcher, feature_mismatch, is_alias
+from scoring.watcher import ModelWatcher, feature_mismatch
 
 
 def tamper(registry, version):
@@ -85,7 +86,8 @@ def test_a_pinned_version_never_follows(make_registry):
     registry.promote(2)
     assert not watcher.follows and watcher._thread is None
     assert watcher.current().version == 1
-    assert is_alias("challenger") and not is_alias("v3") and not is_alias(3)
+    follows = {ref: RegistryRef(registry, ref).follows for ref in ("challenger", "latest", "v3", 3)}
+    assert follows == {"challenger": True, "latest": True, "v3": False, 3: False}
 
 
 def test_an_optional_alias_serves_none_until_promoted(make_registry):

@@ -111,6 +111,7 @@ def test_a_tampered_promotion_is_refused_and_the_old_model_keeps_scoring(stream_
         wait_for(committed_at_least(settings, 500), timeout=60, what="500 events committed")
         registry.promote(2)
         wait_for(lambda: consumer.models.failures == 1, timeout=5, what="the refusal")
+        assert "serving v1; 1 reload(s) refused, the last: v2: " in consumer.health.noted()["model"]  # on /readyz
         sender.join()
         wait_for(everything_committed(settings), timeout=60, what="every event committed")
     messages = read_topic(settings, settings.predictions_topic)
