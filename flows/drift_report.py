@@ -13,7 +13,7 @@ from prefect.states import Completed, Failed, State
 
 from drift.report import build_report
 from drift.summary import DriftSummary
-from monitoring.push import push_run_figures
+from monitoring.publish import publish_report
 from scoring import Settings
 from scoring.sources import existing_folder_or_file, latest_partition
 
@@ -30,7 +30,7 @@ def drift_report(
     folder = existing_folder_or_file(current, "scored data")
     target = latest_partition(folder) if latest_only and folder.is_dir() else folder
     summary = build_report(str(target), output or settings.reports_dir, settings, model=model)
-    push_run_figures(settings.pushgateway_url, job="drift-report", figures=summary.figures())
+    publish_report(settings, "drift-report", summary)
     if FlowRunContext.get() is not None:
         get_run_logger().info("%s; report %s", summary.headline(), summary.html)
         create_markdown_artifact(key="drift-report", markdown=markdown(summary), description=summary.headline())

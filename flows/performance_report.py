@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
 from prefect.states import Completed, Failed, State
 
-from monitoring.push import push_run_figures
+from monitoring.publish import publish_report
 from performance.report import build_performance_report
 from performance.summary import PerformanceSummary
 from scoring import Settings
@@ -37,7 +37,7 @@ def performance_report(
     since = datetime.now(UTC) - timedelta(days=since_days) if since_days else None
     out = output or settings.reports_dir
     summary = build_performance_report(str(target), labels, out, settings, id_column=id_column, since=since)
-    push_run_figures(settings.pushgateway_url, job="performance-report", figures=summary.figures())
+    publish_report(settings, "performance-report", summary)
     if FlowRunContext.get() is not None:
         get_run_logger().info("%s; report %s", summary.headline(), summary.html)
         create_markdown_artifact(key="performance-report", markdown=markdown(summary), description=summary.headline())

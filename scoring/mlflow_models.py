@@ -28,6 +28,7 @@ import pandas as pd
 from scoring.bundle import ModelBundle
 from scoring.errors import ModelLoadError, SchemaError, ScoringError
 from scoring.registry import Registry
+from scoring.schema import FeatureSchema
 from scoring.training import bundle_from_estimator, check_quality_gate
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # scorepipe says what it downloaded itself
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # and prints the run's address in its own words
 }
 
 
@@ -193,7 +196,9 @@ def check_reference(features: list[tuple[str, str, bool]], reference: pd.DataFra
         raise SchemaError(problems, where=f"reference data for {uri}")
 
 
-def logged_reference(client: Any, run_id: str | None, folder: Path, uri: str) -> tuple[pd.DataFrame, str]:
+def logged_reference(
+    client: Any, run_id: str | None, folder: Path, uri: str, tracking_uri: str | None
+) -> tuple[pd.DataFrame, str]:
     """Reference rows logged with the model's run: a dataset whose source is readable, else the input example."""
     from mlflow.exceptions import MlflowException
 
@@ -228,6 +233,36 @@ def logged_reference(client: Any, run_id: str | None, folder: Path, uri: str) ->
     )
 
 
+@dataclass(frozen=True)
+class TrainedHere:
+    """What ``scorepipe train`` logs beside a model it trained (``scoring.mlflow_runs``): used as they are."""
+
+    reference: pd.DataFrame
+    schema: FeatureSchema
+    target: str | None
+
+    WHERE = "the reference rows scorepipe train logged with the run"
+
+
+def trained_here(run_id: str | None, tracking_uri: str | None) -> TrainedHere | None:
+    """The reference rows, feature schema and target ``scorepipe train`` stored with ``run_id``, if it did."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    with tempfile.TemporaryDirectory(prefix="scorepipe-reference-") as tmp:
+        try:
+            folder = Path(
+                download_artifacts(run_id=run_id, artifact_path="scorepipe", dst_path=tmp, tracking_uri=tracking_uri)
+            )
+            described = json.loads((folder / "schema.json").read_text())
+            reference = pd.read_parquet(folder / "reference.parquet")
+        except (MlflowException, OSError, ValueError):
+            return None
+    return TrainedHere(reference, FeatureSchema.model_validate(described["schema"]), described.get("target"))
+
+
 def _input_example(folder: Path) -> pd.DataFrame | None:
     from mlflow.models import Model
 
@@ -257,10 +292,15 @@ def build_bundle(
     *,
     target: str | None,
     reference_from: str,
+    schema: FeatureSchema | None = None,
     reference_rows: int = 5_000,
     seed: int = 42,
 ) -> ModelBundle:
-    """Load the downloaded model, check its signature against ``reference``, and wrap it as a bundle."""
+    """Load the downloaded model, check its signature against ``reference``, and wrap it as a bundle.
+
+    ``schema`` (what scorepipe's own training learned, bounds included) replaces the one that would
+    be learned from ``reference``.
+    """
     uri = source.uri
     estimator, description = load_sklearn(folder, uri)
     features = signature_features(description, uri)
@@ -269,7 +309,7 @@ def build_bundle(
         reference = reference[[n for n, _, _ in features] + ([target] if target else [])]
     try:
         bundle = bundle_from_estimator(
-            estimator, reference, target=target, reference_rows=reference_rows, seed=seed, source=uri
+            estimator, reference, target=target, reference_rows=reference_rows, seed=seed, source=uri, schema=schema
         )
     except ModelLoadError as exc:
         raise MLflowImportError(f"{uri}: {exc}") from None
@@ -293,15 +333,19 @@ def import_model(
     client = mlflow_client(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="scorepipe-mlflow-") as tmp:
         source, folder = fetch(uri, client, tracking_uri, Path(tmp))
+        ours = trained_here(source.run_id, tracking_uri)
         where = "the reference data given"
-        if reference is None:
-            reference, where = logged_reference(client, source.run_id, folder, uri)
+        if reference is None and ours is not None:
+            reference, where, target = ours.reference, ours.WHERE, target or ours.target
+        elif reference is None:
+            reference, where = logged_reference(client, source.run_id, folder, uri, tracking_uri)
             log.info("%s: reference data from %s", uri, where)
             if target is not None and target not in reference.columns:
                 target = None  # logged features rarely hold the label; no metrics then, said by the caller
         bundle = build_bundle(
-            folder, source, reference, target=target, reference_from=where, reference_rows=reference_rows, seed=seed
-        )
+            folder, source, reference, target=target, reference_from=where, schema=ours.schema if ours else None,
+            reference_rows=reference_rows, seed=seed,
+        )  # fmt: skip
     return bundle, source
 
 
@@ -356,10 +400,11 @@ class MLflowAlias:
             origin = source.origin()
             if known := self.registry.find(**origin):
                 return known[0]
-            reference, label, where = self._reference(serving, source, folder, uri)
+            ours = trained_here(source.run_id, self.tracking_uri)
+            reference, label, where = self._reference(serving, source, folder, uri, ours)
             bundle = build_bundle(
-                folder, source, reference, target=label, reference_from=where, reference_rows=self.reference_rows,
-                seed=self.seed,
+                folder, source, reference, target=label, reference_from=where, schema=ours.schema if ours else None,
+                reference_rows=self.reference_rows, seed=self.seed,
             )  # fmt: skip
         if bundle.metrics and self.min_roc_auc is not None:
             check_quality_gate(bundle.metrics, self.min_roc_auc)
@@ -370,14 +415,18 @@ class MLflowAlias:
         return version
 
     def _reference(
-        self, serving: ModelBundle | None, source: MLflowSource, folder: Path, uri: str
+        self, serving: ModelBundle | None, source: MLflowSource, folder: Path, uri: str, ours: TrainedHere | None
     ) -> tuple[pd.DataFrame, str | None, str]:
-        """The rows to check and gate a new version on: the serving model's, an earlier import's, or the run's."""
+        """The rows to check and gate a new version on (the first there is).
+
+        Its own, logged by scorepipe train; the serving model's; an earlier import's; those logged with the run.
+        """
+        if ours is not None:
+            return ours.reference, ours.target, ours.WHERE
         if serving is not None:
             return serving.reference, serving.info.get("target"), "the serving model's"
         if earlier := self.registry.find(kind="mlflow", name=source.name):
             bundle = self.registry.load(earlier[-1]).bundle
             return bundle.reference, bundle.info.get("target"), f"v{earlier[-1]}'s"
-        client = self.client
-        frame, where = logged_reference(client, source.run_id, folder, uri)
+        frame, where = logged_reference(self.client, source.run_id, folder, uri, self.tracking_uri)
         return frame, None, where

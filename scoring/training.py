@@ -111,8 +111,9 @@ def bundle_from_estimator(
     reference_rows: int = 5_000,
     seed: int = 42,
     source: str = "",
+    schema: FeatureSchema | None = None,
 ) -> ModelBundle:
-    """Wrap a user's fitted classifier: learn its schema from ``reference``, evaluate if labelled."""
+    """Wrap a user's fitted classifier: learn its schema from ``reference`` (unless given), evaluate if labelled."""
     if not hasattr(estimator, "predict_proba") or not hasattr(estimator, "classes_"):
         raise ModelLoadError(f"{type(estimator).__name__} is not a fitted classifier with predict_proba and classes_")
     if target is not None and target not in reference.columns:
@@ -121,7 +122,7 @@ def bundle_from_estimator(
         names = [str(n) for n in estimator.feature_names_in_]
     else:
         names = [c for c in reference.columns if c != target]
-    schema = learn_schema(reference, names)
+    schema = schema or learn_schema(reference, names)
     metrics: dict[str, float] = {}
     if target is not None:
         metrics = evaluate(estimator, validate(reference, schema).features, reference[target])

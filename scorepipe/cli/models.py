@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import io
+from typing import TYPE_CHECKING
 
 import joblib
 from rich.table import Table
 
 from scorepipe.render import console, print_metrics
 from scoring import QualityGateError, Registry, Settings, synthetic
+from scoring.bundle import ModelBundle
 from scoring.sources import read_parquet
 from scoring.storage import Location
 from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
+
+if TYPE_CHECKING:
+    from scoring.mlflow_runs import LoggedModel
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
@@ -36,9 +41,45 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
             seed=settings.seed,
             source=source,
         )
-    version = registry.register(bundle, note=args.note or f"trained on {source}")
+    logged = _log_to_mlflow(settings, bundle, source, len(frame))
+    origin = logged.source.origin() if logged else None
+    version = registry.register(bundle, note=args.note or f"trained on {source}", origin=origin)
     print_metrics(version, bundle.metrics)
-    return _gate_and_promote(registry, version, bundle.metrics, settings, promote=not args.no_promote)
+    code = _gate_and_promote(registry, version, bundle.metrics, settings, promote=not args.no_promote)
+    if logged:
+        _tag_in_mlflow(settings, logged, version, passed=code == 0, alias=args.mlflow_alias)
+    return code
+
+
+def _log_to_mlflow(settings: Settings, bundle: ModelBundle, source: str, rows: int) -> LoggedModel | None:
+    """Log the run and register the model in MLflow when a tracking URI is set; its lineage goes in the bundle."""
+    from scoring.mlflow_runs import log_trained, tracking_uri
+
+    if tracking_uri(settings) is None:
+        return None
+    with console.status(f"logging the run and the model to MLflow at {settings.mlflow_tracking_uri}"):
+        logged = log_trained(settings, bundle, data_source=source, train_rows=rows)
+    if logged is None:
+        console.print("[yellow]not logged to MLflow (see the warning above); the model is registered here only[/]")
+        return None
+    bundle.info["mlflow"] = {**logged.source.lineage(), "reference": "the holdout scorepipe train kept"}
+    console.print(
+        f"MLflow: registered {logged.source.name} v{logged.source.version} (saved as {logged.serialization}); "
+        f"run {logged.url}",
+        soft_wrap=True,
+    )
+    return logged
+
+
+def _tag_in_mlflow(settings: Settings, logged: LoggedModel, version: int, *, passed: bool, alias: str | None) -> None:
+    """Tell MLflow which local version this is and whether it passed the gate; move ``alias`` there if it did."""
+    from scoring.mlflow_runs import tag_version
+
+    moved = tag_version(settings, logged, local_version=version, passed=passed, alias=alias if passed else None)
+    if alias and moved:
+        console.print(f"MLflow alias {logged.source.name}@{alias} -> v{logged.source.version}")
+    elif alias and not passed:
+        console.print(f"[yellow]MLflow alias {alias} not moved: v{version} did not pass the quality gate[/]")
 
 
 def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
@@ -177,6 +218,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--note", default="")
     train.add_argument("--no-promote", action="store_true", help="register only")
+    train.add_argument(
+        "--mlflow-alias", help="with MLflow logging: point this alias of the MLflow model at it if it passes the gate"
+    )
     train.set_defaults(handler=cmd_train)
 
     models = commands.add_parser("models", help="manage the model registry").add_subparsers(title="models commands")

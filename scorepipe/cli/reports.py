@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
-from monitoring.push import push_run_figures
+from monitoring.publish import publish_report
 from scorepipe.cli.options import DRIFT_EXIT_CODE, label_options
 from scorepipe.render import console, print_drift, print_performance
 from scoring import Settings
@@ -18,7 +18,7 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     with console.status(f"building the Evidently drift report for {args.current}"):
         summary = build_report(args.current, args.out or settings.reports_dir, settings, model=args.model, since=since)
     print_drift(summary)
-    push_run_figures(settings.pushgateway_url, job="drift-report", figures=summary.figures())
+    publish_report(settings, "drift-report", summary)
     return DRIFT_EXIT_CODE if summary.drift_detected else 0
 
 
@@ -47,7 +47,7 @@ def cmd_performance(args: argparse.Namespace, settings: Settings) -> int:
             name=args.name,
         )
     print_performance(summary)
-    push_run_figures(settings.pushgateway_url, job="performance-report", figures=summary.figures())
+    publish_report(settings, "performance-report", summary)
     return DRIFT_EXIT_CODE if summary.degraded else 0
 
 
