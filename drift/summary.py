@@ -47,6 +47,10 @@ class DriftSummary(BaseModel):
     def drift_detected(self) -> bool:
         return self.verdict == "drift"
 
+    def judged_version(self) -> int:
+        """The model version this report is about."""
+        return self.model_version
+
     def figures(self) -> dict[str, tuple[float, str]]:
         """The verdict as Pushgateway gauges, for alerting: name -> (value, help)."""
         return {

@@ -6,22 +6,36 @@ destination is optional and neither can fail the report: the HTML and JSON are a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
-from drift.summary import DriftSummary
 from monitoring.push import push_run_figures
-from performance.summary import PerformanceSummary
 from scoring import Registry, ScoringError, Settings
 
 
-def publish_report(settings: Settings, job: str, summary: DriftSummary | PerformanceSummary) -> str | None:
+class Report(Protocol):
+    """What a drift or performance summary offers to be published."""
+
+    html: str
+    json_path: str
+
+    @property
+    def verdict(self) -> str: ...
+
+    def figures(self) -> Mapping[str, tuple[float, str]]: ...
+
+    def judged_version(self) -> int: ...
+
+
+def publish_report(settings: Settings, job: str, summary: Report) -> str | None:
     """Push the report's figures and log it to MLflow when configured; the MLflow run id, if logged."""
     push_run_figures(settings.pushgateway_url, job=job, figures=summary.figures())
     from scoring.mlflow_runs import log_report, tracking_uri
 
     if tracking_uri(settings) is None:
         return None
-    version = judged_version(summary)
+    version = summary.judged_version()
     try:
         model = Registry(settings.registry_dir).load(version).bundle
     except ScoringError:
@@ -36,10 +50,3 @@ def publish_report(settings: Settings, job: str, summary: DriftSummary | Perform
         model_version=version,
         name=Path(summary.html).stem,
     )
-
-
-def judged_version(summary: DriftSummary | PerformanceSummary) -> int:
-    """The version a report is about: the drift report's model, or the most-scored version judged."""
-    if isinstance(summary, DriftSummary):
-        return summary.model_version
-    return max(summary.versions, key=lambda v: v.rows).model_version

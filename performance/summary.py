@@ -57,9 +57,13 @@ class PerformanceSummary(BaseModel):
     def degraded(self) -> bool:
         return self.verdict == "degraded"
 
+    def judged_version(self) -> int:
+        """The version this report is mostly about: the one that scored the most labelled rows."""
+        return max(self.versions, key=lambda v: v.rows).model_version
+
     def figures(self) -> dict[str, tuple[float, str]]:
         """The most-scored version's figures as Pushgateway gauges: name -> (value, help)."""
-        main = max(self.versions, key=lambda v: v.rows)
+        main = next(v for v in self.versions if v.model_version == self.judged_version())
         return {
             "scorepipe_performance_roc_auc": (main.roc_auc or 0.0, "ROC AUC on labelled rows, most-scored version"),
             "scorepipe_performance_roc_auc_drop": (main.roc_auc_drop or 0.0, "Training ROC AUC minus live ROC AUC"),

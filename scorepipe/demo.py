@@ -4,6 +4,10 @@ Train and register a champion and a challenger; write a night of partitions (wit
 corrupt file) and score it through ``prefect deployment run`` on a real Prefect server, worker
 and deployment; stream 10,000 events through a real Kafka broker while promoting and rolling back;
 write drift and performance reports for a clean and a drifted night.
+
+With ``--mlflow`` it also starts a local MLflow tracking server, logs both models there, has the
+consumer follow the MLflow alias ``champion`` (moved to the challenger and back mid-stream
+instead of the local alias), and logs the reports as runs beside the model versions.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 from rich.console import Console
@@ -30,13 +36,36 @@ POOL = "scorepipe-process"
 DEPLOYMENT = "score-batch/nightly"
 
 
-def run_demo(settings: Settings, console: Console) -> int:
+def run_demo(settings: Settings, console: Console, *, mlflow: bool = False) -> int:
+    if not mlflow:
+        return _run(settings.model_copy(update={"mlflow_log": False}), console, None)
+    from scorepipe.mlflow_server import MLflowServer
+
+    home = settings.home / "mlflow-demo"
+    shutil.rmtree(home, ignore_errors=True)  # a fresh server each run, as the broker: its runs are this run's
+    with console.status("starting the MLflow tracking server (its venv is built under .cache on first use)"):
+        server = MLflowServer(home).start()
+    try:
+        console.print(f"MLflow at {server.tracking_uri} (PID {server.pid}): open it to see the runs and models")
+        tracked = settings.model_copy(
+            update={"mlflow_tracking_uri": server.tracking_uri, "mlflow_log": True, "mlflow_model_name": DEMO_MODEL}
+        )
+        return _run(tracked, console, server.tracking_uri)
+    finally:
+        server.stop()
+        console.print("stopped the MLflow server (its runs and models stay in " + str(server.home) + ")")
+
+
+DEMO_MODEL = "scorepipe-demo"  # the registered MLflow model of `demo --mlflow`
+
+
+def _run(settings: Settings, console: Console, tracking: str | None) -> int:
     data = REPO / "data"
     day = datetime.now(UTC).date().isoformat()
     incoming = data / "incoming"
     scored = data / "scored"
 
-    console.rule("[bold]1. train and register a model")
+    console.rule("[bold]1. train and register a model" + (", logged to MLflow" if tracking else ""))
     registry = Registry(settings.registry_dir)
     champion = _train_and_promote(registry, settings, console, alias="champion", drifted=False)
     challenger = _train_and_promote(registry, settings, console, alias="challenger", drifted=True)
@@ -97,7 +126,7 @@ def run_demo(settings: Settings, console: Console) -> int:
     _print_agreement(console, scored / f"date={day}")
 
     console.rule("[bold]6. real time: Kafka broker, stream consumer, 10,000 events")
-    _stream_act(settings, console)
+    _stream_act(settings, console, tracking)
 
     console.rule("[bold]7. drift: Evidently reports for a clean and a drifted batch")
     _drift_act(settings, console, data, day)
@@ -122,6 +151,7 @@ def _performance_act(settings: Settings, console: Console, data: Path, day: str)
         with console.status(f"joining the {label} night's labels and building the Evidently report"):
             summary = build_performance_report(scored, labels.parent, data / "reports", settings, name=f"{label}-{day}")
         print_performance(summary)
+        _published(console, settings, "performance-report", summary)
 
 
 def _train_and_promote(registry: Registry, settings: Settings, console: Console, *, alias: str, drifted: bool) -> int:
@@ -138,10 +168,19 @@ def _train_and_promote(registry: Registry, settings: Settings, console: Console,
             seed=settings.seed,
             source=f"synthetic demo{', drifted' if drifted else ''}",
         )
-    version = registry.register(bundle, note=f"make demo {alias}")
+    from scoring.mlflow_runs import log_trained, tag_version
+
+    logged = log_trained(settings, bundle, data_source="synthetic demo", train_rows=len(frame))
+    version = registry.register(bundle, note=f"make demo {alias}", origin=logged.source.origin() if logged else None)
     check_quality_gate(bundle.metrics, settings.min_roc_auc)
     registry.promote(version, alias)
     console.print(f"v{version}: roc_auc {bundle.metrics['roc_auc']:.4f}, passed the gate, now {alias}")
+    if logged is not None:
+        tag_version(settings, logged, local_version=version, passed=True, alias=alias)
+        console.print(
+            f"  logged to MLflow: {logged.source.name} v{logged.source.version}, alias {alias}; run {logged.url}",
+            soft_wrap=True,
+        )
     return version
 
 
@@ -163,10 +202,20 @@ def _drift_act(settings: Settings, console: Console, data: Path, day: str) -> No
         with console.status(f"Evidently report for the {label} batch"):
             summary = build_report(current, reports, settings, name=f"{label}-{day}")
         print_drift(summary)
+        _published(console, settings, "drift-report", summary)
         paths.append(summary.html)
     console.print("[bold]open in a browser:[/]")
     for path in paths:
         console.print(f"  {path}")
+
+
+def _published(console: Console, settings: Settings, job: str, summary: Any) -> None:
+    """Push and log a report as ``scorepipe drift`` and ``performance`` do (nothing when neither is set up)."""
+    from monitoring.publish import publish_report
+
+    run_id = publish_report(settings, job, summary)
+    if run_id:
+        console.print(f"  logged to MLflow as run {run_id}, tied to the model version it judged")
 
 
 def _print_agreement(console: Console, scored: Path) -> None:
@@ -183,10 +232,11 @@ def _print_agreement(console: Console, scored: Path) -> None:
         )
 
 
-def _stream_act(settings: Settings, console: Console) -> None:
+def _stream_act(settings: Settings, console: Console, tracking: str | None) -> None:
     """Broker, consumer with a shadow challenger, 10,000 events; promote and roll back mid-stream.
 
-    The counts at the end show every event predicted or dead-lettered once, by which version.
+    The counts at the end show every event predicted or dead-lettered once, by which version. With
+    MLflow the consumer follows the MLflow aliases, and the moves are made there.
     """
     from scorepipe.kafka_broker import KafkaBroker
     from scorepipe.services import free_port, http_ok
@@ -204,9 +254,17 @@ def _stream_act(settings: Settings, console: Console) -> None:
         ensure_topics(stream, stream.shadow_topic)
         env = {**os.environ, **stream.as_env()}
         port = free_port()
+        models = ["--shadow", "challenger"]
+        if tracking:
+            models = [
+                "--model",
+                f"mlflow:models:/{DEMO_MODEL}@champion",
+                "--shadow",
+                f"mlflow:models:/{DEMO_MODEL}@challenger",
+            ]
         consumer = ManagedProcess(
             "scorepipe stream",
-            [sys.executable, "-m", "scorepipe.cli", "stream", "--shadow", "challenger", "--metrics-port", str(port)],
+            [sys.executable, "-m", "scorepipe.cli", "stream", *models, "--metrics-port", str(port)],
             env=env,
             log_path=settings.home / "logs" / "stream-demo.log",
         ).start()
@@ -215,10 +273,16 @@ def _stream_act(settings: Settings, console: Console) -> None:
         console.print(
             f"consumer PID {consumer.pid} scoring {stream.features_topic} -> {stream.predictions_topic}, "
             f"challenger in shadow -> {stream.shadow_topic}; {metrics_url}/readyz answers 200"
+            + (f"; following MLflow {DEMO_MODEL}@champion" if tracking else ""),
+            soft_wrap=True,
         )
         registry = Registry(settings.registry_dir)
         champion, challenger = registry.resolve("champion"), registry.resolve("challenger")
-        moves = _AliasMoves(registry, champion, challenger, console)
+        moves: _AliasMoves = (
+            _MLflowAliasMoves(registry, champion, challenger, console, tracking)
+            if tracking
+            else _AliasMoves(registry, champion, challenger, console)
+        )
         with console.status("producing 10,000 events at 2,000/s, 2% malformed; promoting mid-stream"):
             sent = produce(
                 stream, count=10_000, rate=2_000, seed=2026, malformed_share=0.02, on_progress=moves.on_progress
@@ -281,6 +345,27 @@ class _AliasMoves:
         if before < 6_666 <= self.sent:
             self.registry.rollback("champion")
             self.console.print(f"after {self.sent:,} events: `models rollback` to v{self.champion}")
+
+
+class _MLflowAliasMoves(_AliasMoves):
+    """The same moves made on the MLflow alias: what a team's training job or reviewer would do there."""
+
+    def __init__(self, registry: Registry, champion: int, challenger: int, console: Console, tracking: str) -> None:
+        from scoring.mlflow_models import mlflow_client
+
+        super().__init__(registry, champion, challenger, console)
+        self.client = mlflow_client(tracking)
+        self.versions = {v: str(registry.info(v).origin["version"]) for v in (champion, challenger)}  # type: ignore[index]
+
+    def on_progress(self, n: int) -> None:
+        before, self.sent = self.sent, self.sent + n
+        for mark, local in ((3_333, self.challenger), (6_666, self.champion)):
+            if before < mark <= self.sent:
+                self.client.set_registered_model_alias(DEMO_MODEL, "champion", self.versions[local])
+                self.console.print(
+                    f"after {self.sent:,} events: MLflow {DEMO_MODEL}@champion -> v{self.versions[local]} "
+                    f"(local v{local}; the consumer follows it, no restart)"
+                )
 
 
 def _scrape(url: str) -> dict[str, float]:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from scoring.bundle import ModelBundle
-from scoring.errors import ModelLoadError, SchemaError, ScoringError
+from scoring.errors import ModelLoadError, SchemaError, ScoringError, SettingsError
 from scoring.registry import Registry
 from scoring.schema import FeatureSchema
 from scoring.training import bundle_from_estimator, check_quality_gate
@@ -82,7 +82,16 @@ CLIENT_DEFAULTS = {
 
 
 def mlflow_client(tracking_uri: str | None) -> Any:
-    """The one MLflow client factory: a tracking URI given, or ``MLFLOW_TRACKING_URI``."""
+    """The one MLflow client factory, for the server at ``tracking_uri``.
+
+    The URI is required: MLflow's own default would quietly create a local store and report every
+    model as missing.
+    """
+    if not tracking_uri:
+        raise SettingsError(
+            "no MLflow tracking server: set MLFLOW_TRACKING_URI (or SCOREPIPE_MLFLOW_TRACKING_URI, or pass "
+            "--tracking-uri); `scorepipe mlflow up` starts a local one"
+        )
     for name, value in CLIENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     from mlflow import MlflowClient

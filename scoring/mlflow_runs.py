@@ -38,6 +38,11 @@ class LoggedModel:
     source: MLflowSource
     serialization: str
     url: str  # the run's page in the MLflow UI
+    not_trusted: tuple[str, ...] = ()  # why it is cloudpickle: types skops would have had to trust
+
+    def saved_as(self) -> str:
+        why = f" (skops would have to trust {', '.join(self.not_trusted)})" if self.not_trusted else ""
+        return f"{self.serialization}{why}"
 
 
 def tracking_uri(settings: Settings) -> str | None:
@@ -50,16 +55,19 @@ def log_trained(settings: Settings, bundle: ModelBundle, *, data_source: str, tr
 
     The model is saved as skops when it holds only scikit-learn, numpy and scipy types (what
     ``models import`` trusts), else as cloudpickle, which MLflow loads everywhere. The signature and
-    the pip requirements are explicit: inferring requirements takes seconds and guesses.
+    the pip requirements are explicit: inferring requirements takes seconds and guesses. The bundle's
+    lineage then names the MLflow version; register it with ``origin=logged.source.origin()``.
     """
     uri = tracking_uri(settings)
     if uri is None:
         return None
     try:
-        return _log_trained(uri, settings, bundle, data_source=data_source, train_rows=train_rows)
+        logged = _log_trained(uri, settings, bundle, data_source=data_source, train_rows=train_rows)
     except Exception as exc:  # noqa: BLE001 - MLflow is where lineage goes, not what the model depends on
         log.warning("could not log the trained model to MLflow at %s: %s", uri, _short(exc))
         return None
+    bundle.info["mlflow"] = {**logged.source.lineage(), "reference": "the holdout scorepipe train kept"}
+    return logged
 
 
 def _log_trained(
@@ -68,6 +76,7 @@ def _log_trained(
     mlflow_client(uri)  # the client defaults first: fluent calls below read them too
     import mlflow
     import mlflow.sklearn
+    from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
     client = mlflow_client(uri)
@@ -75,7 +84,7 @@ def _log_trained(
     experiment = mlflow.set_experiment(settings.mlflow_experiment)
     features = bundle.reference[bundle.schema.names]
     signature = infer_signature(features, bundle.pipeline.predict_proba(features.head(200)))
-    serialization, trusted = _serialization(bundle.pipeline)
+    serialization, trusted, foreign = _serialization(bundle.pipeline)
     requirements = [f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}", f"scipy=={scipy.__version__}"]
     requirements.append(_pinned("skops") if serialization == "skops" else _pinned("cloudpickle"))
     with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="scorepipe train") as run:
@@ -89,25 +98,30 @@ def _log_trained(
             (folder / "schema.json").write_text(json.dumps(described, indent=2))
             mlflow.log_artifacts(str(folder), artifact_path="scorepipe")
         if Path(data_source).exists() or data_source.startswith("s3://"):
-            dataset = mlflow.data.from_pandas(bundle.reference, source=data_source, targets=bundle.info.get("target"))
+            dataset = from_pandas(bundle.reference, source=data_source, targets=bundle.info.get("target"))
             mlflow.log_input(dataset, context="training")
         options: dict[str, Any] = {"serialization_format": serialization}
         if trusted:
             options["skops_trusted_types"] = trusted
-        info = mlflow.sklearn.log_model(
-            bundle.pipeline,
-            name="model",
-            signature=signature,
-            pip_requirements=requirements,
-            registered_model_name=settings.mlflow_model_name,
-            **options,
-        )
+        quiet = logging.getLogger("mlflow.sklearn")  # its cloudpickle caution: scorepipe says why
+        level, quiet.level = quiet.level, logging.ERROR if serialization == "cloudpickle" else quiet.level
+        try:
+            info = mlflow.sklearn.log_model(
+                bundle.pipeline,
+                name="model",
+                signature=signature,
+                pip_requirements=requirements,
+                registered_model_name=settings.mlflow_model_name,
+                **options,
+            )
+        finally:
+            quiet.setLevel(level)
     version = info.registered_model_version
     with tempfile.TemporaryDirectory(prefix="scorepipe-mlflow-") as tmp:
         source, _ = fetch(f"models:/{settings.mlflow_model_name}/{version}", client, uri, Path(tmp))
     log.info("logged run %s and registered MLflow %s v%s", run.info.run_id, settings.mlflow_model_name, version)
     url = f"{uri.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
-    return LoggedModel(run_id=run.info.run_id, source=source, serialization=serialization, url=url)
+    return LoggedModel(run.info.run_id, source, serialization, url, tuple(foreign))
 
 
 def tag_version(
@@ -127,14 +141,15 @@ def tag_version(
     return False
 
 
-def _serialization(estimator: Any) -> tuple[str, list[str]]:
+def _serialization(estimator: Any) -> tuple[str, list[str], list[str]]:
     """The format to save in: skops when every type it must trust is scikit-learn's, numpy's or scipy's."""
     import skops.io
 
     needed = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
-    if all(t.split(".", 1)[0] in TRUSTED_MODULES for t in needed):
-        return "skops", needed
-    return "cloudpickle", []
+    foreign = [t for t in needed if t.split(".", 1)[0] not in TRUSTED_MODULES]
+    if not foreign:
+        return "skops", needed, []
+    return "cloudpickle", [], foreign
 
 
 def _pinned(package: str) -> str:

@@ -67,7 +67,7 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
     def health() -> JSONResponse:
         current = models.version
         status = 200 if current is not None else 503
-        body = {"status": "ok" if current else "no model", "model_version": current}
+        body: dict[str, Any] = {"status": "ok" if current else "no model", "model_version": current}
         if models.last_error:  # the old version serves on: say which reload was refused, and why
             body["reload_refused"] = {"count": models.failures, "last": models.last_error}
         return JSONResponse(body, status)

@@ -11,7 +11,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
 
 from scorepipe.cli import main
-from scoring import Registry, SchemaError, Scorer, synthetic
+from scoring import Registry, SchemaError, Scorer, SettingsError, synthetic
 from scoring.mlflow_models import MLflowImportError, import_model
 from tests.mlflow_helpers import TREES, fitted, log
 
@@ -111,3 +111,21 @@ def test_a_model_that_is_not_sklearn_or_does_not_match_its_reference_is_refused(
                      tracking_uri=mlflow_server.tracking_uri)  # fmt: skip
     with pytest.raises(MLflowImportError, match="RESOURCE_DOES_NOT_EXIST|not found|No such"):
         import_model("models:/no-such-model@champion", train, target=None, tracking_uri=mlflow_server.tracking_uri)
+
+
+def test_without_reference_data_the_input_example_is_used_and_without_one_the_import_says_what_to_pass(
+    mlflow_server, frames
+):
+    train, _ = frames
+    features = train[list(synthetic.FEATURES)]
+    example = features.dropna().head(50)
+    run_id, _ = log(mlflow_server, fitted(train), features, skops_trusted_types=TREES, input_example=example)
+    bundle, _ = import_model(f"runs:/{run_id}/model", None, target=None, tracking_uri=mlflow_server.tracking_uri)
+    assert bundle.info["mlflow"]["reference"] == "the input example logged with the model (50 rows)"
+    assert len(bundle.reference) == 50 and bundle.schema.names == list(synthetic.FEATURES)
+
+    run_id, _ = log(mlflow_server, fitted(train), features, skops_trusted_types=TREES)
+    with pytest.raises(MLflowImportError, match="no reference data: pass --reference FILE .* or an input_example"):
+        import_model(f"runs:/{run_id}/model", None, target=None, tracking_uri=mlflow_server.tracking_uri)
+    with pytest.raises(SettingsError, match="no MLflow tracking server: set MLFLOW_TRACKING_URI"):
+        import_model(f"runs:/{run_id}/model", None, target=None, tracking_uri=None)

@@ -62,9 +62,8 @@ def _log_to_mlflow(settings: Settings, bundle: ModelBundle, source: str, rows: i
     if logged is None:
         console.print("[yellow]not logged to MLflow (see the warning above); the model is registered here only[/]")
         return None
-    bundle.info["mlflow"] = {**logged.source.lineage(), "reference": "the holdout scorepipe train kept"}
     console.print(
-        f"MLflow: registered {logged.source.name} v{logged.source.version} (saved as {logged.serialization}); "
+        f"MLflow: registered {logged.source.name} v{logged.source.version} (saved as {logged.saved_as()}); "
         f"run {logged.url}",
         soft_wrap=True,
     )

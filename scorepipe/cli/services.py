@@ -148,7 +148,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from scorepipe.demo import run_demo
 
-    return run_demo(settings, console)
+    return run_demo(settings, console, mlflow=args.mlflow)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -183,4 +183,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     status.set_defaults(handler=cmd_status)
 
     demo = commands.add_parser("demo", help="the whole job end to end on embedded defaults")
+    demo.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="also run a local MLflow server: models logged there, the consumer following its alias, reports as runs",
+    )
     demo.set_defaults(handler=cmd_demo)

@@ -54,10 +54,38 @@ def as_records(frame):
     ]
 
 
-def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(stream_settings, tmp_path, monkeypatch):
+def import_from_mlflow(server, settings, monkeypatch):
+    """A forest a team logged to MLflow (skops), imported and promoted: the champion every path then scores with."""
+    import mlflow
+    import mlflow.sklearn
+
+    from scorepipe.cli import main
+    from tests.mlflow_helpers import TREES, fitted, log
+
+    train = synthetic.generate(3000, seed=13)
+    name = f"parity-{os.getpid()}-{time.monotonic_ns()}"
+    log(server, fitted(train), train[list(synthetic.FEATURES)], name=name, skops_trusted_types=TREES)
+    reference = settings.home / "reference.parquet"
+    reference.parent.mkdir(parents=True, exist_ok=True)
+    train.to_parquet(reference)
+    monkeypatch.setenv("SCOREPIPE_REGISTRY", str(settings.registry_dir))
+    command = ["models", "import", f"models:/{name}/1", "--tracking-uri", server.tracking_uri,
+               "--reference", str(reference), "--target", synthetic.TARGET, "--alias", "champion"]  # fmt: skip
+    assert main(command) == 0
+    mlflow.set_tracking_uri(server.tracking_uri)
+    return mlflow.sklearn.load_model(f"models:/{name}/1")
+
+
+@pytest.mark.parametrize("model", ["trained", "imported from MLflow"])
+def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(
+    model, stream_settings, tmp_path, monkeypatch, request
+):
     from flows.score_batch import score_batch
 
     settings = stream_settings()
+    theirs = None
+    if model != "trained":
+        theirs = import_from_mlflow(request.getfixturevalue("mlflow_server"), settings, monkeypatch)
     # 700 rows: the batch flow (one 700-row chunk) and the 700-row HTTP requests go through sklearn's
     # predict_proba; /predict (and stream micro-batches of 512 events or fewer) through the shortcut.
     rows = synthetic.generate(700, seed=91, with_target=False)
@@ -66,7 +94,7 @@ def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(st
 
     rows.to_parquet(tmp_path / "rows.parquet")
     scorer = Scorer.from_registry(Registry(settings.registry_dir))
-    assert scorer._small_frames is not None and fastpath.MAX_ROWS < 700
+    assert (scorer._small_frames is not None) == (model == "trained") and fastpath.MAX_ROWS < 700
     run_batch(tmp_path / "rows.parquet", tmp_path / "batch", scorer, chunk_size=700)
     batch = pd.read_parquet(tmp_path / "batch" / "rows.parquet").set_index(synthetic.ID_COLUMN)
     monkeypatch.setenv("SCOREPIPE_REGISTRY", str(settings.registry_dir))  # the batch flow on Dask, 2 workers
@@ -125,8 +153,12 @@ def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(st
         assert stream[event_id]["prediction"] == simple["results"][i]["prediction"] == v2_out["prediction"][i] == label
     assert single["probabilities"]["1"] == batch.at[ids[7], "proba_1"]
     versions = {s["model_version"] for s in stream.values()} | {r["model_version"] for r in simple["results"]}
-    assert versions == {1} and set(v2_out["model_version"]) == {1} and v2["model_version"] == "1"
-    assert set(batch["model_version"]) == set(on_dask["model_version"]) == {1}
+    v = scorer.version
+    assert versions == {v} and set(v2_out["model_version"]) == {v} and v2["model_version"] == str(v)
+    assert set(batch["model_version"]) == set(on_dask["model_version"]) == {v}
+    if theirs is not None:  # and the same as MLflow's own model gives them
+        mlflow_proba = theirs.predict_proba(features[list(synthetic.FEATURES)])[:, 1]
+        assert np.array_equal(batch.loc[ids, "proba_1"].to_numpy(), mlflow_proba)
 
 
 def test_promote_and_rollback_under_requests_fail_no_request(stream_settings, bundle, tmp_path):
