@@ -31,7 +31,7 @@ class Report(Protocol):
 def publish_report(settings: Settings, job: str, summary: Report) -> str | None:
     """Push the report's figures and log it to MLflow when configured; the MLflow run id, if logged."""
     push_run_figures(settings.pushgateway_url, job=job, figures=summary.figures())
-    from scoring.mlflow_runs import log_report, tracking_uri
+    from scoring.mlflow_runs import ReportRun, log_report, tracking_uri
 
     if tracking_uri(settings) is None:
         return None
@@ -40,13 +40,6 @@ def publish_report(settings: Settings, job: str, summary: Report) -> str | None:
         model = Registry(settings.registry_dir).load(version).bundle
     except ScoringError:
         model = None  # the report still goes to MLflow, only without the model's lineage
-    return log_report(
-        settings,
-        job=job,
-        figures=summary.figures(),
-        files=[summary.html, summary.json_path],
-        verdict=summary.verdict,
-        model=model,
-        model_version=version,
-        name=Path(summary.html).stem,
-    )
+    files = [summary.html, summary.json_path]
+    run = ReportRun(job, Path(summary.html).stem, summary.verdict, summary.figures(), files, version, model)
+    return log_report(settings, run)

@@ -173,17 +173,20 @@ def _params(bundle: ModelBundle, data_source: str, train_rows: int, settings: Se
     return {k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()}
 
 
-def log_report(
-    settings: Settings,
-    *,
-    job: str,
-    figures: Mapping[str, tuple[float, str]],
-    files: list[str],
-    verdict: str,
-    model: ModelBundle | None,
-    model_version: int,
-    name: str,
-) -> str | None:
+@dataclass(frozen=True)
+class ReportRun:
+    """One finished drift or performance report, as it is logged: figures, files, and the version judged."""
+
+    job: str  # drift-report or performance-report
+    name: str
+    verdict: str
+    figures: Mapping[str, tuple[float, str]]
+    files: list[str]
+    model_version: int
+    model: ModelBundle | None  # its lineage ties the run to an MLflow model version
+
+
+def log_report(settings: Settings, report: ReportRun) -> str | None:
     """Log one report's figures and files as a run tied to the model version it judged; the run id.
 
     A model that came from MLflow (imported, or logged by ``train``) is named in the run's tags,
@@ -194,46 +197,40 @@ def log_report(
     if uri is None:
         return None
     try:
-        return _log_report(uri, settings, job, figures, files, verdict, model, model_version, name)
+        return _log_report(uri, settings, report)
     except Exception as exc:  # noqa: BLE001 - a report is written and pushed whether MLflow answers or not
-        log.warning("could not log the %s to MLflow at %s: %s", job, uri, _short(exc))
+        log.warning("could not log the %s to MLflow at %s: %s", report.job, uri, _short(exc))
         return None
 
 
-def _log_report(
-    uri: str,
-    settings: Settings,
-    job: str,
-    figures: Mapping[str, tuple[float, str]],
-    files: list[str],
-    verdict: str,
-    model: ModelBundle | None,
-    model_version: int,
-    name: str,
-) -> str:
+def _log_report(uri: str, settings: Settings, report: ReportRun) -> str:
     client = mlflow_client(uri)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(settings.mlflow_experiment)
-    lineage = (model.info.get("mlflow") if model is not None else None) or {}
+    lineage = (report.model.info.get("mlflow") if report.model is not None else None) or {}
     registered = lineage.get("model_name"), lineage.get("model_version")
-    tags = {"scorepipe.kind": job, "scorepipe.model_version": str(model_version), "scorepipe.verdict": verdict}
+    tags = {
+        "scorepipe.kind": report.job,
+        "scorepipe.model_version": str(report.model_version),
+        "scorepipe.verdict": report.verdict,
+    }
     model_id = None
     if all(registered):
         tags["scorepipe.mlflow_model"] = f"{registered[0]}/{registered[1]}"
         model_id = _model_id(client.get_model_version(*registered))
-    run = client.create_run(experiment_id, run_name=f"{job} {name}", tags=tags)
+    run = client.create_run(experiment_id, run_name=f"{report.job} {report.name}", tags=tags)
     run_id = run.info.run_id
-    for key, (value, _) in figures.items():
+    for key, (value, _) in report.figures.items():
         client.log_metric(run_id, key.removeprefix("scorepipe_"), float(value), model_id=model_id)
     with tempfile.TemporaryDirectory(prefix="scorepipe-report-") as tmp:
-        for file in files:
+        for file in report.files:
             where = as_location(file)
             local = Path(tmp) / where.name
             local.write_bytes(where.read_bytes())
             client.log_artifact(run_id, str(local), artifact_path="report")
     client.set_terminated(run_id)
     if all(registered):
-        client.set_model_version_tag(*registered, f"scorepipe.last_{job.replace('-', '_')}_run", run_id)
+        client.set_model_version_tag(*registered, f"scorepipe.last_{report.job.replace('-', '_')}_run", run_id)
     return run_id
 
 
