@@ -384,6 +384,7 @@ class MLflowAlias:
         self.seed = settings.seed if settings else 42
         self.client = mlflow_client(self.tracking_uri)
         self._named: str | None = None
+        self._runs: dict[str, str] = {}  # MLflow version -> its run id, as the alias lookups said
 
     def stamp(self) -> Hashable:
         if not self.follows:
@@ -391,7 +392,9 @@ class MLflowAlias:
         from mlflow.exceptions import MlflowException
 
         try:
-            self._named = str(self.client.get_model_version_by_alias(self.name, self.alias).version)
+            found = self.client.get_model_version_by_alias(self.name, self.alias)
+            self._named = str(found.version)
+            self._runs[self._named] = found.run_id
         except (MlflowException, OSError) as exc:
             raise unreachable(self.uri, exc) from None
         return self._named
@@ -404,6 +407,10 @@ class MLflowAlias:
 
     def materialize(self, target: Hashable, serving: ModelBundle | None) -> int:
         uri = f"models:/{self.name}/{target}" if self.follows else str(target)
+        run_id = self._runs.get(str(target)) if self.follows else None
+        # A registered version never changes: one imported before is used again without a download.
+        if run_id and (known := self.registry.find(kind="mlflow", name=self.name, version=str(target), run_id=run_id)):
+            return known[0]
         with tempfile.TemporaryDirectory(prefix="scorepipe-mlflow-") as tmp:
             source, folder = fetch(uri, self.client, self.tracking_uri, Path(tmp))
             origin = source.origin()
