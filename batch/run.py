@@ -103,7 +103,7 @@ def score_batch(
     scorer = Scorer.from_registry(registry, model, small_frame_shortcut=shortcut)
     if origin := scorer.bundle.info.get("mlflow"):
         say(f"model v{scorer.version} is MLflow {origin.get('model_name')} v{origin.get('model_version')}")
-    challenger = _challenger(registry, request.shadow, warn, shortcut) if request.shadow else None
+    challenger = _challenger(registry, request.shadow, settings, warn) if request.shadow else None
     options = dask_options(settings, request.workers, request.dask_address)
     runner = make_runner(options, scorer, challenger)
     if options is not None:
@@ -136,9 +136,10 @@ def dask_options(settings: Settings, workers: int | None, address: str | None) -
     return DaskOptions(workers=workers, address=address)
 
 
-def _challenger(registry: Registry, ref: str, warn: Say, shortcut: bool) -> Scorer | None:
+def _challenger(registry: Registry, ref: str, settings: Settings, warn: Say) -> Scorer | None:
     try:
-        return Scorer.from_registry(registry, ref, small_frame_shortcut=shortcut)
+        version = resolve_once(registry, ref, settings)  # a local alias or version, or an mlflow: model
+        return Scorer.from_registry(registry, version, small_frame_shortcut=settings.small_frame_shortcut)
     except ScoringError as exc:
         warn(f"shadow {ref!r} skipped: {exc}")
         return None

@@ -106,9 +106,10 @@ def test_a_batch_run_imports_an_mlflow_model_and_records_its_version(mlflow_serv
     inputs.mkdir(parents=True)
     synthetic.generate(400, seed=5, with_target=False).to_parquet(inputs / "part-0.parquet")
     settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=mlflow_server.tracking_uri)
-    request = BatchRequest(str(tmp_path / "in"), str(tmp_path / "out"), model=f"mlflow:models:/{name}@nightly")
-    summary = score_batch(settings, request, say=lambda _: None)
-    assert summary.rows_scored + summary.rows_rejected == 400 and summary.model_version == 1
+    ref = f"mlflow:models:/{name}@nightly"
+    request = BatchRequest(str(tmp_path / "in"), str(tmp_path / "out"), model=ref, shadow=ref)
+    summary = score_batch(settings, request, say=lambda _: None, warn=pytest.fail)
+    assert summary.rows_scored + summary.rows_rejected == 400 and summary.model_version == summary.shadow_version == 1
     assert (summary.mlflow["model_name"], summary.mlflow["model_version"]) == (name, "1")
     output = tmp_path / "out" / "date=2026-11-30" / "part-0.parquet"
     recorded = json.loads(pq.read_schema(output).metadata[METADATA_KEY])
