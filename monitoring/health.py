@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # A readiness check returns None when ready, or the reason it is not.
 ReadinessCheck = Callable[[], str | None]
@@ -67,12 +69,34 @@ class Health:
         return all(v == "ok" for v in results.values()), results
 
 
+class HealthCollector(Collector):
+    """Readiness and liveness as gauges, read at each scrape, so an alert can page on a scorer not ready."""
+
+    def __init__(self, health: Health) -> None:
+        self.health = health
+
+    def collect(self) -> Any:
+        ready, checks = self.health.ready()
+        live, _ = self.health.live()
+        yield GaugeMetricFamily("scorepipe_ready", "1 when every readiness check passes (/readyz answers 200)", ready)
+        failing = GaugeMetricFamily(
+            "scorepipe_ready_check", "Each readiness check: 1 passing, 0 failing (the reason is on /readyz)",
+            labels=["check"],
+        )  # fmt: skip
+        for name, result in checks.items():
+            failing.add_metric([name], float(result == "ok"))
+        yield failing
+        yield GaugeMetricFamily("scorepipe_live", "1 while the loop keeps beating (/healthz answers 200)", live)
+
+
 class OpsServer:
-    """``/metrics``, ``/healthz`` and ``/readyz`` on a background thread."""
+    """``/metrics``, ``/healthz`` and ``/readyz`` on a background thread; ``/metrics`` includes readiness."""
 
     def __init__(self, registry: CollectorRegistry, health: Health, *, port: int, host: str = "127.0.0.1") -> None:
         self.registry = registry
         self.health = health
+        self.health_registry = CollectorRegistry()
+        self.health_registry.register(HealthCollector(health))
         handler = _handler_for(self)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -101,7 +125,8 @@ def _handler_for(server: OpsServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
+                exposition = generate_latest(server.registry) + generate_latest(server.health_registry)
+                self._send(200, exposition, CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 ok, body = server.health.live()
                 self._json(200 if ok else 503, {"status": "alive" if ok else "stalled", **body})

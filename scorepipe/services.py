@@ -292,10 +292,20 @@ class Pushgateway(_PrometheusProject):
 class PrometheusServer(_PrometheusProject):
     """A Prometheus server (Debian ``prometheus``) on 127.0.0.1 scraping ``targets`` every second.
 
-    ``targets`` maps a job name to ``host:port``; the Pushgateway's job keeps the pushed labels.
+    ``targets`` maps a job name to ``host:port``; the jobs in ``honor`` keep the pushed labels (the
+    Pushgateway's). ``rule_files`` are evaluated every second; firing alerts go to ``alertmanager``.
     """
 
-    def __init__(self, home: Path, targets: Mapping[str, str], *, port: int | None = None, honor: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        home: Path,
+        targets: Mapping[str, str],
+        *,
+        port: int | None = None,
+        honor: tuple[str, ...] = (),
+        rule_files: tuple[Path, ...] = (),
+        alertmanager: str | None = None,
+    ):
         self.port = port or free_port()
         home.mkdir(parents=True, exist_ok=True)
         config = home / "prometheus.yml"
@@ -304,7 +314,18 @@ class PrometheusServer(_PrometheusProject):
             f"    static_configs:\n      - targets: ['{target}']\n"
             for job, target in targets.items()
         )
-        config.write_text(f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{jobs}")
+        rules = "".join(f"  - {path}\n" for path in rule_files)
+        alerting = (
+            f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{alertmanager}']\n"
+            if alertmanager
+            else ""
+        )
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            + (f"rule_files:\n{rules}" if rules else "")
+            + alerting
+            + f"scrape_configs:\n{jobs}"
+        )
         binary = require_binary("prometheus", "prometheus")
         super().__init__(
             "prometheus",
@@ -318,6 +339,11 @@ class PrometheusServer(_PrometheusProject):
             log_path=home / "prometheus.log",
         )
 
+    def alerts(self) -> list[dict]:
+        """The alerts Prometheus holds now, pending or firing (``/api/v1/alerts``)."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/alerts", timeout=5) as response:  # noqa: S310 - loopback
+            return list(json.loads(response.read())["data"]["alerts"])
+
     def query(self, promql: str) -> list[dict]:
         """The instant vector ``promql`` evaluates to now (Prometheus's HTTP API)."""
         url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
@@ -326,3 +352,38 @@ class PrometheusServer(_PrometheusProject):
         if body.get("status") != "success":
             raise ServiceError(f"Prometheus query {promql!r} failed: {body}")
         return list(body["data"]["result"])
+
+
+class Alertmanager(_PrometheusProject):
+    """An Alertmanager (Debian ``prometheus-alertmanager``) on 127.0.0.1, one node, one webhook-less receiver.
+
+    Alerts are held and shown on ``/api/v2/alerts``; a real setup adds receivers (e-mail, Slack,
+    PagerDuty) to the same configuration.
+    """
+
+    def __init__(self, home: Path, *, port: int | None = None):
+        self.port = port or free_port()
+        home.mkdir(parents=True, exist_ok=True)
+        config = home / "alertmanager.yml"
+        config.write_text(
+            "route:\n  receiver: scorepipe\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n"
+            "receivers:\n  - name: scorepipe\n"
+        )
+        binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
+        super().__init__(
+            "alertmanager",
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.path={home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",  # one node: no gossip port
+            ],
+            env=os.environ,
+            log_path=home / "alertmanager.log",
+        )
+
+    def alerts(self) -> list[dict]:
+        """The alerts it has received and not yet resolved (``/api/v2/alerts``)."""
+        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as response:  # noqa: S310 - loopback
+            return list(json.loads(response.read()))

@@ -74,9 +74,12 @@ def test_ops_server_answers_metrics_health_and_readiness_with_reasons():
         assert status == 200 and json.loads(body)["status"] == "alive"
         status, body = get(server.url + "/readyz")
         assert status == 503
+        exposition = get(server.url + "/metrics")[1]
+        assert b"scorepipe_ready 0.0" in exposition and b'scorepipe_ready_check{check="partitions"} 0.0' in exposition
         assert json.loads(body)["checks"] == {"model": "ok", "partitions": "no partitions assigned"}
         state["partitions"] = None
         assert get(server.url + "/readyz")[0] == 200
+        assert b"scorepipe_ready 1.0" in get(server.url + "/metrics")[1]
         refused = {"model": None}
         health.add_note("model", lambda: refused["model"])
         assert "notes" not in json.loads(get(server.url + "/readyz")[1])
