@@ -6,6 +6,8 @@ installed (``make tools`` installs it), which validates it against the compose s
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import subprocess
 import tomllib
@@ -49,8 +51,11 @@ def test_the_image_is_slim_locked_non_root_and_carries_every_package():
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed (make tools)")
 def test_the_compose_stack_builds_the_image_and_waits_on_health_checks():
+    unset = subprocess.run(["docker-compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert unset.returncode != 0 and "set GRAFANA_ADMIN_PASSWORD" in unset.stderr  # no default password ships
+    env = {**os.environ, "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(16)}
     result = subprocess.run(
-        ["docker-compose", "config"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        ["docker-compose", "config"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
@@ -68,3 +73,27 @@ def test_the_compose_stack_builds_the_image_and_waits_on_health_checks():
     assert services["consumer"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert services["worker"]["depends_on"]["prefect-server"]["condition"] == "service_healthy"
     assert services["serve"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
+    # monitoring: Prometheus with the rules, Alertmanager, the Pushgateway, Grafana provisioned, the Evidently UI
+    mounts = {v["source"] if isinstance(v, dict) else str(v).split(":")[0] for v in services["prometheus"]["volumes"]}
+    assert any(m.endswith("monitoring/alerts.yml") for m in mounts)
+    grafana = {v["target"] if isinstance(v, dict) else str(v).split(":")[1] for v in services["grafana"]["volumes"]}
+    assert {"/etc/grafana/provisioning", "/var/lib/grafana/dashboards/scorepipe.json"} <= grafana
+    assert services["evidently-ui"]["command"][:3] == ["ui", "--workspace", "/app/.scorepipe/evidently"]
+    assert {"alertmanager", "pushgateway"} <= set(services)
+    assert "0.0.0.0" in services["consumer"]["command"]  # its /metrics reachable by Prometheus, not published
+    assert services["consumer"]["environment"]["SCOREPIPE_PUSHGATEWAY_URL"] == "http://pushgateway:9091"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (make tools)")
+def test_the_compose_prometheus_configuration_is_valid(tmp_path):
+    """``promtool check config`` on the compose Prometheus file, its rule file where the stack mounts it."""
+    config = yaml.safe_load((ROOT / "monitoring" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    config["rule_files"] = [str(ROOT / "monitoring" / "alerts.yml")]
+    local = tmp_path / "prometheus.yml"
+    local.write_text(yaml.safe_dump(config))
+    result = subprocess.run(["promtool", "check", "config", str(local)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["pushgateway"]["honor_labels"] is True
+    assert jobs["scorepipe-stream"]["static_configs"][0]["targets"] == ["consumer:9108"]

@@ -28,7 +28,7 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     server = None
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
     if port is not None:
-        server = OpsServer(metrics.registry, health, port=port).start()
+        server = OpsServer(metrics.registry, health, port=port, host=args.metrics_host).start()
     consumer = score_stream(settings, models, shadow=shadow, metrics=metrics, health=health, client_id=args.client_id)
     following = f"following {models.ref}" if models.follows else "pinned"
     console.print(
@@ -114,6 +114,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     stream.add_argument("--shadow-topic", help="default: SCOREPIPE_SHADOW_TOPIC or predictions.shadow")
     stream.add_argument(
         "--metrics-port", type=int, help="serve /metrics, /healthz, /readyz on 127.0.0.1:PORT (0: any free port)"
+    )
+    stream.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="interface for --metrics-port (0.0.0.0 in a container, for Prometheus and probes to reach it)",
     )
     stream.add_argument(
         "--guarantee",
