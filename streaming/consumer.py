@@ -210,7 +210,9 @@ class StreamConsumer:
                 if records or not self.readiness.assigned:
                     idle_since = time.monotonic()  # waiting for partitions is not being idle
                 elif self._idle_for(idle_since, idle_exit_seconds):
-                    break
+                    if self._caught_up():
+                        break
+                    idle_since = time.monotonic()  # empty polls while events wait (a broker recovering)
             self._finish()
         finally:
             self.close()
@@ -219,6 +221,16 @@ class StreamConsumer:
     def _idle_for(self, since: float, seconds: float | None) -> bool:
         """Nothing polled since ``since`` for ``seconds``, and no result still awaiting its acknowledgement."""
         return seconds is not None and not len(self.ledger) and time.monotonic() - since >= seconds
+
+    def _caught_up(self) -> bool:
+        """Nothing left to read on the assigned partitions, as the broker says: idle, not merely unanswered."""
+        assigned = list(self.consumer.assignment())
+        try:
+            ends = self.consumer.end_offsets(assigned, timeout_ms=2000)
+            return all(self.consumer.position(tp, timeout_ms=2000) >= end for tp, end in ends.items())
+        except KafkaError as exc:
+            log.info("not stopping for idleness: cannot tell whether events wait (%s)", exc)
+            return False
 
     def close(self) -> None:
         self.window.close()
