@@ -31,13 +31,14 @@ lint: venv
 	$(BIN)/mypy
 
 # Real Prometheus (with promtool), Pushgateway and Alertmanager servers for the monitoring and alerting
-# tests, and docker-compose to validate docker-compose.yml (no Docker engine is needed for
-# `docker-compose config`). Debian packages.
+# tests, headless Chromium for the dashboard screenshot, and docker-compose to validate
+# docker-compose.yml (no Docker engine is needed for `docker-compose config`). Debian packages.
 tools:
 	@command -v prometheus >/dev/null 2>&1 && command -v prometheus-pushgateway >/dev/null 2>&1 && \
-	  command -v prometheus-alertmanager >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 || \
+	  command -v prometheus-alertmanager >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && \
+	  command -v docker-compose >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
-	    --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager docker-compose; }
+	    --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager chromium docker-compose; }
 
 test: lint tools
 	$(BIN)/python -m pytest

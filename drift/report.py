@@ -20,6 +20,7 @@ from evidently.presets import DataDriftPreset, DataSummaryPreset
 
 from drift.data import dominant_version, prediction_columns, sample_current, scored_reference
 from drift.summary import ColumnDrift, DriftSummary
+from drift.workspace import add_runs, figures_snapshot, model_name, run_labels, source_of
 from scoring import Registry, ScoringError, Settings
 from scoring.scorer import PREDICTION
 from scoring.storage import Location, as_location
@@ -81,9 +82,11 @@ def build_report(
         ],
         include_tests=True,
     )
+    labels = run_labels(current, source_of(frame.columns), loaded.version)
     snapshot = report.run(
         Dataset.from_pandas(current_frame, data_definition=definition),
         Dataset.from_pandas(reference_frame, data_definition=definition),
+        **labels,
     )
     out_dir = as_location(out_dir)
     out_dir.mkdir()
@@ -121,6 +124,8 @@ def build_report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
+    version_figure = figures_snapshot({"model_version": loaded.version}, **labels)
+    summary.workspace_project = add_runs(settings, model_name(bundle.info, settings), snapshot, version_figure)
     json_path.write_bytes(summary.model_dump_json(indent=2).encode())  # whole or not at all, also on S3
     return summary
 

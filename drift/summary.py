@@ -42,6 +42,7 @@ class DriftSummary(BaseModel):
     json_path: str
     generated_at: str
     seconds: float
+    workspace_project: str | None = None  # the Evidently project this run was added to
 
     @property
     def drift_detected(self) -> bool:

@@ -27,6 +27,7 @@ from sklearn.metrics import (
 )
 
 from drift.report import save_html
+from drift.workspace import add_runs, figures_snapshot, model_name, run_labels
 from performance.challenger import compare_on_outcomes
 from performance.estimate import estimated_metrics
 from performance.join import id_column_of, join_labels
@@ -72,12 +73,14 @@ def build_performance_report(
     stem = f"performance-{name or as_location(scored).name}"
     html, json_path = out_dir / f"{stem}.html", out_dir / f"{stem}.json"
     dominant = int(joined.rows[MODEL_VERSION].mode().iloc[0])
-    _classification_html(
+    source = "stream" if id_col == "event_id" else "batch"
+    snapshot = _classification_html(
         joined.rows[joined.rows[MODEL_VERSION] == dominant],
         classes,
         html,
         sample_rows=settings.drift_sample_rows,
         seed=settings.seed,
+        labels=run_labels(scored, source, dominant),
     )
     estimated = estimated_metrics(joined.proba) if joined.proba is not None and len(joined.proba) else None
     main = max(performances, key=lambda p: p.rows)
@@ -112,8 +115,29 @@ def build_performance_report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
+    runs = [snapshot, *_figure_runs(summary, scored, source)]
+    name = model_name(registry.load(dominant).bundle.info, settings)
+    summary.workspace_project = add_runs(settings, name, *runs)
     json_path.write_bytes(summary.model_dump_json(indent=2).encode())
     return summary
+
+
+def _figure_runs(summary: PerformanceSummary, scored: str | Path, source: str) -> list[Any]:
+    """One run of scorepipe's own figures per version judged: realized, estimated and training ROC AUC, coverage."""
+    runs = []
+    main = summary.judged_version()
+    for version in summary.versions:
+        figures = {
+            "model_version": version.model_version,
+            "roc_auc": version.roc_auc,
+            "training_roc_auc": version.training_roc_auc,
+            "label_coverage": summary.label_coverage,
+            "labelled_rows": version.rows,
+            "estimated_roc_auc": (summary.estimated or {}).get("roc_auc") if version.model_version == main else None,
+        }
+        present = {k: float(v) for k, v in figures.items() if v is not None}
+        runs.append(figures_snapshot(present, **run_labels(scored, source, version.model_version)))
+    return runs
 
 
 def challenger_on_outcomes(
@@ -214,8 +238,8 @@ def _codes(values: pd.Series, names: list[str]) -> np.ndarray:
 
 
 def _classification_html(
-    rows: pd.DataFrame, classes: list[Any], path: Location, *, sample_rows: int, seed: int
-) -> None:
+    rows: pd.DataFrame, classes: list[Any], path: Location, *, sample_rows: int, seed: int, labels: dict[str, Any]
+) -> Any:
     """Evidently's classification preset on the labelled rows (a fixed-seed sample), saved self-contained."""
     if len(rows) > sample_rows:
         rows = rows.sample(sample_rows, random_state=seed)
@@ -235,8 +259,11 @@ def _classification_html(
         categorical_columns=["target", "prediction"],
         numerical_columns=[c for c in frame.columns if c not in ("target", "prediction")],
     )
-    snapshot = Report([ClassificationPreset()]).run(Dataset.from_pandas(frame, data_definition=definition), None)
+    snapshot = Report([ClassificationPreset()]).run(
+        Dataset.from_pandas(frame, data_definition=definition), None, **labels
+    )
     save_html(snapshot, path)
+    return snapshot
 
 
 def _classes(scored: str | Path, registry: Registry) -> list[Any]:

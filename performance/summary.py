@@ -52,6 +52,7 @@ class PerformanceSummary(BaseModel):
     rejected_labels_path: str | None
     generated_at: str
     seconds: float
+    workspace_project: str | None = None  # the Evidently project this run was added to
 
     @property
     def degraded(self) -> bool:

@@ -207,6 +207,7 @@ def _drift_act(settings: Settings, console: Console, data: Path, day: str) -> No
     console.print("[bold]open in a browser:[/]")
     for path in paths:
         console.print(f"  {path}")
+    console.print(f"the trend across nights: `scorepipe ui` (Evidently's UI over {settings.workspace_dir})")
 
 
 def _published(console: Console, settings: Settings, job: str, summary: Any) -> None:

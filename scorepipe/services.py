@@ -387,3 +387,26 @@ class Alertmanager(_PrometheusProject):
         """The alerts it has received and not yet resolved (``/api/v2/alerts``)."""
         with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as response:  # noqa: S310 - loopback
             return list(json.loads(response.read()))
+
+
+class EvidentlyUI(ManagedProcess):
+    """Evidently's own UI (``evidently ui``) over a scorepipe workspace, on 127.0.0.1 unless told otherwise."""
+
+    def __init__(
+        self, workspace: Path, *, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None
+    ):
+        self.port = port or free_port()
+        self.host = host
+        workspace.mkdir(parents=True, exist_ok=True)
+        command = [venv_bin("evidently"), "ui", "--workspace", str(workspace), "--host", host, "--port", str(self.port)]
+        super().__init__("evidently ui", command, env={**os.environ, "DO_NOT_TRACK": "1"},
+                         log_path=log_path or workspace / "ui.log")  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> EvidentlyUI:  # type: ignore[override]
+        super().start()
+        self.wait_until(lambda: http_ok(f"{self.url}/api/version"), timeout=timeout, what="ready")
+        return self

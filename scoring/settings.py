@@ -171,6 +171,11 @@ class Settings(BaseSettings):
     )
     # Distances, not p-values: a p-value test flags trivial differences once windows are large, and
     # Evidently would otherwise switch methods with the data's size.
+    evidently_workspace: str | None = Field(
+        default=None,
+        description="Evidently workspace every drift and performance report is added to (a folder); "
+        "default HOME/evidently. `scorepipe ui` serves it.",
+    )
     drift_num_method: str = Field(default="wasserstein", description="Evidently drift test for numeric columns.")
     drift_cat_method: str = Field(default="jensenshannon", description="Evidently drift test for categorical columns.")
     drift_num_threshold: float = Field(default=0.1, description="Numeric test threshold (distance above = drift).")
@@ -244,6 +249,10 @@ class Settings(BaseSettings):
     @property
     def registry_dir(self) -> Location:
         return Location(self.registry if self.registry is not None else self.home / "registry")
+
+    @property
+    def workspace_dir(self) -> Path:
+        return Path(self.evidently_workspace) if self.evidently_workspace else self.home / "evidently"
 
     @property
     def reports_dir(self) -> Path:

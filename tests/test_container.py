@@ -78,7 +78,7 @@ def test_the_compose_stack_builds_the_image_and_waits_on_health_checks():
     assert any(m.endswith("monitoring/alerts.yml") for m in mounts)
     grafana = {v["target"] if isinstance(v, dict) else str(v).split(":")[1] for v in services["grafana"]["volumes"]}
     assert {"/etc/grafana/provisioning", "/var/lib/grafana/dashboards/scorepipe.json"} <= grafana
-    assert services["evidently-ui"]["command"][:3] == ["ui", "--workspace", "/app/.scorepipe/evidently"]
+    assert services["evidently-ui"]["command"][:3] == ["ui", "--host", "0.0.0.0"]
     assert {"alertmanager", "pushgateway"} <= set(services)
     assert "0.0.0.0" in services["consumer"]["command"]  # its /metrics reachable by Prometheus, not published
     assert services["consumer"]["environment"]["SCOREPIPE_PUSHGATEWAY_URL"] == "http://pushgateway:9091"

@@ -145,6 +145,27 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+    """Evidently's UI over the workspace every drift and performance report is added to, until Ctrl-C."""
+    from drift.workspace import ReportWorkspace
+    from scorepipe.services import EvidentlyUI
+
+    ReportWorkspace(settings.workspace_dir)  # a clear error for an unusable workspace, before the UI starts
+    ui = EvidentlyUI(settings.workspace_dir, port=args.port, host=args.host).start()
+    console.print(
+        f"Evidently UI on http://{args.host}:{ui.port} over {settings.workspace_dir} (log {ui.log_path}); "
+        "Ctrl-C to stop",
+        soft_wrap=True,
+    )
+    try:
+        assert ui.process is not None
+        return ui.process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        ui.stop()
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from scorepipe.demo import run_demo
 
@@ -177,6 +198,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     mlflow.add_argument("action", choices=["up", "down", "status"])
     mlflow.add_argument("--port", type=int, help="listener port on 127.0.0.1 (up; default: a free port, then kept)")
     mlflow.set_defaults(handler=cmd_mlflow)
+
+    ui = commands.add_parser("ui", help="Evidently's UI: drift and performance across nights (the workspace)")
+    ui.add_argument("--port", type=int, default=8000)
+    ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 in a container)")
+    ui.set_defaults(handler=cmd_ui)
 
     status = commands.add_parser("status", help="registry aliases, consumer group lag, last flow runs")
     kafka_options(status)

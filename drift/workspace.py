@@ -1,0 +1,154 @@
+"""Reports over time: every drift and performance report is also a run in an Evidently workspace.
+
+One project per model name, with a dashboard created once: the share of drifted features,
+per-column drift scores, prediction drift, realized against estimated ROC AUC, label coverage and
+the model version, night after night. Each run is stamped with the night it describes (the
+``date=YYYY-MM-DD`` partition of the scored data), so backfilled nights land on their own dates,
+and tagged with where the rows were scored (``batch``, ``stream``) and the model version.
+``scorepipe ui`` serves the workspace with Evidently's own UI.
+
+Figures scorepipe computes itself (label coverage, estimated ROC AUC) are stored as a one-row
+dataset measured with Evidently's ``MeanValue``, so the stock UI plots them beside its own metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from evidently import Report
+from evidently.metrics import MeanValue
+from evidently.sdk.models import PanelMetric
+from evidently.sdk.panels import counter_panel, line_plot_panel, text_panel
+
+from scoring import ScoringError, Settings
+
+log = logging.getLogger("scorepipe.workspace")
+
+NIGHT = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
+DESCRIPTION = "scorepipe drift and performance reports, one run per night and source"
+
+
+def night_of(where: str | Path) -> datetime | None:
+    """The night a report describes, from the last ``date=YYYY-MM-DD`` in its path (None: not partitioned)."""
+    found = NIGHT.findall(str(where))
+    return datetime.fromisoformat(found[-1]).replace(tzinfo=UTC) if found else None
+
+
+def source_of(columns: list[str] | pd.Index) -> str:
+    """Where the scored rows came from: batch outputs carry their source file, stream windows their event id."""
+    return "batch" if "source_file" in columns else "stream"
+
+
+def run_labels(where: str | Path, source: str, model_version: int) -> dict[str, Any]:
+    """``Report.run`` keywords for a report on ``where``: its night, its source and version as tags and metadata."""
+    return {
+        "timestamp": night_of(where) or datetime.now(UTC),
+        "tags": [source, f"v{model_version}"],
+        "metadata": {"model_version": str(model_version), "source": source, "scored": str(where)},
+    }
+
+
+def model_name(info: Mapping[str, Any], settings: Settings) -> str:
+    """The project a model's reports go to: its MLflow name if it came from MLflow, else the served name."""
+    return str((info.get("mlflow") or {}).get("model_name") or settings.serve_model_name)
+
+
+def figures_snapshot(figures: Mapping[str, float], **labels: Any) -> Any:
+    """The figures scorepipe computes itself as an Evidently run: a one-row dataset measured by ``MeanValue``."""
+    row = pd.DataFrame({name: [float(value)] for name, value in figures.items()})
+    return Report([MeanValue(column=name) for name in figures]).run(row, None, **labels)
+
+
+class ReportWorkspace:
+    """A local Evidently workspace (a folder) with one project per model name."""
+
+    def __init__(self, folder: str | Path) -> None:
+        if str(folder).startswith("s3://"):
+            raise ScoringError(
+                f"evidently_workspace {folder}: an s3:// workspace is not supported yet; use a folder "
+                "(a shared volume for several machines)"
+            )
+        from evidently.ui.workspace import Workspace
+
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.workspace = Workspace.create(str(self.folder))
+
+    def project(self, model_name: str) -> Any:
+        """The project for ``model_name``, created with its dashboard the first time."""
+        found = self.workspace.search_project(model_name)
+        if found:
+            return found[0]
+        project = self.workspace.create_project(model_name, description=DESCRIPTION)
+        for panel in dashboard_panels():
+            project.dashboard.add_panel(panel)
+        return project
+
+    def add(self, model_name: str, *snapshots: Any) -> str:
+        """Add runs to the model's project; the project's id."""
+        project = self.project(model_name)
+        for snapshot in snapshots:
+            self.workspace.add_run(project.id, snapshot, include_data=False)
+        return str(project.id)
+
+
+def add_runs(settings: Settings, model_name: str, *snapshots: Any) -> str | None:
+    """Add the runs to the settings' workspace; a workspace that fails is logged, never fails the report."""
+    try:
+        return ReportWorkspace(settings.workspace_dir).add(model_name, *snapshots)
+    except (OSError, ValueError, ScoringError) as exc:
+        log.warning("could not add the report to the Evidently workspace %s: %s", settings.workspace_dir, exc)
+        return None
+
+
+def dashboard_panels() -> list[Any]:
+    share = {"value_type": "share"}
+    return [
+        text_panel(title="scorepipe", description="Drift and performance of the model, one point per night and source"),
+        counter_panel(
+            title="Share of drifted features, last night",
+            values=[PanelMetric(legend="share", metric="DriftedColumnsCount", metric_labels=share)],
+            size="half",
+        ),
+        counter_panel(
+            title="Model version, last night",
+            values=[PanelMetric(legend="version", metric="MeanValue", metric_labels={"column": "model_version"})],
+            size="half",
+        ),
+        line_plot_panel(
+            title="Share of drifted features",
+            values=[PanelMetric(legend="share of features", metric="DriftedColumnsCount", metric_labels=share)],
+        ),
+        line_plot_panel(
+            title="Drift score per column (features and predictions)",
+            values=[PanelMetric(legend="drift score", metric="ValueDrift")],
+        ),
+        line_plot_panel(
+            title="Prediction drift",
+            values=[PanelMetric(legend="prediction", metric="ValueDrift", metric_labels={"column": "prediction"})],
+            size="half",
+        ),
+        line_plot_panel(
+            title="Label coverage",
+            values=[PanelMetric(legend="coverage", metric="MeanValue", metric_labels={"column": "label_coverage"})],
+            size="half",
+        ),
+        line_plot_panel(
+            title="ROC AUC: realized on labels, estimated from probabilities",
+            values=[
+                PanelMetric(legend="realized", metric="MeanValue", metric_labels={"column": "roc_auc"}),
+                PanelMetric(legend="estimated", metric="MeanValue", metric_labels={"column": "estimated_roc_auc"}),
+                PanelMetric(legend="training", metric="MeanValue", metric_labels={"column": "training_roc_auc"}),
+            ],
+        ),
+        line_plot_panel(
+            title="Model version",
+            values=[PanelMetric(legend="version", metric="MeanValue", metric_labels={"column": "model_version"})],
+        ),
+    ]

@@ -1,0 +1,88 @@
+"""Reports across nights in an Evidently workspace, read back through Evidently's own UI and its API."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import datetime
+
+import httpx
+import pytest
+
+from batch import run_batch
+from drift.report import build_report
+from drift.workspace import night_of
+from performance.report import build_performance_report
+from scorepipe.services import EvidentlyUI
+from scoring import Scorer, Settings, synthetic
+
+pytestmark = pytest.mark.integration
+
+NIGHTS = {"2026-11-26": False, "2026-11-27": False, "2026-11-28": True}  # night -> drifted
+SHARE = {"metric": "evidently:metric_v2:DriftedColumnsCount", "metric_labels": {"value_type": "share"}}
+
+
+def series(ui, project, *filters):
+    body = {"series_filter": [{"tags": [], "metadata": {}, **f} for f in filters]}
+    response = httpx.post(f"{ui.url}/api/v2/snapshots/{project}/data_series_batch", json=body, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def mean_value(column):
+    return {"metric": "evidently:metric_v2:MeanValue", "metric_labels": {"column": column}}
+
+
+def screenshot(url, path, profile):
+    """Headless Chromium's picture of ``url`` after its scripts ran (the dashboard draws its plots client-side)."""
+    chromium = shutil.which("chromium") or pytest.fail("chromium not installed (make tools installs it)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--window-size=1400,2600", "--virtual-time-budget=20000",
+             "--force-prefers-reduced-motion",  # the plots are drawn whole, not caught mid-animation
+             "--hide-scrollbars", f"--screenshot={path}"]  # fmt: skip
+    result = subprocess.run([chromium, *flags, url], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and path.exists(), result.stderr
+
+
+def test_three_nights_are_a_trend_on_the_dashboard(make_registry, write_parquet, tmp_path):
+    registry = make_registry()
+    settings = Settings(home=tmp_path / "home", registry=registry.root)
+    for night, drifted in NIGHTS.items():
+        rows = synthetic.generate(3000, seed=int(night[-2:]), drifted=drifted)
+        write_parquet(tmp_path / "in" / f"date={night}" / "part-0.parquet", rows.drop(columns=[synthetic.TARGET]))
+        run_batch(tmp_path / "in", tmp_path / "out", Scorer.from_registry(registry), chunk_size=4096)
+        summary = build_report(tmp_path / "out" / f"date={night}", tmp_path / "reports", settings)
+        assert summary.drift_detected == drifted and summary.workspace_project
+    labels = rows[[synthetic.ID_COLUMN, synthetic.TARGET]].rename(columns={synthetic.TARGET: "label"})
+    write_parquet(tmp_path / "labels" / "labels.parquet", labels)
+    performance = build_performance_report(
+        tmp_path / "out" / "date=2026-11-28", tmp_path / "labels", tmp_path / "reports", settings
+    )
+    assert performance.workspace_project == summary.workspace_project  # one project for the model
+
+    ui = EvidentlyUI(settings.workspace_dir, log_path=tmp_path / "ui.log").start()
+    try:
+        projects = httpx.get(f"{ui.url}/api/projects", timeout=30).json()
+        assert [p["name"] for p in projects] == ["scorepipe"]
+        project = projects[0]["id"]
+        trend = series(ui, project, SHARE)
+        dates = [datetime.fromisoformat(s["timestamp"]).date().isoformat() for s in trend["sources"]]
+        assert dates == list(NIGHTS)  # each run on its night, not on the day the report ran
+        [shares] = trend["series"]
+        assert shares["values"][0] < 0.3 and shares["values"][1] < 0.3 and shares["values"][2] >= 0.3
+        assert all("batch" in s["tags"] and s["metadata"]["model_version"] == "1" for s in trend["sources"])
+
+        auc = series(ui, project, mean_value("roc_auc"), mean_value("estimated_roc_auc"), mean_value("label_coverage"))
+        by_filter = {s["filter_index"]: s["values"] for s in auc["series"]}
+        realized, estimated, coverage = (by_filter[i][-1] for i in range(3))
+        assert realized == pytest.approx(performance.versions[0].roc_auc)
+        assert estimated == pytest.approx(performance.estimated["roc_auc"]) and coverage == pytest.approx(1.0)
+
+        picture = tmp_path / "dashboard.png"
+        screenshot(f"{ui.url}/projects/{project}", picture, tmp_path / "chromium")
+        assert picture.stat().st_size > 60_000  # a blank or error page is a few kilobytes
+        shutil.copy(picture, settings.home / "dashboard.png")
+    finally:
+        ui.stop()
+    assert night_of("s3://b/scored/date=2026-11-28/part-0.parquet").date().isoformat() == "2026-11-28"
