@@ -30,6 +30,7 @@ from scoring import ScoringError, Settings
 
 log = logging.getLogger("scorepipe.workspace")
 
+SOURCE_FILE = "source_file"  # the lineage column batch outputs carry (batch.engine writes it)
 NIGHT = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 DESCRIPTION = "scorepipe drift and performance reports, one run per night and source"
 
@@ -42,16 +43,22 @@ def night_of(where: str | Path) -> datetime | None:
 
 def source_of(columns: list[str] | pd.Index) -> str:
     """Where the scored rows came from: batch outputs carry their source file, stream windows their event id."""
-    return "batch" if "source_file" in columns else "stream"
+    return "batch" if SOURCE_FILE in columns else "stream"
 
 
-def run_labels(where: str | Path, source: str, model_version: int) -> dict[str, Any]:
+def run_labels(where: str | Path, source: str, model_version: int, night: datetime | None = None) -> dict[str, Any]:
     """``Report.run`` keywords for a report on ``where``: its night, its source and version as tags and metadata."""
     return {
-        "timestamp": night_of(where) or datetime.now(UTC),
+        "timestamp": night or night_of(where) or datetime.now(UTC),
         "tags": [source, f"v{model_version}"],
         "metadata": {"model_version": str(model_version), "source": source, "scored": str(where)},
     }
+
+
+def nights_of(files: pd.Series) -> pd.Series:
+    """The night of each row, from the ``date=`` partition of the file it was scored from (NaT: none)."""
+    found = files.astype(str).str.extract(r"date=(\d{4}-\d{2}-\d{2})", expand=False)
+    return pd.to_datetime(found, utc=True)
 
 
 def model_name(info: Mapping[str, Any], settings: Settings) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from batch import run_batch
 from drift.report import build_report
-from drift.workspace import night_of
+from drift.workspace import ReportWorkspace, night_of
 from performance.report import build_performance_report
 from scorepipe.services import EvidentlyUI
 from scoring import Scorer, Settings, synthetic
@@ -86,3 +86,25 @@ def test_three_nights_are_a_trend_on_the_dashboard(make_registry, write_parquet,
     finally:
         ui.stop()
     assert night_of("s3://b/scored/date=2026-11-28/part-0.parquet").date().isoformat() == "2026-11-28"
+
+
+def test_a_report_over_several_partitions_adds_one_run_per_night(make_registry, write_parquet, tmp_path):
+    """A backfill: one drift report over three nights judges them together, and plots them as three points."""
+    registry = make_registry()
+    for night, drifted in NIGHTS.items():
+        rows = synthetic.generate(1500, seed=int(night[-2:]), drifted=drifted, with_target=False)
+        write_parquet(tmp_path / "in" / f"date={night}" / "part-0.parquet", rows)
+    run_batch(tmp_path / "in", tmp_path / "out", Scorer.from_registry(registry), chunk_size=4096)
+    settings = Settings(home=tmp_path / "home", registry=registry.root)
+    summary = build_report(tmp_path / "out", tmp_path / "reports", settings)
+    assert summary.current_rows == 4500
+    workspace = ReportWorkspace(settings.workspace_dir).workspace
+    runs = [workspace.get_run(summary.workspace_project, r) for r in workspace.list_runs(summary.workspace_project)]
+    shares = {
+        r.timestamp.date().isoformat(): m.share.value
+        for r in runs
+        for m in r.metric_results.values()
+        if m.display_name == "Count of Drifted Columns"
+    }
+    assert sorted(shares) == list(NIGHTS)  # each night on its own date
+    assert [shares[n] >= settings.drift_share for n in NIGHTS] == list(NIGHTS.values())
