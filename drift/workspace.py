@@ -73,19 +73,15 @@ def figures_snapshot(figures: Mapping[str, float], **labels: Any) -> Any:
 
 
 class ReportWorkspace:
-    """A local Evidently workspace (a folder) with one project per model name."""
+    """An Evidently workspace (a folder, or ``s3://bucket/prefix``) with one project per model name."""
 
-    def __init__(self, folder: str | Path) -> None:
-        if str(folder).startswith("s3://"):
-            raise ScoringError(
-                f"evidently_workspace {folder}: an s3:// workspace is not supported yet; use a folder "
-                "(a shared volume for several machines)"
-            )
+    def __init__(self, where: str | Path) -> None:
         from evidently.ui.workspace import Workspace
 
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.workspace = Workspace.create(str(self.folder))
+        self.where = str(where)
+        if not self.where.startswith("s3://"):  # on S3, Evidently writes through fsspec (s3fs)
+            Path(self.where).mkdir(parents=True, exist_ok=True)
+        self.workspace = Workspace.create(self.where)
 
     def project(self, model_name: str) -> Any:
         """The project for ``model_name``, created with its dashboard the first time."""

@@ -392,15 +392,11 @@ class Alertmanager(_PrometheusProject):
 class EvidentlyUI(ManagedProcess):
     """Evidently's own UI (``evidently ui``) over a scorepipe workspace, on 127.0.0.1 unless told otherwise."""
 
-    def __init__(
-        self, workspace: Path, *, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None
-    ):
+    def __init__(self, workspace: str | Path, *, log_path: Path, port: int | None = None, host: str = "127.0.0.1"):
         self.port = port or free_port()
         self.host = host
-        workspace.mkdir(parents=True, exist_ok=True)
         command = [venv_bin("evidently"), "ui", "--workspace", str(workspace), "--host", host, "--port", str(self.port)]
-        super().__init__("evidently ui", command, env={**os.environ, "DO_NOT_TRACK": "1"},
-                         log_path=log_path or workspace / "ui.log")  # fmt: skip
+        super().__init__("evidently ui", command, env={**os.environ, "DO_NOT_TRACK": "1"}, log_path=log_path)
 
     @property
     def url(self) -> str:

@@ -173,8 +173,8 @@ class Settings(BaseSettings):
     # Evidently would otherwise switch methods with the data's size.
     evidently_workspace: str | None = Field(
         default=None,
-        description="Evidently workspace every drift and performance report is added to (a folder); "
-        "default HOME/evidently. `scorepipe ui` serves it.",
+        description="Evidently workspace every drift and performance report is added to (a folder or "
+        "s3://bucket/prefix); default HOME/evidently. `scorepipe ui` serves it.",
     )
     drift_num_method: str = Field(default="wasserstein", description="Evidently drift test for numeric columns.")
     drift_cat_method: str = Field(default="jensenshannon", description="Evidently drift test for categorical columns.")
@@ -251,8 +251,9 @@ class Settings(BaseSettings):
         return Location(self.registry if self.registry is not None else self.home / "registry")
 
     @property
-    def workspace_dir(self) -> Path:
-        return Path(self.evidently_workspace) if self.evidently_workspace else self.home / "evidently"
+    def workspace_dir(self) -> str:
+        """The Evidently workspace: a folder, or ``s3://bucket/prefix`` (kept as text: a Path would mangle it)."""
+        return self.evidently_workspace or str(self.home / "evidently")
 
     @property
     def reports_dir(self) -> Path:

@@ -151,7 +151,8 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from scorepipe.services import EvidentlyUI
 
     ReportWorkspace(settings.workspace_dir)  # a clear error for an unusable workspace, before the UI starts
-    ui = EvidentlyUI(settings.workspace_dir, port=args.port, host=args.host).start()
+    log_path = settings.home / "logs" / "evidently-ui.log"
+    ui = EvidentlyUI(settings.workspace_dir, port=args.port, host=args.host, log_path=log_path).start()
     console.print(
         f"Evidently UI on http://{args.host}:{ui.port} over {settings.workspace_dir} (log {ui.log_path}); "
         "Ctrl-C to stop",

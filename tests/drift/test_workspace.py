@@ -108,3 +108,21 @@ def test_a_report_over_several_partitions_adds_one_run_per_night(make_registry, 
     }
     assert sorted(shares) == list(NIGHTS)  # each night on its own date
     assert [shares[n] >= settings.drift_share for n in NIGHTS] == list(NIGHTS.values())
+
+
+def test_an_s3_workspace_holds_the_runs_and_the_ui_serves_them(make_registry, write_parquet, tmp_path, s3_bucket):
+    registry = make_registry()
+    night = tmp_path / "in" / "date=2026-11-28"
+    write_parquet(night / "part-0.parquet", synthetic.generate(1500, seed=28, drifted=True, with_target=False))
+    run_batch(tmp_path / "in", tmp_path / "out", Scorer.from_registry(registry), chunk_size=4096)
+    settings = Settings(home=tmp_path / "home", registry=registry.root, evidently_workspace=f"{s3_bucket}/evidently")
+    summary = build_report(tmp_path / "out" / "date=2026-11-28", tmp_path / "reports", settings)
+    assert summary.workspace_project and not (tmp_path / "home" / "evidently").exists()
+    ui = EvidentlyUI(settings.workspace_dir, log_path=tmp_path / "ui.log").start()  # reads it from S3 as well
+    try:
+        projects = httpx.get(f"{ui.url}/api/projects", timeout=30).json()
+        assert [(p["name"], p["id"]) for p in projects] == [("scorepipe", summary.workspace_project)]
+        [shares] = series(ui, summary.workspace_project, SHARE)["series"]
+        assert shares["values"] == [pytest.approx(summary.share_drifted_features, abs=1e-4)]
+    finally:
+        ui.stop()
