@@ -7,7 +7,9 @@ The same id scored twice (the stream delivers at least once) counts once, its la
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from scoring.scorer import MODEL_VERSION, PREDICTION, PROBA_PREFIX, SCORED_AT
 from scoring.sources import discover_inputs
 
 ID_CANDIDATES = ("event_id", "transaction_id")
+NIGHT_COLUMN = "_night"  # the date= partition a joined row was scored in (files not partitioned: absent)
+PARTITION_NIGHT = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 BATCH_ROWS = 200_000
 
 
@@ -37,6 +41,8 @@ class Joined:
     unknown_examples: list[str]
     scored_repeats_dropped: int
     proba: np.ndarray | None = None  # every scored row's ``collect_proba`` column, labelled or not
+    scored_by_night: Counter[str] = field(default_factory=Counter)  # scored rows per date= partition
+    proba_nights: np.ndarray | None = None  # the night of each ``proba`` value
 
 
 def id_column_of(scored: str | Path) -> str:
@@ -64,7 +70,11 @@ def join_labels(
     parts: list[pa.Table] = []
     collected: list[np.ndarray] = []
     scored_rows = 0
+    by_night: Counter[str] = Counter()
+    nights: list[np.ndarray] = []
     for file in files:
+        found = PARTITION_NIGHT.findall(str(file.path))
+        night = found[-1] if found else None
         schema = pq.read_schema(file.path, filesystem=file.fs)
         wanted = [
             c
@@ -80,9 +90,13 @@ def join_labels(
             scored_rows += table.num_rows
             if collect_proba is not None and collect_proba in table.column_names:
                 collected.append(table[collect_proba].to_numpy(zero_copy_only=False))
+                nights.append(np.full(table.num_rows, night or "", dtype=object))
             table = table.set_column(
                 table.schema.get_field_index(id_column), id_column, pc.cast(table[id_column], pa.string())
             )
+            if night is not None:
+                by_night[night] += table.num_rows
+                table = table.append_column(NIGHT_COLUMN, pa.array([night] * table.num_rows, pa.string()))
             if table.num_rows:
                 parts.append(table.join(right, keys=id_column, join_type="inner"))
     joined = pa.concat_tables(parts, promote_options="default").to_pandas() if parts else pd.DataFrame()
@@ -96,4 +110,7 @@ def join_labels(
     matched = set(joined[id_column]) if not joined.empty else set()
     unknown = labels.labels["id"][~labels.labels["id"].isin(matched)]
     proba = np.concatenate(collected) if collected else None
-    return Joined(joined, id_column, scored_rows, len(unknown), unknown.head(5).tolist(), repeats, proba)
+    proba_nights = np.concatenate(nights) if nights else None
+    return Joined(
+        joined, id_column, scored_rows, len(unknown), unknown.head(5).tolist(), repeats, proba, by_night, proba_nights
+    )

@@ -30,7 +30,7 @@ from drift.report import save_html
 from drift.workspace import add_runs, figures_snapshot, model_name, run_labels
 from performance.challenger import compare_on_outcomes
 from performance.estimate import estimated_metrics
-from performance.join import id_column_of, join_labels
+from performance.join import NIGHT_COLUMN, Joined, id_column_of, join_labels
 from performance.labels import LABEL, read_labels
 from performance.summary import PerformanceSummary, VersionPerformance
 from scoring import Registry, Settings, SourceError
@@ -115,11 +115,45 @@ def build_performance_report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
-    runs = [snapshot, *_figure_runs(summary, scored, source)]
+    nightly = _nightly_figure_runs(joined, classes, registry, settings, scored, source)
+    runs = nightly or [snapshot, *_figure_runs(summary, scored, source)]
     name = model_name(registry.load(dominant).bundle.info, settings)
     summary.workspace_project = add_runs(settings, name, *runs)
     json_path.write_bytes(summary.model_dump_json(indent=2).encode())
     return summary
+
+
+def _nightly_figure_runs(
+    joined: Joined, classes: list[Any], registry: Registry, settings: Settings, scored: str | Path, source: str
+) -> list[Any]:
+    """One run per night and version when the labelled rows span several ``date=`` partitions (a backfill).
+
+    Each night's realized ROC AUC, label coverage and probability-based estimate come from that
+    night's rows alone, so the trend shows the nights, not their mix. Empty for one night or none.
+    """
+    if len(joined.scored_by_night) < 2 or NIGHT_COLUMN not in joined.rows.columns:
+        return []
+    runs = []
+    for night, rows in joined.rows.groupby(NIGHT_COLUMN, sort=True):
+        when = datetime.fromisoformat(str(night)).replace(tzinfo=UTC)
+        estimate = None
+        if joined.proba is not None and joined.proba_nights is not None:
+            night_proba = joined.proba[joined.proba_nights == night]
+            estimate = estimated_metrics(night_proba) if len(night_proba) else None
+        main = int(rows[MODEL_VERSION].mode().iloc[0])
+        for version, group in rows.groupby(MODEL_VERSION, sort=True):
+            measured = _measure(group, int(version), classes, registry, settings)
+            figures = {
+                "model_version": measured.model_version,
+                "roc_auc": measured.roc_auc,
+                "training_roc_auc": measured.training_roc_auc,
+                "labelled_rows": measured.rows,
+                "label_coverage": len(rows) / max(joined.scored_by_night[str(night)], 1),
+                "estimated_roc_auc": estimate["roc_auc"] if estimate and int(version) == main else None,
+            }
+            present = {k: float(v) for k, v in figures.items() if v is not None}
+            runs.append(figures_snapshot(present, **run_labels(scored, source, int(version), night=when)))
+    return runs
 
 
 def _figure_runs(summary: PerformanceSummary, scored: str | Path, source: str) -> list[Any]:

@@ -7,6 +7,7 @@ import subprocess
 from datetime import datetime
 
 import httpx
+import pandas as pd
 import pytest
 
 from batch import run_batch
@@ -89,11 +90,14 @@ def test_three_nights_are_a_trend_on_the_dashboard(make_registry, write_parquet,
 
 
 def test_a_report_over_several_partitions_adds_one_run_per_night(make_registry, write_parquet, tmp_path):
-    """A backfill: one drift report over three nights judges them together, and plots them as three points."""
+    """A backfill: one report over three nights judges them together, and plots them as three points."""
     registry = make_registry()
+    labels = []
     for night, drifted in NIGHTS.items():
-        rows = synthetic.generate(1500, seed=int(night[-2:]), drifted=drifted, with_target=False)
-        write_parquet(tmp_path / "in" / f"date={night}" / "part-0.parquet", rows)
+        rows = synthetic.generate(1500, seed=int(night[-2:]), drifted=drifted)
+        write_parquet(tmp_path / "in" / f"date={night}" / "part-0.parquet", rows.drop(columns=[synthetic.TARGET]))
+        kept = rows.iloc[: 500 * (1 + list(NIGHTS).index(night))]  # a third, two thirds, all of the labels
+        labels.append(kept[[synthetic.ID_COLUMN, synthetic.TARGET]].rename(columns={synthetic.TARGET: "label"}))
     run_batch(tmp_path / "in", tmp_path / "out", Scorer.from_registry(registry), chunk_size=4096)
     settings = Settings(home=tmp_path / "home", registry=registry.root)
     summary = build_report(tmp_path / "out", tmp_path / "reports", settings)
@@ -108,6 +112,18 @@ def test_a_report_over_several_partitions_adds_one_run_per_night(make_registry, 
     }
     assert sorted(shares) == list(NIGHTS)  # each night on its own date
     assert [shares[n] >= settings.drift_share for n in NIGHTS] == list(NIGHTS.values())
+
+    write_parquet(tmp_path / "labels" / "labels.parquet", pd.concat(labels, ignore_index=True))
+    performance = build_performance_report(tmp_path / "out", tmp_path / "labels", tmp_path / "reports", settings)
+    assert performance.labelled_rows == 3000
+    runs = [workspace.get_run(summary.workspace_project, r) for r in workspace.list_runs(summary.workspace_project)]
+    coverage = {
+        r.timestamp.date().isoformat(): m.value
+        for r in runs
+        for m in r.metric_results.values()
+        if m.display_name.startswith("Mean value") and "label_coverage" in m.display_name
+    }
+    assert coverage == {n: pytest.approx(share) for n, share in zip(NIGHTS, (1 / 3, 2 / 3, 1.0), strict=True)}
 
 
 def test_an_s3_workspace_holds_the_runs_and_the_ui_serves_them(make_registry, write_parquet, tmp_path, s3_bucket):
