@@ -110,6 +110,11 @@ def add_runs(settings: Settings, model_name: str, *snapshots: Any) -> str | None
         return None
 
 
+def _figure(legend: str, column: str) -> PanelMetric:
+    """A figure of ``figures_snapshot`` on a panel: Evidently's MeanValue of its one-row column."""
+    return PanelMetric(legend=legend, metric="MeanValue", metric_labels={"column": column})
+
+
 def dashboard_panels() -> list[Any]:
     share = {"value_type": "share"}
     return [
@@ -121,7 +126,7 @@ def dashboard_panels() -> list[Any]:
         ),
         counter_panel(
             title="Model version, last night",
-            values=[PanelMetric(legend="version", metric="MeanValue", metric_labels={"column": "model_version"})],
+            values=[_figure("version", "model_version")],
             size="half",
         ),
         line_plot_panel(
@@ -139,19 +144,19 @@ def dashboard_panels() -> list[Any]:
         ),
         line_plot_panel(
             title="Label coverage",
-            values=[PanelMetric(legend="coverage", metric="MeanValue", metric_labels={"column": "label_coverage"})],
+            values=[_figure("coverage", "label_coverage")],
             size="half",
         ),
         line_plot_panel(
             title="ROC AUC: realized on labels, estimated from probabilities",
             values=[
-                PanelMetric(legend="realized", metric="MeanValue", metric_labels={"column": "roc_auc"}),
-                PanelMetric(legend="estimated", metric="MeanValue", metric_labels={"column": "estimated_roc_auc"}),
-                PanelMetric(legend="training", metric="MeanValue", metric_labels={"column": "training_roc_auc"}),
+                _figure("realized", "roc_auc"),
+                _figure("estimated", "estimated_roc_auc"),
+                _figure("training", "training_roc_auc"),
             ],
         ),
         line_plot_panel(
             title="Model version",
-            values=[PanelMetric(legend="version", metric="MeanValue", metric_labels={"column": "model_version"})],
+            values=[_figure("version", "model_version")],
         ),
     ]
