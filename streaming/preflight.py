@@ -11,6 +11,7 @@ A configuration that connected once is not checked again in the process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -167,7 +168,10 @@ def _attempt(options: dict[str, Any], probe: Callable[..., Any]) -> bool | BaseE
         refusals.event.wait(PREFLIGHT_TIMEOUT_S + 2)
         if refusals.final is not None:
             for client in clients:  # ends the bootstrap's retries now rather than at its timeout
-                client._manager.close()
+                # The bootstrap thread may have given up and closed its selector a moment before:
+                # closing the manager then raises "NetworkSelector closed!", and there is nothing left to end.
+                with contextlib.suppress(RuntimeError):
+                    client._manager.close()
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.removeHandler(refusals)
