@@ -99,6 +99,23 @@ def mlflow_client(tracking_uri: str | None) -> Any:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+def shown(tracking_uri: str | None) -> str:
+    """A tracking URI fit for logs and output: any ``user:password@`` is dropped.
+
+    >>> shown("https://ci:s3cret@mlflow.example.com/api")
+    'https://mlflow.example.com/api'
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not tracking_uri:
+        return "(no tracking URI)"
+    parts = urlsplit(tracking_uri)
+    if parts.username is None and parts.password is None:
+        return tracking_uri
+    host = parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
+
+
 def unreachable(uri: str, exc: Exception) -> MLflowImportError:
     """An error naming the MLflow call that failed, without the client's retry traceback."""
     from mlflow.exceptions import MlflowException

@@ -21,7 +21,7 @@ import scipy
 import sklearn
 
 from scoring.bundle import ModelBundle
-from scoring.mlflow_models import TRUSTED_MODULES, MLflowSource, fetch, mlflow_client
+from scoring.mlflow_models import TRUSTED_MODULES, MLflowSource, fetch, mlflow_client, shown
 from scoring.settings import Settings
 from scoring.storage import as_location
 
@@ -64,7 +64,7 @@ def log_trained(settings: Settings, bundle: ModelBundle, *, data_source: str, tr
     try:
         logged = _log_trained(uri, settings, bundle, data_source=data_source, train_rows=train_rows)
     except Exception as exc:  # noqa: BLE001 - MLflow is where lineage goes, not what the model depends on
-        log.warning("could not log the trained model to MLflow at %s: %s", uri, _short(exc))
+        log.warning("could not log the trained model to MLflow at %s: %s", shown(uri), _short(exc))
         return None
     bundle.info["mlflow"] = {**logged.source.lineage(), "reference": "the holdout scorepipe train kept"}
     return logged
@@ -120,7 +120,7 @@ def _log_trained(
     with tempfile.TemporaryDirectory(prefix="scorepipe-mlflow-") as tmp:
         source, _ = fetch(f"models:/{settings.mlflow_model_name}/{version}", client, uri, Path(tmp))
     log.info("logged run %s and registered MLflow %s v%s", run.info.run_id, settings.mlflow_model_name, version)
-    url = f"{uri.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+    url = f"{shown(uri).rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
     return LoggedModel(run.info.run_id, source, serialization, url, tuple(foreign))
 
 
@@ -199,7 +199,7 @@ def log_report(settings: Settings, report: ReportRun) -> str | None:
     try:
         return _log_report(uri, settings, report)
     except Exception as exc:  # noqa: BLE001 - a report is written and pushed whether MLflow answers or not
-        log.warning("could not log the %s to MLflow at %s: %s", report.job, uri, _short(exc))
+        log.warning("could not log the %s to MLflow at %s: %s", report.job, shown(uri), _short(exc))
         return None
 
 

@@ -53,11 +53,12 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def _log_to_mlflow(settings: Settings, bundle: ModelBundle, source: str, rows: int) -> LoggedModel | None:
     """Log the run and register the model in MLflow when a tracking URI is set; its lineage goes in the bundle."""
+    from scoring.mlflow_models import shown
     from scoring.mlflow_runs import log_trained, tracking_uri
 
     if tracking_uri(settings) is None:
         return None
-    with console.status(f"logging the run and the model to MLflow at {settings.mlflow_tracking_uri}"):
+    with console.status(f"logging the run and the model to MLflow at {shown(settings.mlflow_tracking_uri)}"):
         logged = log_trained(settings, bundle, data_source=source, train_rows=rows)
     if logged is None:
         console.print("[yellow]not logged to MLflow (see the warning above); the model is registered here only[/]")
