@@ -102,6 +102,13 @@ class ScoringMetrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.model_origin = Gauge(
+            "scorepipe_model_origin_info",
+            "Where the version each alias scores with came from: local, or mlflow:NAME/VERSION (1; 0 once replaced)",
+            ["alias", "version", "origin"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.small_frame_shortcut = Gauge(
             "scorepipe_small_frame_shortcut_active",
             "1 when the alias's model scores small frames with the verified tree shortcut, 0 when sklearn does",
@@ -145,6 +152,7 @@ class ScoringMetrics:
             registry=r,
         )
         self._info: dict[str, str] = {}
+        self._origins: dict[str, tuple[str, str]] = {}  # alias -> (version, origin) now in service
 
     def record_predictions(self, version: int, labels: np.ndarray, confidence: np.ndarray) -> None:
         values, counts = np.unique(labels.astype(str), return_counts=True)
@@ -155,23 +163,39 @@ class ScoringMetrics:
     def record_latencies(self, seconds: np.ndarray) -> None:
         observe_many(self.latency, seconds)
 
-    def set_model(self, alias: str, version: int | None, *, small_frame_shortcut: bool | None = None) -> None:
-        """Point ``scorepipe_model_info{alias}`` at ``version`` (None: no model for the alias)."""
+    def set_model(
+        self,
+        alias: str,
+        version: int | None,
+        *,
+        small_frame_shortcut: bool | None = None,
+        origin: str | None = None,
+    ) -> None:
+        """Point ``scorepipe_model_info{alias}`` at ``version`` (None: no model for the alias), and its origin."""
         if small_frame_shortcut is not None:
             self.small_frame_shortcut.labels(alias).set(float(small_frame_shortcut))
         old = self._info.pop(alias, None)
         if old is not None:
             self.model_info.labels(alias, old).set(0)  # what a multiprocess collector keeps of a removed series
             self.model_info.remove(alias, old)
+        was = self._origins.pop(alias, None)
+        if was is not None:
+            self.model_origin.labels(alias, *was).set(0)
+            self.model_origin.remove(alias, *was)
         if version is not None:
             self._info[alias] = str(version)
             self.model_info.labels(alias, str(version)).set(1)
+            if origin is not None:
+                self._origins[alias] = (str(version), origin)
+                self.model_origin.labels(alias, str(version), origin).set(1)
 
     def on_reload(self, event: ReloadEvent) -> None:
         """A ``ModelWatcher`` listener: count reloads and refusals, and keep the info gauge current."""
         if event.ok:
             self.reloads.labels(event.alias).inc()
-            self.set_model(event.alias, event.new_version, small_frame_shortcut=event.small_frame_shortcut)
+            self.set_model(
+                event.alias, event.new_version, small_frame_shortcut=event.small_frame_shortcut, origin=event.origin
+            )
         else:
             self.reload_failures.labels(event.alias).inc()
 

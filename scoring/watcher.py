@@ -37,11 +37,24 @@ class ReloadEvent:
     reason: str | None = None
     small_frame_shortcut: bool | None = None  # of the version swapped in
     source_version: str | None = None  # what the source named, e.g. "v4" or "MLflow fraud v7"
+    origin: str | None = None  # of the version swapped in: "local" or "mlflow:NAME/VERSION" (model_origin)
 
 
 # Returns why ``candidate`` cannot replace the serving model, or None if it can.
 Compatibility = Callable[[Scorer], str | None]
 ReloadListener = Callable[[ReloadEvent], None]
+
+
+def model_origin(info: dict) -> str:
+    """Where a bundle's model came from, for the metrics: ``mlflow:NAME/VERSION`` if imported, else ``local``.
+
+    >>> model_origin({"mlflow": {"model_name": "fraud", "model_version": "7"}}), model_origin({})
+    ('mlflow:fraud/7', 'local')
+    """
+    lineage = info.get("mlflow") or {}
+    if lineage.get("model_name") and lineage.get("model_version"):
+        return f"mlflow:{lineage['model_name']}/{lineage['model_version']}"
+    return "local"
 
 
 def feature_mismatch(expected: FeatureSchema, candidate: FeatureSchema) -> str | None:
@@ -148,6 +161,7 @@ class ModelWatcher:
                 event = ReloadEvent(
                     self.ref, old.version if old else None, ready.version, ok=True,
                     small_frame_shortcut=ready.small_frame_shortcut, source_version=self._ready_from,
+                    origin=model_origin(ready.bundle.info),
                 )  # fmt: skip
                 log.info(
                     "%s: now scoring with v%s%s (was %s)", self.ref, ready.version,

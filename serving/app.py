@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer, Settings
-from scoring.watcher import ModelWatcher, watch_models
+from scoring.watcher import ModelWatcher, model_origin, watch_models
 from serving.batcher import DynamicBatcher
 from serving.errors import ApiError, RequestError, UnknownModelError, status_of
 from serving.runtime import Runtime
@@ -200,7 +200,10 @@ def build_app(settings: Settings, model: str = "champion") -> tuple[FastAPI, Mod
     models, _ = watch_models(settings, model, listeners=[metrics.on_reload])
     serving = models.current()
     metrics.set_model(
-        models.ref, models.version, small_frame_shortcut=serving.small_frame_shortcut if serving else None
+        models.ref,
+        models.version,
+        small_frame_shortcut=serving.small_frame_shortcut if serving else None,
+        origin=model_origin(serving.bundle.info) if serving else None,
     )
     return create_app(settings, models, metrics), models
 

@@ -36,7 +36,7 @@ from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
 from scoring import KafkaAccessError, Scorer, Settings, SinkError
 from scoring.agreement import Agreement
-from scoring.watcher import FixedModel, ModelWatcher
+from scoring.watcher import FixedModel, ModelWatcher, model_origin
 from streaming.clients import close_producer, rebuild_until_stopped, stream_consumer, stream_producer
 from streaming.ledger import OffsetLedger, Partition, Settled, earliest_firsts, merge_earliest, span
 from streaming.live_window import SHADOW_DIR, LiveWindow
@@ -97,7 +97,12 @@ class StreamConsumer:
         self._unreachable_logged = float("-inf")
         # The producer fails a result by its delivery timeout; one that says nothing well past it is stuck.
         self._stuck_after = settings.stream_delivery_timeout_ms / 1000 * 1.5 + STUCK_MARGIN_S
-        self.metrics.set_model(self.models.ref, serving.version, small_frame_shortcut=serving.small_frame_shortcut)
+        self.metrics.set_model(
+            self.models.ref,
+            serving.version,
+            small_frame_shortcut=serving.small_frame_shortcut,
+            origin=model_origin(serving.bundle.info),
+        )
         if shadow is not None:
             self.metrics.set_model(shadow.ref, shadow.version)
         self.readiness = StreamReadiness(self.health, settings.kafka_bootstrap_servers, lambda: self.models.version)

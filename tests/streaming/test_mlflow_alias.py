@@ -112,4 +112,7 @@ def test_moving_the_mlflow_alias_switches_stream_and_server_without_loss_or_fail
     assert [v for i, v in enumerate(sequence) if i == 0 or v != sequence[i - 1]] == [first, second, first]
     served = [v for i, v in enumerate(seen) if i == 0 or v != seen[i - 1]]
     assert served[0] == first and second in served and served[-1] == first
-    assert metrics.snapshot()["scorepipe_model_reloads_total{alias=" + ref + "}"] == 2
+    snap = metrics.snapshot()
+    assert snap["scorepipe_model_reloads_total{alias=" + ref + "}"] == 2
+    assert snap[f"scorepipe_model_origin_info{{alias={ref},origin=mlflow:{name}/1,version={first}}}"] == 1
+    assert not [k for k, v in snap.items() if k.startswith("scorepipe_model_origin_info") and "/2," in k and v]
