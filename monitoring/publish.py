@@ -37,9 +37,9 @@ def publish_report(settings: Settings, job: str, summary: Report) -> str | None:
         return None
     version = summary.judged_version()
     try:
-        model = Registry(settings.registry_dir).load(version).bundle
+        info = Registry(settings.registry_dir).bundle_info(version)
     except ScoringError:
-        model = None  # the report still goes to MLflow, only without the model's lineage
+        info = None  # the report still goes to MLflow, only without the model's lineage
     files = [summary.html, summary.json_path]
-    run = ReportRun(job, Path(summary.html).stem, summary.verdict, summary.figures(), files, version, model)
+    run = ReportRun(job, Path(summary.html).stem, summary.verdict, summary.figures(), files, version, info)
     return log_report(settings, run)

@@ -117,7 +117,7 @@ def build_performance_report(
     )
     nightly = _nightly_figure_runs(joined, classes, registry, settings, scored, source)
     runs = nightly or [snapshot, *_figure_runs(summary, scored, source)]
-    name = model_name(registry.load(dominant).bundle.info, settings)
+    name = model_name(registry.bundle_info(dominant), settings)
     summary.workspace_project = add_runs(settings, name, *runs)
     json_path.write_bytes(summary.model_dump_json(indent=2).encode())
     return summary
@@ -141,37 +141,42 @@ def _nightly_figure_runs(
             night_proba = joined.proba[joined.proba_nights == night]
             estimate = estimated_metrics(night_proba) if len(night_proba) else None
         main = int(rows[MODEL_VERSION].mode().iloc[0])
+        coverage = len(rows) / max(joined.scored_by_night[str(night)], 1)
         for version, group in rows.groupby(MODEL_VERSION, sort=True):
             measured = _measure(group, int(version), classes, registry, settings)
-            figures = {
-                "model_version": measured.model_version,
-                "roc_auc": measured.roc_auc,
-                "training_roc_auc": measured.training_roc_auc,
-                "labelled_rows": measured.rows,
-                "label_coverage": len(rows) / max(joined.scored_by_night[str(night)], 1),
-                "estimated_roc_auc": estimate["roc_auc"] if estimate and int(version) == main else None,
-            }
-            present = {k: float(v) for k, v in figures.items() if v is not None}
-            runs.append(figures_snapshot(present, **run_labels(scored, source, int(version), night=when)))
+            estimated = estimate["roc_auc"] if estimate and int(version) == main else None
+            labels = run_labels(scored, source, int(version), night=when)
+            runs.append(_figures_run(measured, coverage=coverage, estimated_roc_auc=estimated, labels=labels))
     return runs
 
 
 def _figure_runs(summary: PerformanceSummary, scored: str | Path, source: str) -> list[Any]:
     """One run of scorepipe's own figures per version judged: realized, estimated and training ROC AUC, coverage."""
-    runs = []
     main = summary.judged_version()
-    for version in summary.versions:
-        figures = {
-            "model_version": version.model_version,
-            "roc_auc": version.roc_auc,
-            "training_roc_auc": version.training_roc_auc,
-            "label_coverage": summary.label_coverage,
-            "labelled_rows": version.rows,
-            "estimated_roc_auc": (summary.estimated or {}).get("roc_auc") if version.model_version == main else None,
-        }
-        present = {k: float(v) for k, v in figures.items() if v is not None}
-        runs.append(figures_snapshot(present, **run_labels(scored, source, version.model_version)))
-    return runs
+    return [
+        _figures_run(
+            version,
+            coverage=summary.label_coverage,
+            estimated_roc_auc=(summary.estimated or {}).get("roc_auc") if version.model_version == main else None,
+            labels=run_labels(scored, source, version.model_version),
+        )
+        for version in summary.versions
+    ]
+
+
+def _figures_run(
+    measured: VersionPerformance, *, coverage: float, estimated_roc_auc: float | None, labels: dict[str, Any]
+) -> Any:
+    """One version's figures as a workspace run: realized, estimated and training ROC AUC, coverage, rows."""
+    figures = {
+        "model_version": measured.model_version,
+        "roc_auc": measured.roc_auc,
+        "training_roc_auc": measured.training_roc_auc,
+        "label_coverage": coverage,
+        "labelled_rows": measured.rows,
+        "estimated_roc_auc": estimated_roc_auc,
+    }
+    return figures_snapshot({k: float(v) for k, v in figures.items() if v is not None}, **labels)
 
 
 def challenger_on_outcomes(

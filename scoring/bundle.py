@@ -91,6 +91,13 @@ def read_verified(path: Location, expected_sha256: str) -> bytes:
     return data
 
 
+def read_info(directory: Location, hashes: dict[str, str]) -> dict[str, Any]:
+    """Only a bundle's provenance (``bundle.json``'s ``info``), hash-checked: no model is unpickled."""
+    if INFO_FILE not in hashes:
+        raise IntegrityError(f"manifest for {directory} lacks a hash for {INFO_FILE}")
+    return dict(json.loads(read_verified(directory / INFO_FILE, hashes[INFO_FILE]))["info"])
+
+
 def read_bundle(directory: Location, hashes: dict[str, str]) -> ModelBundle:
     """Read a bundle whose every file is first checked against ``hashes``; nothing is unpickled before."""
     missing = [name for name in BUNDLE_FILES if name not in hashes]

@@ -21,7 +21,7 @@ import scipy
 import sklearn
 
 from scoring.bundle import ModelBundle
-from scoring.mlflow_models import TRUSTED_MODULES, MLflowSource, fetch, mlflow_client, shown
+from scoring.mlflow_models import MLflowSource, fetch, mlflow_client, outside_trusted, shown
 from scoring.settings import Settings
 from scoring.storage import as_location
 
@@ -73,13 +73,12 @@ def log_trained(settings: Settings, bundle: ModelBundle, *, data_source: str, tr
 def _log_trained(
     uri: str, settings: Settings, bundle: ModelBundle, *, data_source: str, train_rows: int
 ) -> LoggedModel:
-    mlflow_client(uri)  # the client defaults first: fluent calls below read them too
+    client = mlflow_client(uri)  # first: it sets the client defaults the fluent calls below read too
     import mlflow
     import mlflow.sklearn
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
-    client = mlflow_client(uri)
     mlflow.set_tracking_uri(uri)  # the fluent API logs the model; this process logs only here
     experiment = mlflow.set_experiment(settings.mlflow_experiment)
     features = bundle.reference[bundle.schema.names]
@@ -146,7 +145,7 @@ def _serialization(estimator: Any) -> tuple[str, list[str], list[str]]:
     import skops.io
 
     needed = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
-    foreign = [t for t in needed if t.split(".", 1)[0] not in TRUSTED_MODULES]
+    foreign = outside_trusted(needed)
     if not foreign:
         return "skops", needed, []
     return "cloudpickle", [], foreign
@@ -183,7 +182,7 @@ class ReportRun:
     figures: Mapping[str, tuple[float, str]]
     files: list[str]
     model_version: int
-    model: ModelBundle | None  # its lineage ties the run to an MLflow model version
+    model_info: Mapping[str, Any] | None  # the version's provenance: its MLflow lineage ties the run to it
 
 
 def log_report(settings: Settings, report: ReportRun) -> str | None:
@@ -207,7 +206,7 @@ def _log_report(uri: str, settings: Settings, report: ReportRun) -> str:
     client = mlflow_client(uri)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(settings.mlflow_experiment)
-    lineage = (report.model.info.get("mlflow") if report.model is not None else None) or {}
+    lineage = (report.model_info or {}).get("mlflow") or {}
     registered = lineage.get("model_name"), lineage.get("model_version")
     tags = {
         "scorepipe.kind": report.job,

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scoring.bundle import ModelBundle, read_bundle, write_bundle
+from scoring.bundle import ModelBundle, read_bundle, read_info, write_bundle
 from scoring.errors import RegistryError
 from scoring.storage import Location, as_location
 
@@ -118,6 +118,12 @@ class Registry:
         version = self._resolve(index, ref)
         files = index["versions"][str(version)]["files"]
         return LoadedModel(version=version, bundle=read_bundle(self._version_dir(version), files))
+
+    def bundle_info(self, ref: str | int) -> dict[str, Any]:
+        """A version's provenance (trainer, source, MLflow lineage), hash-checked, without loading its model."""
+        index = self._read_index()
+        version = self._resolve(index, ref)
+        return read_info(self._version_dir(version), index["versions"][str(version)]["files"])
 
     # -- writing -----------------------------------------------------------------------------
 
