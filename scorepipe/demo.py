@@ -341,11 +341,17 @@ class _AliasMoves:
     def on_progress(self, n: int) -> None:
         before, self.sent = self.sent, self.sent + n
         if before < 3_333 <= self.sent:
-            self.registry.promote(self.challenger, "champion")
-            self.console.print(f"after {self.sent:,} events: `models promote v{self.challenger}` (no restart)")
+            self.promote()
         if before < 6_666 <= self.sent:
-            self.registry.rollback("champion")
-            self.console.print(f"after {self.sent:,} events: `models rollback` to v{self.champion}")
+            self.roll_back()
+
+    def promote(self) -> None:
+        self.registry.promote(self.challenger, "champion")
+        self.console.print(f"after {self.sent:,} events: `models promote v{self.challenger}` (no restart)")
+
+    def roll_back(self) -> None:
+        self.registry.rollback("champion")
+        self.console.print(f"after {self.sent:,} events: `models rollback` to v{self.champion}")
 
 
 class _MLflowAliasMoves(_AliasMoves):
@@ -358,15 +364,18 @@ class _MLflowAliasMoves(_AliasMoves):
         self.client = mlflow_client(tracking)
         self.versions = {v: str(registry.info(v).origin["version"]) for v in (champion, challenger)}  # type: ignore[index]
 
-    def on_progress(self, n: int) -> None:
-        before, self.sent = self.sent, self.sent + n
-        for mark, local in ((3_333, self.challenger), (6_666, self.champion)):
-            if before < mark <= self.sent:
-                self.client.set_registered_model_alias(DEMO_MODEL, "champion", self.versions[local])
-                self.console.print(
-                    f"after {self.sent:,} events: MLflow {DEMO_MODEL}@champion -> v{self.versions[local]} "
-                    f"(local v{local}; the consumer follows it, no restart)"
-                )
+    def promote(self) -> None:
+        self._move_to(self.challenger)
+
+    def roll_back(self) -> None:
+        self._move_to(self.champion)
+
+    def _move_to(self, local: int) -> None:
+        self.client.set_registered_model_alias(DEMO_MODEL, "champion", self.versions[local])
+        self.console.print(
+            f"after {self.sent:,} events: MLflow {DEMO_MODEL}@champion -> v{self.versions[local]} "
+            f"(local v{local}; the consumer follows it, no restart)"
+        )
 
 
 def _scrape(url: str) -> dict[str, float]:

@@ -182,13 +182,21 @@ def load_sklearn(folder: Path, uri: str) -> tuple[Any, dict[str, Any]]:
     raise MLflowImportError(f"{uri}: unknown sklearn serialization format {serialization!r}")
 
 
+def outside_trusted(types: list[str]) -> list[str]:
+    """The types skops reports that come from neither scikit-learn, numpy nor scipy.
+
+    >>> outside_trusted(["sklearn.tree._tree.Tree", "numpy.dtype", "functools.partial"])
+    ['functools.partial']
+    """
+    return [t for t in types if t.split(".", 1)[0] not in TRUSTED_MODULES]
+
+
 def load_skops(path: Path, uri: str) -> Any:
     """A skops file, refusing any type outside scikit-learn, numpy and scipy (named)."""
     import skops.io
 
     untrusted = skops.io.get_untrusted_types(file=str(path))
-    foreign = [t for t in untrusted if t.split(".", 1)[0] not in TRUSTED_MODULES]
-    if foreign:
+    if foreign := outside_trusted(untrusted):
         raise MLflowImportError(
             f"{uri}: the skops file holds types outside scikit-learn, numpy and scipy, which are not loaded: "
             + ", ".join(sorted(foreign))
