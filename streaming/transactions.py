@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from kafka import KafkaProducer
 from kafka.errors import (
     InvalidProducerEpochError,
     KafkaError,
+    KafkaTimeoutError,
     ProducerFencedError,
     TransactionalIdAuthorizationFailedError,
 )
@@ -33,6 +35,7 @@ from streaming.clients import close_producer, rebuild_until_stopped, stream_prod
 
 log = logging.getLogger("scorepipe.stream")
 TRANSACTION_RETRY_BACKOFF_MS = 10
+REGISTRATION_MIN_S = 30.0  # the least time a transactional id is given to register
 FATAL = (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError)
 
 
@@ -67,8 +70,19 @@ class Transactions:
             # are written; retried after the default 100 ms, that wait dominated every transaction.
             retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
         )
-        producer.init_transactions()  # bounded by max_block_ms; aborts what a previous life left open
-        return producer
+        # Registering aborts what a previous life left open. It is set-up, not a transaction step: on a
+        # busy machine or a broker that just started it may take longer than one step's bound, so it
+        # is waited on for at least REGISTRATION_MIN_S (each init_transactions call waits max_block_ms
+        # and a retry goes on waiting for the same request).
+        deadline = time.monotonic() + max(self.timeout_ms / 1000, REGISTRATION_MIN_S)
+        while True:
+            try:
+                producer.init_transactions()
+                return producer
+            except KafkaTimeoutError:
+                if time.monotonic() >= deadline or self._stopping.is_set():
+                    close_producer(producer, timeout=0)
+                    raise
 
     def begin(self) -> None:
         if not self.open:

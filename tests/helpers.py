@@ -7,22 +7,37 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from scoring import Registry, Scorer, Settings
 from streaming.topics import all_committed, committed_offsets, read_topic
 
+T = TypeVar("T")
+
 POLL_S = 0.2  # how often a condition is looked at again: a polling interval, not a wait for time to pass
 
 
-def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Return as soon as ``predicate()`` holds; fail naming ``what`` after ``timeout`` seconds."""
+def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, interval: float = POLL_S) -> T:
+    """Return ``predicate()``'s first truthy value; fail naming ``what`` after ``timeout`` seconds.
+
+    The one polling loop of the suite: every wait on a condition has a deadline and says what it
+    waited for when it runs out.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        if predicate():
-            return
+        if value := predicate():
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(POLL_S)
+        time.sleep(interval)
+
+
+def wait_for_value(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = POLL_S) -> T:
+    """:func:`wait_for` for a ``check`` that returns None until its value is there (a value that may be 0)."""
+    found = wait_for(
+        lambda: (value,) if (value := check()) is not None else None, timeout=timeout, what=what, interval=interval
+    )
+    return found[0]
 
 
 def stream_process(settings: Settings, *args: str) -> subprocess.Popen:
@@ -61,27 +76,83 @@ def keys_on(settings: Settings, topic: str) -> list[str]:
     return [m.key.decode() for m in read_topic(settings, topic)]
 
 
-def second_member_joins(settings: Settings, *, count: int, rate: float, seed: int) -> list[int]:
-    """Events produced at ``rate`` to one member; a second joins after 1,500 commits. Both stop cleanly.
+def partitions_held_by(settings: Settings, client_id: str) -> set[int]:
+    """Partitions of the features topic that the group's member ``client_id`` holds now, as the broker says."""
+    from kafka.errors import KafkaError
 
-    Returns the events each member handled (the second's is checked to be more than none).
+    from streaming.clients import kafka_admin
+
+    admin = kafka_admin(settings)
+    try:
+        group = admin.describe_groups([settings.consumer_group])[settings.consumer_group]
+    except KafkaError as exc:
+        if exc.retriable:  # no coordinator yet: nobody holds anything
+            return set()
+        raise
+    finally:
+        admin.close()
+    return {
+        p
+        for member in group.get("members") or []
+        if member.get("client_id") == client_id
+        for topic in (member.get("member_assignment") or {}).get("assigned_partitions", [])
+        if topic["topic"] == settings.features_topic
+        for p in topic["partitions"]
+    }
+
+
+MOST_EVENTS = 100_000  # the feeder's bound, whatever happens to the members
+
+
+def second_member_joins(settings: Settings, *, rate: float, seed: int, after_join: int) -> tuple[int, list[int]]:
+    """Events fed at ``rate`` to one member; a second joins after 1,500 commits, mid-stream. Both stop cleanly.
+
+    The premise is established, not assumed: events keep coming until the second member is seen holding
+    partitions, then ``after_join`` more are sent, so both members share live traffic. Returns the number
+    of events sent (the first of ``events(n, seed=seed)``) and the events each member handled.
     """
     import signal
     import threading
 
-    from streaming.producer import produce
+    from streaming.clients import close_producer, kafka_producer
+    from streaming.producer import events
 
-    sender = threading.Thread(target=produce, args=(settings,), kwargs={"count": count, "rate": rate, "seed": seed})
-    sender.start()
+    joined, stop, sent = threading.Event(), threading.Event(), [0]
+
+    def feed() -> None:
+        producer = kafka_producer(settings, linger_ms=10, acks="all")
+        started, after = time.monotonic(), 0
+        try:
+            for key, value, _ in events(MOST_EVENTS, seed=seed):
+                if stop.is_set() or after >= after_join:
+                    break
+                producer.send(settings.features_topic, key=key, value=value)
+                sent[0] += 1
+                after += joined.is_set()
+                ahead = sent[0] / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            producer.flush(timeout=60)
+        finally:
+            close_producer(producer, timeout=10)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
     first = stream_process(settings, "--client-id", "first")
     second = None
     try:
-        wait_for(committed_at_least(settings, 1500), timeout=90, what="1,500 events committed")
+        wait_for(committed_at_least(settings, 1500), timeout=120, what="1,500 events committed")
         second = stream_process(settings, "--client-id", "second")
-        sender.join()
+        wait_for(
+            lambda: partitions_held_by(settings, "second"), timeout=120, what="the second member to hold partitions"
+        )
+        joined.set()
+        feeder.join(timeout=after_join / rate + 120)
+        assert not feeder.is_alive(), "the feeder never finished"
         wait_for(everything_committed(settings), timeout=120, what="every event committed")
     finally:
-        sender.join()
+        stop.set()
+        feeder.join()
         for process in (first, second):
             if process is not None:
                 process.send_signal(signal.SIGTERM)
@@ -89,5 +160,5 @@ def second_member_joins(settings: Settings, *, count: int, rate: float, seed: in
     outputs = [p.communicate(timeout=60)[0] for p in members]
     assert [p.returncode for p in members] == [0, 0], outputs
     handled = [int(out.split("'events': ")[1].split(",")[0]) for out in outputs]
-    assert handled[1] > 0, "the second member never received partitions"
-    return handled
+    assert handled[1] > 0, "the second member handled no event"
+    return sent[0], handled

@@ -6,7 +6,6 @@ The same Prometheus then evaluates every expression of the shipped Grafana dashb
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,11 @@ from drift.report import build_report
 from monitoring.publish import publish_report
 from scorepipe.services import Alertmanager, PrometheusServer, Pushgateway
 from scoring import Scorer, Settings, synthetic
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
-
-
-def eventually(probe, *, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := probe():
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def named(alerts, name):
@@ -60,7 +51,7 @@ def test_a_drifted_night_fires_in_prometheus_and_reaches_alertmanager(make_regis
         assert summary.drift_detected
         publish_report(settings, "drift-report", summary)
 
-        firing = eventually(
+        firing = wait_for(
             lambda: [a for a in named(prometheus.alerts(), "ScorepipeDriftDetected") if a["state"] == "firing"],
             timeout=30,
             what="ScorepipeDriftDetected to fire in Prometheus",
@@ -68,7 +59,7 @@ def test_a_drifted_night_fires_in_prometheus_and_reaches_alertmanager(make_regis
         share = f"{summary.share_drifted_features:.0%}"
         assert firing[0]["annotations"]["summary"].startswith(f"Drift against model v1: {share[:-1]}")
         assert firing[0]["labels"]["severity"] == "warning" and firing[0]["labels"]["job"] == "drift-report"
-        received = eventually(
+        received = wait_for(
             lambda: named(manager.alerts(), "ScorepipeDriftDetected"), timeout=30, what="the alert in Alertmanager"
         )
         assert received[0]["status"]["state"] == "active" and "runbook" in received[0]["annotations"]

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -17,6 +16,7 @@ from scorepipe.services import PrometheusServer, Pushgateway, free_port
 from scoring import Registry, synthetic
 from streaming.producer import produce
 from streaming.topics import ensure_topics
+from tests.helpers import wait_for_value
 
 pytestmark = pytest.mark.integration
 
@@ -29,17 +29,6 @@ def get_json(url):
         return exc.code, json.loads(exc.read())
     except OSError:
         return None, None
-
-
-def eventually(check, *, timeout, what):
-    """Poll ``check`` (returning a value or None) until it returns something; bounded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value is not None:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def value_of(prometheus, promql):
@@ -71,7 +60,7 @@ def test_prometheus_scrapes_the_consumer_and_receives_the_flows_pushes(
             {"scorepipe-stream": f"127.0.0.1:{port}", "pushgateway": f"127.0.0.1:{gateway.port}"},
             honor=("pushgateway",),
         ).start()
-        ready = eventually(
+        ready = wait_for_value(
             lambda: (lambda s, b: b if s == 200 else None)(*get_json(f"http://127.0.0.1:{port}/readyz")),
             timeout=60,
             what="the consumer to be ready",
@@ -100,7 +89,7 @@ def test_prometheus_scrapes_the_consumer_and_receives_the_flows_pushes(
             return_state=True,
         )  # fmt: skip
 
-        scored = eventually(
+        scored = wait_for_value(
             lambda: (lambda v: v if v and v >= 480 else None)(value_of(prometheus, "sum(scorepipe_predictions_total)")),
             timeout=60,
             what="Prometheus to scrape the predictions",
@@ -114,21 +103,21 @@ def test_prometheus_scrapes_the_consumer_and_receives_the_flows_pushes(
         assert value_of(prometheus, "scorepipe_stream_batch_duration_seconds_count") >= 5
         assert prometheus.query("scorepipe_stream_consumer_lag") is not None
 
-        pushed = eventually(
+        pushed = wait_for_value(
             lambda: value_of(prometheus, 'scorepipe_batch_rows_scored{job="score-batch"}'),
             timeout=30,
             what="the batch flow's push to arrive through the Pushgateway",
         )
         assert pushed == 300
         assert value_of(prometheus, 'scorepipe_batch_shadow_label_agreement_ratio{job="score-batch"}') > 0.5
-        share = eventually(
+        share = wait_for_value(
             lambda: value_of(prometheus, 'scorepipe_drift_share_drifted_features{job="drift-report"}'),
             timeout=30,
             what="the drift flow's push",
         )
         assert 0 <= share <= 1
         assert value_of(prometheus, 'scorepipe_drift_detected{job="drift-report"}') in (0.0, 1.0)
-        coverage = eventually(
+        coverage = wait_for_value(
             lambda: value_of(prometheus, 'scorepipe_performance_label_coverage_ratio{job="performance-report"}'),
             timeout=30,
             what="the performance flow's push",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -113,11 +113,21 @@ def test_chunk_size_does_not_change_scores(any_scorer, rows, chunk):
 
 
 def test_json_events_score_like_the_batch_frame(any_scorer, rows):
-    """The stream decodes JSON into a frame; the same rows must get bit-identical scores."""
-    events = [json.loads(json.dumps(record)) for record in rows.to_dict(orient="records")]
-    from_events = any_scorer.score(pd.DataFrame.from_records(events))
+    """The stream decodes JSON into a frame with its own decoder; the same rows get bit-identical scores."""
+    from streaming.events import encode_event
+    from streaming.transform import BatchTransform
+
+    names = any_scorer.bundle.schema.names
+    records = [
+        SimpleNamespace(value=encode_event(f"event-{i}", {n: row[n] for n in names}), partition=0, offset=i)
+        for i, row in enumerate(rows.to_dict(orient="records"))
+    ]
+    batch = BatchTransform(any_scorer.bundle.schema)(any_scorer, records)
+    assert not batch.dead and batch.accepted is not None and len(batch.accepted) == len(rows)
     columns = any_scorer.proba_columns + ["prediction"]
-    pd.testing.assert_frame_equal(from_events[columns], any_scorer.score(rows)[columns])
+    pd.testing.assert_frame_equal(
+        batch.accepted[columns].reset_index(drop=True), any_scorer.score(rows)[columns].reset_index(drop=True)
+    )
 
 
 def test_survives_registry_save_and_load(any_scorer, rows, tmp_path):

@@ -12,6 +12,7 @@ from scoring.bundle import MODEL_FILE
 from scoring.model_source import RegistryRef
 from scoring.schema import FeatureSchema, FeatureSpec
 from scoring.watcher import ModelWatcher, feature_mismatch
+from tests.helpers import wait_for
 
 
 def tamper(registry, version):
@@ -70,11 +71,7 @@ def test_the_background_thread_follows_within_its_check_interval(make_registry):
     watcher = ModelWatcher(registry, check_seconds=0.05).start()
     try:
         registry.promote(2)
-        import time
-
-        deadline = time.monotonic() + 10
-        while watcher.current().version != 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: watcher.current().version == 2, timeout=30, what="the watcher to load v2", interval=0.02)
         assert watcher.version == 2
     finally:
         watcher.stop()

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from scoring import Scorer, Settings, synthetic
 from serving.app import build_app
+from tests.helpers import wait_for
 
 
 @pytest.fixture
@@ -197,12 +198,12 @@ def test_a_promotion_is_served_without_a_restart(make_client):
     row = records(1)[0]
     assert client.post("/predict", json=row).json()["model_version"] == 1
     registry.promote(2)
-    import time
-
-    deadline = time.monotonic() + 10
-    while client.post("/predict", json=row).json()["model_version"] != 2:
-        assert time.monotonic() < deadline, "the server never followed the promotion"
-        time.sleep(0.05)
+    wait_for(
+        lambda: client.post("/predict", json=row).json()["model_version"] == 2,
+        timeout=30,
+        what="the server to follow the promotion",
+        interval=0.05,
+    )
     assert client.get("/health").json()["model_version"] == 2
 
 

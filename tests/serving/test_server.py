@@ -60,7 +60,7 @@ def import_from_mlflow(server, settings, monkeypatch):
     import mlflow.sklearn
 
     from scorepipe.cli import main
-    from tests.mlflow_helpers import TREES, fitted, log
+    from tests.integrations.mlflow.helpers import TREES, fitted, log
 
     train = synthetic.generate(3000, seed=13)
     name = f"parity-{os.getpid()}-{time.monotonic_ns()}"
@@ -180,15 +180,9 @@ def test_promote_and_rollback_under_requests_fail_no_request(stream_settings, bu
         client.start()
         wait_for(lambda: len(seen) >= 20 or failures, timeout=30, what="requests answered before the promotion")
         registry.promote(2)
-        deadline = time.monotonic() + 15
-        while not (seen and seen[-1] == 2 and seen[-20:].count(2) == 20):
-            assert time.monotonic() < deadline, "the workers never all followed the promotion"
-            time.sleep(0.1)
+        wait_for(lambda: seen[-20:].count(2) == 20, timeout=30, what="every worker to follow the promotion")
         registry.rollback()
-        deadline = time.monotonic() + 15
-        while seen[-20:].count(1) != 20:
-            assert time.monotonic() < deadline, "the workers never all followed the rollback"
-            time.sleep(0.1)
+        wait_for(lambda: seen[-20:].count(1) == 20, timeout=30, what="every worker to follow the rollback")
         stop.set()
         client.join()
         with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:

@@ -19,12 +19,14 @@ from urllib.parse import parse_qs
 import pytest
 from kafka.net.sasl.oauth import AbstractTokenProvider, SaslMechanismOAuth
 
-from scoring import KafkaAccessError, Settings, SettingsError
+from scoring import Settings, SettingsError
 from streaming import oauth
 from streaming.clients import connection_options, kafka_consumer
+from streaming.errors import KafkaAccessError
 from streaming.oauth import ClientCredentialsTokenProvider, TokenError, named_provider
 from streaming.producer import produce
 from streaming.topics import count_messages, ensure_topics
+from tests.helpers import wait_for
 
 CLIENT_ID, CLIENT_SECRET = "scorer", "s3cr3t-" + uuid.uuid4().hex[:8]
 
@@ -97,10 +99,7 @@ def test_tokens_are_fetched_once_and_reused_until_near_expiry(endpoint):
     short = ClientCredentialsTokenProvider(endpoint.url, CLIENT_ID, CLIENT_SECRET)
     endpoint.lifetime = 2.0  # renewed at 80% of a life shorter than the margin
     short.token()
-    deadline = time.monotonic() + 10
-    while endpoint.issued < 3 and time.monotonic() < deadline:
-        short.token()
-        time.sleep(0.1)
+    wait_for(lambda: short.token() and endpoint.issued >= 3, timeout=30, what="a third token", interval=0.1)
     assert endpoint.issued == 3
     mechanism = SaslMechanismOAuth(sasl_oauth_token_provider=provider)
     assert mechanism.auth_bytes() == f"n,,\x01auth=Bearer {first}\x01\x01".encode()
