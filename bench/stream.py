@@ -46,6 +46,7 @@ from scoring.watcher import ModelWatcher  # noqa: E402
 from streaming.clients import kafka_consumer, kafka_producer  # noqa: E402
 from streaming.consumer import StreamConsumer  # noqa: E402
 from streaming.events import EventDecoder  # noqa: E402
+from streaming.process import long_running_scorer  # noqa: E402
 from streaming.producer import produce  # noqa: E402
 from streaming.topics import assigned_partitions, count_messages, ensure_topics  # noqa: E402
 
@@ -107,7 +108,8 @@ def scorepipe_consumer(settings: Settings, scorer, events: int, shadow=None) -> 
             consumer.stop()
 
     started = time.perf_counter()
-    consumer.run(on_batch=on_batch)
+    with long_running_scorer():  # as `scorepipe stream` runs it
+        consumer.run(on_batch=on_batch)
     return events / (finished["at"] - started)
 
 

@@ -14,9 +14,7 @@ duplicates, never loss.
 
 from __future__ import annotations
 
-import gc
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -30,14 +28,14 @@ from kafka.errors import (
     TransactionalIdAuthorizationFailedError,
 )
 from kafka.structs import OffsetAndMetadata
-from threadpoolctl import threadpool_limits
 
 from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
-from scoring import KafkaAccessError, Scorer, Settings, SinkError
+from scoring import Scorer, Settings, SinkError
 from scoring.agreement import Agreement
 from scoring.watcher import FixedModel, ModelWatcher, model_origin
 from streaming.clients import close_producer, rebuild_until_stopped, stream_consumer, stream_producer
+from streaming.errors import KafkaAccessError
 from streaming.ledger import OffsetLedger, Partition, Settled, earliest_firsts, merge_earliest, span
 from streaming.live_window import SHADOW_DIR, LiveWindow
 from streaming.readiness import StreamReadiness
@@ -78,6 +76,7 @@ class StreamConsumer:
         metrics: ScoringMetrics | None = None,
         health: Health | None = None,
         client_id: str = "scorepipe-stream",
+        stopping: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.models = FixedModel(models) if isinstance(models, Scorer) else models
@@ -86,7 +85,7 @@ class StreamConsumer:
         self.health = health or Health()
         self.stats = StreamStats()
         self.ledger = OffsetLedger()
-        self._stopping = threading.Event()
+        self._stopping = stopping or threading.Event()  # the entry point's, set by its signal handlers
         serving = self.models.current()
         if serving is None:
             raise SinkError(f"no model to score with for {self.models.ref!r}")
@@ -140,9 +139,6 @@ class StreamConsumer:
             else HandOverOnRevoke(self.ledger, commit=self.commit_offsets, seek=self.read_again_from)
         )
         self.consumer.subscribe([settings.features_topic], listener=listener)
-        # Micro-batches are small: one OpenMP thread scores them faster than two (no per-tree
-        # fork/join) and leaves the other core to the Kafka client's network threads.
-        self._threads = threadpool_limits(limits=1, user_api="openmp")
 
     @property
     def agreements(self) -> dict[tuple[int, int], Agreement]:
@@ -189,14 +185,10 @@ class StreamConsumer:
         self._stopping.set()
 
     def run(self, *, idle_exit_seconds: float | None = None, on_batch: Callable[[StreamStats], None] | None = None):
-        """Consume until stopped (SIGTERM, SIGINT, ``stop()``) or idle for ``idle_exit_seconds``."""
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.stop)
-            signal.signal(signal.SIGINT, self.stop)
-        # The model, the client and the imports are long-lived: kept out of the collector's full
-        # passes, which otherwise stall the loop for ~100 ms a few times a minute.
-        gc.collect()
-        gc.freeze()
+        """Consume until stopped (``stop()``, or the entry point's stop event) or idle for ``idle_exit_seconds``.
+
+        Signal handlers, the collector and thread limits are the entry point's: see ``streaming.process``.
+        """
         idle_since = time.monotonic()
         try:
             while not self._stopping.is_set():
@@ -246,7 +238,6 @@ class StreamConsumer:
         elif not close_producer(self.producer, timeout=10):
             log.warning("results still unsent after 10 s were dropped on close: they will be read again")
         self.consumer.close()  # leaves the group, so its partitions move at once
-        self._threads.restore_original_limits()
         self.models.stop()
 
     # -- the loop ------------------------------------------------------------------------------

@@ -54,12 +54,13 @@ class LabelSink:
         topic: str = "labels",
         flush_rows: int = 10_000,
         flush_seconds: float = 5.0,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.out_dir = as_location(out_dir)
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.stats = LabelStats()
-        self._stopping = threading.Event()
+        self._stopping = stopping or threading.Event()  # the entry point's, set by its signal handlers
         self._good: list[dict[str, Any]] = []
         self._bad: list[dict[str, Any]] = []
         self._offsets: dict[TopicPartition, int] = {}

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-
-import pyarrow as pa
-import pyarrow.parquet as pq
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from scorepipe.cli.options import label_options
 from scorepipe.render import console, print_outcomes, print_summary, progress_bar
-from scoring import Settings
-from scoring.storage import Location
+
+if TYPE_CHECKING:
+    from scoring import Settings
+    from scoring.storage import Location
 
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
@@ -38,6 +37,9 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _row_count(path: Location) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         return pq.ParquetFile(path.path, filesystem=path.fs).metadata.num_rows
     except (pa.ArrowException, OSError):
@@ -47,7 +49,10 @@ def _row_count(path: Location) -> int:
 def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
+    from rich.table import Table
+
     from scoring.compare import compare_outputs, find_shadow
+    from scoring.storage import Location
 
     shadow = args.shadow or find_shadow(args.scored)
     pairs = compare_outputs(args.scored, shadow)

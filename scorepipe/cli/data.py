@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from scorepipe.demo_data import write_dataset, write_incoming
 from scorepipe.render import console
-from scoring import Settings
-from scoring.storage import Location
+
+if TYPE_CHECKING:
+    from scoring import Settings
 
 
 def cmd_data_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.demo_data import write_dataset
+
     path = write_dataset(args.out, args.rows, seed=args.seed, drifted=args.drifted, with_target=not args.no_target)
     console.print(f"wrote {args.rows:,} {'drifted ' if args.drifted else ''}rows to {path}")
     return 0
 
 
 def cmd_data_incoming(args: argparse.Namespace, settings: Settings) -> int:
+    from scorepipe.demo_data import write_incoming
+    from scoring.storage import Location
+
     folder = Location(args.out) / f"date={args.date}"
     paths = write_incoming(
         folder,

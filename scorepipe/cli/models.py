@@ -6,21 +6,19 @@ import argparse
 import io
 from typing import TYPE_CHECKING
 
-import joblib
-from rich.table import Table
-
 from scorepipe.render import console, print_metrics
-from scoring import QualityGateError, Registry, Settings, synthetic
-from scoring.bundle import ModelBundle
-from scoring.sources import read_parquet
-from scoring.storage import Location
-from scoring.training import bundle_from_estimator, check_quality_gate, train_bundle
 
 if TYPE_CHECKING:
-    from scoring.mlflow_runs import LoggedModel
+    from integrations.mlflow.tracking import LoggedModel
+    from scoring import Registry, Settings
+    from scoring.bundle import ModelBundle
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from scoring import Registry, synthetic
+    from scoring.sources import read_parquet
+    from scoring.training import train_bundle
+
     registry = Registry(settings.registry_dir)
     if args.data:
         with console.status(f"reading {args.data}"):
@@ -30,7 +28,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         with console.status(f"generating {args.rows:,} synthetic transactions"):
             frame = synthetic.generate(args.rows, seed=settings.seed)
         target, bounds, source = synthetic.TARGET, synthetic.BOUNDS, f"synthetic:{args.rows}:{settings.seed}"
-    features = [c for c in frame.columns if c not in {target, *args.ignore}]
+    features = [c for c in frame.columns if c not in {target, synthetic.ID_COLUMN, *(args.ignore or [])}]
     with console.status(f"training on {len(frame):,} rows"):
         bundle = train_bundle(
             frame,
@@ -43,6 +41,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         )
     logged = _log_to_mlflow(settings, bundle, source, len(frame))
     origin = logged.source.origin() if logged else None
+    if logged:
+        bundle = bundle.with_info(mlflow=logged.lineage())
     version = registry.register(bundle, note=args.note or f"trained on {source}", origin=origin)
     print_metrics(version, bundle.metrics)
     code = _gate_and_promote(registry, version, bundle.metrics, settings, promote=not args.no_promote)
@@ -53,8 +53,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def _log_to_mlflow(settings: Settings, bundle: ModelBundle, source: str, rows: int) -> LoggedModel | None:
     """Log the run and register the model in MLflow when a tracking URI is set; its lineage goes in the bundle."""
-    from scoring.mlflow_models import shown
-    from scoring.mlflow_runs import log_trained, tracking_uri
+    from integrations.mlflow.client import shown, tracking_uri
+    from integrations.mlflow.tracking import log_trained
 
     if tracking_uri(settings) is None:
         return None
@@ -73,7 +73,7 @@ def _log_to_mlflow(settings: Settings, bundle: ModelBundle, source: str, rows: i
 
 def _tag_in_mlflow(settings: Settings, logged: LoggedModel, version: int, *, passed: bool, alias: str | None) -> None:
     """Tell MLflow which local version this is and whether it passed the gate; move ``alias`` there if it did."""
-    from scoring.mlflow_runs import tag_version
+    from integrations.mlflow.tracking import tag_version
 
     moved = tag_version(settings, logged, local_version=version, passed=passed, alias=alias if passed else None)
     if alias and moved:
@@ -83,6 +83,13 @@ def _tag_in_mlflow(settings: Settings, logged: LoggedModel, version: int, *, pas
 
 
 def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
+    import joblib
+
+    from scoring import Registry
+    from scoring.sources import read_parquet
+    from scoring.storage import Location
+    from scoring.training import bundle_from_estimator
+
     registry = Registry(settings.registry_dir)
     estimator = joblib.load(io.BytesIO(Location(args.model).read_bytes()))  # the user's own file, at their request
     reference = read_parquet(args.reference)
@@ -99,7 +106,9 @@ def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_import(args: argparse.Namespace, settings: Settings) -> int:
-    from scoring.mlflow_models import import_model
+    from integrations.mlflow.models import import_model
+    from scoring import Registry
+    from scoring.sources import read_parquet
 
     registry = Registry(settings.registry_dir)
     bundle, source = import_model(
@@ -134,6 +143,9 @@ def _promote_if_asked(registry: Registry, version: int, metrics: dict, settings:
 def _gate_and_promote(
     registry: Registry, version: int, metrics: dict, settings: Settings, *, promote: bool, alias: str = "champion"
 ) -> int:
+    from scoring import QualityGateError
+    from scoring.training import check_quality_gate
+
     try:
         check_quality_gate(metrics, settings.min_roc_auc)
     except QualityGateError as exc:
@@ -147,6 +159,10 @@ def _gate_and_promote(
 
 
 def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.table import Table
+
+    from scoring import Registry
+
     registry = Registry(settings.registry_dir)
     table = Table(title=f"registry {settings.registry_dir}")
     for column in ("version", "created", "aliases", "roc_auc", "note"):
@@ -161,6 +177,10 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.table import Table
+
+    from scoring import Registry
+
     registry = Registry(settings.registry_dir)
     loaded = registry.load(args.ref)  # verifies every hash
     info = registry.info(loaded.version)
@@ -189,6 +209,8 @@ def _fmt(value: float | None) -> str:
 
 
 def cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
+    from scoring import Registry
+
     registry = Registry(settings.registry_dir)
     version = registry.resolve(args.ref)
     previous = registry.promote(version, args.alias)
@@ -197,6 +219,8 @@ def cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from scoring import Registry
+
     registry = Registry(settings.registry_dir)
     before = registry.resolve(args.alias)
     after = registry.rollback(args.alias)
@@ -213,8 +237,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--ignore",
         action="append",
-        default=[synthetic.ID_COLUMN],
-        help=f"a column of --data that is not a feature (repeatable; default: {synthetic.ID_COLUMN})",
+        help="a column of --data that is not a feature (repeatable; transaction_id never is one)",
     )
     train.add_argument("--note", default="")
     train.add_argument("--no-promote", action="store_true", help="register only")

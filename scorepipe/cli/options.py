@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from scoring import Settings
+if TYPE_CHECKING:
+    from scoring import Settings
 
 DRIFT_EXIT_CODE = 4  # drift detected, or performance degraded: a verdict to act on, not a crash
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from monitoring.publish import publish_report
 from scorepipe.cli.options import DRIFT_EXIT_CODE, label_options
 from scorepipe.render import console, print_drift, print_performance
-from scoring import Settings
+
+if TYPE_CHECKING:
+    from scoring import Settings
 
 
 def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     from drift.report import build_report
+    from monitoring.publish import publish_report
 
     since = _since(args.since) if args.since else None
     with console.status(f"building the Evidently drift report for {args.current}"):
@@ -32,6 +35,7 @@ def _since(text: str) -> datetime:
 
 
 def cmd_performance(args: argparse.Namespace, settings: Settings) -> int:
+    from monitoring.publish import publish_report
     from performance.report import build_performance_report
 
     since = _since(args.since) if args.since else None

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scorepipe.render import console
-from scoring import Registry, Settings
+
+if TYPE_CHECKING:
+    from scoring import Settings
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -15,10 +18,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from serving.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from integrations.stores import model_stores
+    from scoring import Registry
     from scoring.model_source import open_source
 
     following = (
-        "following" if open_source(Registry(settings.registry_dir), args.model, settings).follows else "pinned to"
+        "following"
+        if open_source(Registry(settings.registry_dir), args.model, settings, model_stores()).follows
+        else "pinned to"
     )
     auth = "API key required" if settings.api_key else "no API key"
     scheme = "https" if args.ssl_certfile else "http"

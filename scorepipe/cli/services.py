@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from scorepipe.cli.options import kafka_options, stream_settings
 from scorepipe.render import console
-from scoring import Settings
 
 if TYPE_CHECKING:
     from scorepipe.s3_server import S3Server
+    from scoring import Settings
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:

@@ -3,33 +3,49 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from scorepipe.cli.options import kafka_options, stream_settings
 from scorepipe.render import console, progress_bar
-from scoring import Settings
-from scoring.storage import Location
-from scoring.watcher import watch_models
+
+if TYPE_CHECKING:
+    from scoring import Settings
 
 
 def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     import logging
 
+    from integrations.stores import model_stores
     from monitoring.health import Health, OpsServer
     from monitoring.metrics import ScoringMetrics
+    from scoring.watcher import watch_models
     from streaming.consumer import score_stream
+    from streaming.process import long_running_scorer
     from streaming.topics import ensure_topics
 
+    stopping = args.stopping
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = stream_settings(args, settings)
     metrics, health = ScoringMetrics(), Health()
-    models, shadow = watch_models(settings, args.model, shadow=args.shadow, listeners=[metrics.on_reload])
-    ensure_topics(settings, *_stream_topics(settings, shadow=args.shadow is not None))
+    models, shadow = watch_models(
+        settings, args.model, shadow=args.shadow, listeners=[metrics.on_reload], stores=model_stores()
+    )
+    if not stopping.is_set():
+        ensure_topics(settings, *_stream_topics(settings, shadow=args.shadow is not None))
+    if stopping.is_set():
+        for watcher in (models, shadow):
+            if watcher is not None:
+                watcher.stop()
+        console.print("stopped before consuming: a stop signal came during start-up; nothing was read", soft_wrap=True)
+        return 0
     server = None
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
     if port is not None:
         server = OpsServer(metrics.registry, health, port=port, host=args.metrics_host).start()
-    consumer = score_stream(settings, models, shadow=shadow, metrics=metrics, health=health, client_id=args.client_id)
+    consumer = score_stream(
+        settings, models, shadow=shadow, metrics=metrics, health=health, client_id=args.client_id, stopping=stopping
+    )
     following = f"following {models.ref}" if models.follows else "pinned"
     console.print(
         f"scoring {settings.features_topic} -> {settings.predictions_topic} (dead letters: {settings.dlq_topic}) "
@@ -40,7 +56,8 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
         soft_wrap=True,
     )
     try:
-        stats = consumer.run(idle_exit_seconds=args.exit_when_idle)
+        with long_running_scorer():
+            stats = consumer.run(idle_exit_seconds=args.exit_when_idle)
     finally:
         if server is not None:
             server.stop()
@@ -81,16 +98,13 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
-    import signal
-
+    from scoring.storage import Location
     from streaming.labels import LabelSink
     from streaming.topics import ensure_topics
 
     settings = stream_settings(args, settings)
     ensure_topics(settings, args.topic)
-    sink = LabelSink(settings, args.out, topic=args.topic)
-    signal.signal(signal.SIGTERM, sink.stop)
-    signal.signal(signal.SIGINT, sink.stop)
+    sink = LabelSink(settings, args.out, topic=args.topic, stopping=args.stopping)
     console.print(f"appending labels from {args.topic} to {args.out}; Ctrl-C or SIGTERM to stop", soft_wrap=True)
     stats = sink.run(idle_exit_seconds=args.exit_when_idle)
     console.print(
@@ -133,7 +147,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "restarts",
     )
     stream.add_argument("--exit-when-idle", type=float, help="stop after this many seconds without events")
-    stream.set_defaults(handler=cmd_stream)
+    stream.set_defaults(handler=cmd_stream, stoppable=True)
 
     producer = commands.add_parser("produce", help="send synthetic demo events to the features topic")
     kafka_options(producer)
@@ -149,4 +163,4 @@ def register(commands: argparse._SubParsersAction) -> None:
     label_sink.add_argument("--topic", default="labels", help='JSON {"event_id": ..., "label": ...} messages')
     label_sink.add_argument("--out", default="data/labels/stream", help="a folder (local or s3://bucket/prefix)")
     label_sink.add_argument("--exit-when-idle", type=float, help="stop after this many seconds without messages")
-    label_sink.set_defaults(handler=cmd_labels)
+    label_sink.set_defaults(handler=cmd_labels, stoppable=True)
