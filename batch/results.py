@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from batch.errors import BatchRunFailed
 from scoring.agreement import Agreement
-from scoring.errors import BatchRunFailed
 
 Status = Literal["scored", "skipped", "quarantined", "failed"]
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from batch.results import BatchSummary
 from batch.runners import BatchJob, DaskOptions, DaskRunner, RowsScored, Runner, SequentialRunner
+from integrations.stores import model_stores
 from monitoring.push import push_run_figures
 from scoring import Registry, Scorer, ScoringError, Settings
 from scoring.model_source import resolve_once
@@ -99,7 +100,7 @@ def score_batch(
     started = time.monotonic()
     registry = Registry(settings.registry_dir)
     shortcut = settings.small_frame_shortcut
-    model = resolve_once(registry, request.model, settings)  # an mlflow: model is imported (once) first
+    model = resolve_once(registry, request.model, settings, model_stores())  # an mlflow: model is imported (once) first
     scorer = Scorer.from_registry(registry, model, small_frame_shortcut=shortcut)
     if origin := scorer.bundle.info.get("mlflow"):
         say(f"model v{scorer.version} is MLflow {origin.get('model_name')} v{origin.get('model_version')}")
@@ -138,7 +139,7 @@ def dask_options(settings: Settings, workers: int | None, address: str | None) -
 
 def _challenger(registry: Registry, ref: str, settings: Settings, warn: Say) -> Scorer | None:
     try:
-        version = resolve_once(registry, ref, settings)  # a local alias or version, or an mlflow: model
+        version = resolve_once(registry, ref, settings, model_stores())  # a local alias or version, or an mlflow: model
         return Scorer.from_registry(registry, version, small_frame_shortcut=settings.small_frame_shortcut)
     except ScoringError as exc:
         warn(f"shadow {ref!r} skipped: {exc}")

@@ -31,7 +31,8 @@ class Report(Protocol):
 def publish_report(settings: Settings, job: str, summary: Report) -> str | None:
     """Push the report's figures and log it to MLflow when configured; the MLflow run id, if logged."""
     push_run_figures(settings.pushgateway_url, job=job, figures=summary.figures())
-    from scoring.mlflow_runs import ReportRun, log_report, tracking_uri
+    from integrations.mlflow.client import tracking_uri
+    from integrations.mlflow.tracking import ReportRun, log_report
 
     if tracking_uri(settings) is None:
         return None

@@ -168,9 +168,11 @@ def _train_and_promote(registry: Registry, settings: Settings, console: Console,
             seed=settings.seed,
             source=f"synthetic demo{', drifted' if drifted else ''}",
         )
-    from scoring.mlflow_runs import log_trained, tag_version
+    from integrations.mlflow.tracking import log_trained, tag_version
 
     logged = log_trained(settings, bundle, data_source="synthetic demo", train_rows=len(frame))
+    if logged is not None:
+        bundle = bundle.with_info(mlflow=logged.lineage())
     version = registry.register(bundle, note=f"make demo {alias}", origin=logged.source.origin() if logged else None)
     check_quality_gate(bundle.metrics, settings.min_roc_auc)
     registry.promote(version, alias)
@@ -358,7 +360,7 @@ class _MLflowAliasMoves(_AliasMoves):
     """The same moves made on the MLflow alias: what a team's training job or reviewer would do there."""
 
     def __init__(self, registry: Registry, champion: int, challenger: int, console: Console, tracking: str) -> None:
-        from scoring.mlflow_models import mlflow_client
+        from integrations.mlflow.client import mlflow_client
 
         super().__init__(registry, champion, challenger, console)
         self.client = mlflow_client(tracking)

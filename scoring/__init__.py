@@ -6,9 +6,7 @@ so batch, stream and drift entry points all share it unchanged.
 
 from scoring.bundle import ModelBundle
 from scoring.errors import (
-    BatchRunFailed,
     IntegrityError,
-    KafkaAccessError,
     ModelLoadError,
     QualityGateError,
     RegistryError,
@@ -25,7 +23,6 @@ from scoring.settings import Settings
 from scoring.validation import ValidatedFrame, validate
 
 __all__ = [
-    "BatchRunFailed",
     "FeatureSchema",
     "FeatureSpec",
     "IntegrityError",
@@ -39,7 +36,6 @@ __all__ = [
     "Scorer",
     "ScoringError",
     "Settings",
-    "KafkaAccessError",
     "SettingsError",
     "SinkError",
     "SourceError",

@@ -8,6 +8,7 @@ the registry knows the hashes the files must have.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -41,6 +42,10 @@ class ModelBundle:
     metrics: dict[str, float]
     reference: pd.DataFrame
     info: dict[str, Any] = field(default_factory=dict)
+
+    def with_info(self, **entries: Any) -> ModelBundle:
+        """A new bundle whose ``info`` also holds ``entries`` (lineage added after fitting): bundles never change."""
+        return dataclasses.replace(self, info={**self.info, **entries})
 
     def __post_init__(self) -> None:
         if not hasattr(self.pipeline, "predict_proba"):

@@ -44,16 +44,5 @@ class SinkError(ScoringError):
     """Raised by entry points when results cannot be written or published."""
 
 
-class BatchRunFailed(ScoringError):
-    """Raised by a batch run when some input files failed even after retries (the others were scored)."""
-
-
 class SettingsError(ScoringError):
     """Raised by ``Settings`` when a value (from the environment or an override) is invalid; names the setting."""
-
-
-class KafkaAccessError(ScoringError):
-    """Raised when Kafka refuses the connection (credentials, mechanism, certificate) or an operation (ACLs).
-
-    The message names the user, the broker and the setting to change; it never holds a secret.
-    """

@@ -10,14 +10,14 @@ watcher asks it three things:
 - ``materialize(target)``: the local version holding it, importing it first if needed. Any check
   that refuses it raises ``ScoringError``; the watcher then keeps the old model and reports why.
 
-Sources for other stores are named by a scheme prefix (``mlflow:``) and loaded only when used,
-so the core imports no store's client.
+Sources for other stores are named by a scheme prefix (``mlflow:``). The core knows none of them:
+entry points pass the stores they offer (``integrations.stores.model_stores()``), each a factory
+keyed by its prefix, so the core imports no store's client and loads no module by name.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from scoring.errors import SettingsError
@@ -26,9 +26,6 @@ from scoring.registry import ALIASES, Registry
 if TYPE_CHECKING:
     from scoring.bundle import ModelBundle
     from scoring.settings import Settings
-
-# scheme prefix -> "module:factory"; the factory takes (registry, reference without the prefix, settings)
-SCHEMES = {"mlflow:": "scoring.mlflow_models:MLflowAlias"}
 
 
 class ModelSource(Protocol):
@@ -66,23 +63,35 @@ class RegistryRef:
         return f"v{target}"
 
 
-def open_source(registry: Registry, ref: str | int, settings: Settings | None = None) -> ModelSource:
-    """The source for ``ref``: a store named by its scheme prefix, else the local registry."""
+SourceFactory = Callable[[Registry, str, "Settings | None"], ModelSource]
+"""Builds the source for a reference with its store's prefix: (registry, reference as written, settings)."""
+
+
+def open_source(
+    registry: Registry,
+    ref: str | int,
+    settings: Settings | None = None,
+    stores: Mapping[str, SourceFactory] | None = None,
+) -> ModelSource:
+    """The source for ``ref``: a store of ``stores`` named by its prefix, else the local registry."""
     text = str(ref).strip()
-    for prefix, where in SCHEMES.items():
+    for prefix, make in (stores or {}).items():
         if text.startswith(prefix):
-            module, _, factory = where.partition(":")
-            try:
-                make = getattr(importlib.import_module(module), factory)
-            except ImportError as exc:
-                raise SettingsError(f"{text}: the client for {prefix} models is not installed ({exc})") from None
-            source: ModelSource = make(registry, text, settings)
-            return source
+            return make(registry, text, settings)
+    scheme, colon, _ = text.partition(":")
+    if colon and scheme.isidentifier():  # no alias or version of the local registry has a colon
+        offered = ", ".join(sorted(stores or {})) or "none"
+        raise SettingsError(f"{text}: no model store {scheme + ':'!r} here (stores offered: {offered})")
     return RegistryRef(registry, text)
 
 
-def resolve_once(registry: Registry, ref: str | int, settings: Settings | None = None) -> int:
+def resolve_once(
+    registry: Registry,
+    ref: str | int,
+    settings: Settings | None = None,
+    stores: Mapping[str, SourceFactory] | None = None,
+) -> int:
     """The local version ``ref`` names now, imported first if it lives in another store (for batch runs)."""
-    source = open_source(registry, ref, settings)
+    source = open_source(registry, ref, settings, stores)
     source.stamp()
     return source.materialize(source.target(), None)

@@ -237,17 +237,14 @@ def glob_files(pattern: str) -> list[Location]:
     return [f for f in prefix.files() if fnmatch.fnmatchcase(f.uri, pattern)]
 
 
+@functools.cache
 def _s3_client() -> Any:
-    """A boto3 client configured from the usual AWS variables (endpoint included), one per configuration.
+    """The process's boto3 S3 client, built on first use.
 
-    The variables are only the cache key, so that a process pointed at another store gets a new client;
-    boto3 reads them itself.
+    boto3 reads its configuration (``AWS_ENDPOINT_URL``, region, keys or a profile) itself, as pyarrow
+    does for the same files; the core reads no environment variable. Credentials that expire are
+    refreshed by the client.
     """
-    return _client_for(os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ACCESS_KEY_ID"))
-
-
-@functools.lru_cache(maxsize=4)
-def _client_for(endpoint: str | None, key_id: str | None) -> Any:
     import boto3
 
     return boto3.client("s3")

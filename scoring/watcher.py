@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 from scoring.errors import ScoringError
-from scoring.model_source import ModelSource, RegistryRef, open_source
+from scoring.model_source import ModelSource, RegistryRef, SourceFactory, open_source
 from scoring.registry import Registry
 from scoring.schema import FeatureSchema
 from scoring.scorer import Scorer
@@ -275,8 +275,11 @@ def watch_models(
     *,
     shadow: str | int | None = None,
     listeners: Iterable[ReloadListener] = (),
+    stores: Mapping[str, SourceFactory] | None = None,
 ) -> tuple[ModelWatcher, ModelWatcher | None]:
     """Started watchers for every long-running entry point: the champion's (required) and a shadow's.
+
+    ``stores`` are the model stores the entry point offers besides the local registry (by prefix).
 
     Both refuse a version whose features differ from the champion's at start: clients and events
     are shaped for those fields, so a reload can change the model but never what it takes.
@@ -289,7 +292,7 @@ def watch_models(
         check_seconds=settings.model_check_seconds,
         listeners=listeners,
         small_frame_shortcut=shortcut,
-        source=open_source(registry, model, settings),
+        source=open_source(registry, model, settings, stores),
     ).start()
     serving = models.current()
     assert serving is not None  # a required watcher fails at start instead
@@ -309,6 +312,6 @@ def watch_models(
         compatible=compatible,
         listeners=listeners,
         small_frame_shortcut=shortcut,
-        source=open_source(registry, shadow, settings),
+        source=open_source(registry, shadow, settings, stores),
     ).start()
     return models, challenger

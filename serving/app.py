@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from integrations.stores import model_stores
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer, Settings
 from scoring.watcher import ModelWatcher, model_origin, watch_models
@@ -197,7 +198,7 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
 def build_app(settings: Settings, model: str = "champion") -> tuple[FastAPI, ModelWatcher]:
     """A watcher following ``model`` (hot reload, hash-checked) and the app over it."""
     metrics = ScoringMetrics()
-    models, _ = watch_models(settings, model, listeners=[metrics.on_reload])
+    models, _ = watch_models(settings, model, listeners=[metrics.on_reload], stores=model_stores())
     serving = models.current()
     metrics.set_model(
         models.ref,

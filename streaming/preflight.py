@@ -26,7 +26,7 @@ from kafka.protocol.parser import KafkaProtocol
 from kafka.protocol.sasl import SaslHandshakeRequest
 
 from scoring import Settings
-from scoring.errors import KafkaAccessError
+from streaming.errors import KafkaAccessError
 from streaming.oauth import TokenError
 
 PREFLIGHT_TIMEOUT_S = 8.0

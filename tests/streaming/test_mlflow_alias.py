@@ -9,15 +9,16 @@ from collections import Counter
 
 import pytest
 
+from integrations.mlflow.models import import_model
+from integrations.stores import model_stores
 from monitoring.metrics import ScoringMetrics
 from scoring import Registry, synthetic
-from scoring.mlflow_models import import_model
 from scoring.watcher import watch_models
 from streaming.consumer import score_stream
 from streaming.producer import produce
 from streaming.topics import ensure_topics, read_topic
 from tests.helpers import committed_at_least, everything_committed, wait_for
-from tests.mlflow_helpers import TREES, fitted, log
+from tests.integrations.mlflow.helpers import TREES, fitted, log
 from tests.serving.test_server import as_records, post, serve
 from tests.streaming.test_operate import Running, versions_by_batch
 
@@ -46,7 +47,7 @@ def test_moving_the_mlflow_alias_switches_stream_and_server_without_loss_or_fail
     first = registry.register(bundle, origin=source.origin())  # MLflow v2 is imported by whoever sees it first
     ensure_topics(settings)
     metrics = ScoringMetrics()
-    models, _ = watch_models(settings, ref, listeners=[metrics.on_reload])
+    models, _ = watch_models(settings, ref, listeners=[metrics.on_reload], stores=model_stores())
     consumer = score_stream(settings, models, metrics=metrics)
     server, url = serve(settings, tmp_path, "--workers", "2", "--model", ref)
     record = as_records(synthetic.generate(1, seed=3, with_target=False).drop(columns=[synthetic.ID_COLUMN]))[0]

@@ -24,9 +24,10 @@ import pytest
 from monitoring.health import Health
 from scorepipe.certificates import LocalAuthority
 from scorepipe.kafka_broker import KafkaBroker
-from scoring import KafkaAccessError, Registry, Settings
+from scoring import Registry, Settings
 from streaming.clients import kafka_consumer, kafka_producer
 from streaming.consumer import score_stream
+from streaming.errors import KafkaAccessError
 from streaming.producer import produce
 from streaming.topics import ensure_topics, read_topic
 from tests.conftest import topic_names

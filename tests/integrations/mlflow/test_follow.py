@@ -12,14 +12,15 @@ import pytest
 
 from batch.engine import METADATA_KEY
 from batch.run import BatchRequest, score_batch
+from integrations.mlflow.models import MLflowImportError
+from integrations.stores import model_stores
 from scorepipe.cli import main
 from scorepipe.services import free_port
 from scoring import Registry, Settings, synthetic
-from scoring.mlflow_models import MLflowImportError
 from scoring.model_source import resolve_once
 from scoring.watcher import watch_models
 from tests.helpers import wait_for
-from tests.mlflow_helpers import TREES, fitted, log
+from tests.integrations.mlflow.helpers import TREES, fitted, log
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,9 @@ def test_the_watcher_follows_an_mlflow_alias_and_refuses_what_would_not_fit(
     assert len(registry.load(1).bundle.reference) == len(frame)  # all 3,000 logged rows, under reference_rows
 
     events = []
-    watcher, _ = watch_models(settings, f"mlflow:models:/{name}@champion", listeners=[events.append])
+    watcher, _ = watch_models(
+        settings, f"mlflow:models:/{name}@champion", listeners=[events.append], stores=model_stores()
+    )
     try:
         assert watcher.follows and watcher.version == 1 and len(registry.versions()) == 1  # found, not re-imported
 
@@ -72,7 +75,9 @@ def test_the_watcher_follows_an_mlflow_alias_and_refuses_what_would_not_fit(
         assert registry.info(2).origin["version"] == "2" and registry.info(2).metrics["roc_auc"] > 0.75
         assert events[-1].ok and events[-1].source_version == f"MLflow {name} v2"
 
-        other, _ = watch_models(settings, f"mlflow:models:/{name}@champion")  # a second process, same registry
+        other, _ = watch_models(
+            settings, f"mlflow:models:/{name}@champion", stores=model_stores()
+        )  # a second process, same registry
         assert other.version == 2 and len(registry.versions()) == 2
         other.stop()
 
@@ -122,5 +127,5 @@ def test_an_unreachable_tracking_server_is_named_within_seconds(tmp_path):
     settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
     with pytest.raises(MLflowImportError, match="models:/fraud@champion: .*(Connection|refused|Max retries)"):
-        resolve_once(Registry(settings.registry_dir), "mlflow:models:/fraud@champion", settings)
+        resolve_once(Registry(settings.registry_dir), "mlflow:models:/fraud@champion", settings, model_stores())
     assert time.monotonic() - started < 15

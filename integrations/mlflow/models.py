@@ -6,9 +6,7 @@ scikit-learn, numpy and scipy are trusted; cloudpickle: trusted as the user's ow
 checked against its signature, and registered through the same path as ``models register``: sha256
 manifest, quality gate, lineage (the MLflow URI, model name and version, run id, artifact digests).
 
-``MLflowAlias`` is the model source behind ``--model mlflow:models:/fraud@champion``: the watcher
-polls the alias (one cheap REST call) and, when it moves, imports the new version through the same
-checks into the local registry, where it is hash-verified like every bundle before it serves.
+``integrations.mlflow.source.MLflowAlias`` follows an alias with these same steps.
 """
 
 from __future__ import annotations
@@ -16,23 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import tempfile
-from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from integrations.mlflow.client import mlflow_client
 from scoring.bundle import ModelBundle
-from scoring.errors import ModelLoadError, SchemaError, ScoringError, SettingsError
-from scoring.registry import Registry
+from scoring.errors import ModelLoadError, SchemaError, ScoringError
 from scoring.schema import FeatureSchema
-from scoring.training import bundle_from_estimator, check_quality_gate
+from scoring.training import bundle_from_estimator
 
 if TYPE_CHECKING:
-    from scoring.settings import Settings
+    pass
 
 log = logging.getLogger("scorepipe.models")
 
@@ -68,52 +64,6 @@ class MLflowSource:
             "run_id": self.run_id,
             "artifact_sha256": self.digests,
         }
-
-
-# MLflow's client retries an unreachable server 7 times with doubling waits (over 4 minutes) by
-# default; a scorer checking an alias every second should hear within seconds. Users' own values win.
-CLIENT_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # scorepipe says what it downloaded itself
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # and prints the run's address in its own words
-}
-
-
-def mlflow_client(tracking_uri: str | None) -> Any:
-    """The one MLflow client factory, for the server at ``tracking_uri``.
-
-    The URI is required: MLflow's own default would quietly create a local store and report every
-    model as missing.
-    """
-    if not tracking_uri:
-        raise SettingsError(
-            "no MLflow tracking server: set MLFLOW_TRACKING_URI (or SCOREPIPE_MLFLOW_TRACKING_URI, or pass "
-            "--tracking-uri); `scorepipe mlflow up` starts a local one"
-        )
-    for name, value in CLIENT_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
-def shown(tracking_uri: str | None) -> str:
-    """A tracking URI fit for logs and output: any ``user:password@`` is dropped.
-
-    >>> shown("https://ci:s3cret@mlflow.example.com/api")
-    'https://mlflow.example.com/api'
-    """
-    from urllib.parse import urlsplit, urlunsplit
-
-    if not tracking_uri:
-        return "(no tracking URI)"
-    parts = urlsplit(tracking_uri)
-    if parts.username is None and parts.password is None:
-        return tracking_uri
-    host = parts.hostname or ""
-    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
 
 
 def unreachable(uri: str, exc: Exception) -> MLflowImportError:
@@ -269,7 +219,7 @@ def logged_reference(
 
 @dataclass(frozen=True)
 class TrainedHere:
-    """What ``scorepipe train`` logs beside a model it trained (``scoring.mlflow_runs``): used as they are."""
+    """What ``scorepipe train`` logs beside a model it trained (``integrations.mlflow.tracking``): used as they are."""
 
     reference: pd.DataFrame
     schema: FeatureSchema
@@ -347,8 +297,7 @@ def build_bundle(
         )
     except ModelLoadError as exc:
         raise MLflowImportError(f"{uri}: {exc}") from None
-    bundle.info["mlflow"] = {**source.lineage(), "reference": reference_from}
-    return bundle
+    return bundle.with_info(mlflow={**source.lineage(), "reference": reference_from})
 
 
 def import_model(
@@ -381,93 +330,3 @@ def import_model(
             reference_rows=reference_rows, seed=seed,
         )  # fmt: skip
     return bundle, source
-
-
-class MLflowAlias:
-    """The model source for ``mlflow:models:/NAME@ALIAS`` (followed), ``mlflow:models:/NAME/N`` or ``mlflow:runs:/...``.
-
-    A new version is imported with the serving model's reference data and target (so it is checked
-    and gated on the rows the old one was), registered once in the local registry with its MLflow
-    origin, and loaded from there hash-verified. A version below the quality gate, with another
-    signature or not loadable is refused; the watcher keeps the old one serving.
-    """
-
-    def __init__(self, registry: Registry, ref: str, settings: Settings | None) -> None:
-        self.registry = registry
-        self.ref = ref
-        self.uri = ref.removeprefix("mlflow:")
-        if not self.uri.startswith(("models:/", "runs:/")):
-            raise MLflowImportError(
-                f"{ref}: expected mlflow:models:/NAME@ALIAS, mlflow:models:/NAME/N or mlflow:runs:/ID/PATH"
-            )
-        rest = self.uri.removeprefix("models:/")
-        self.follows = self.uri.startswith("models:/") and "@" in rest
-        self.name, _, self.alias = rest.partition("@") if self.follows else (rest.split("/", 1)[0], "", "")
-        self.tracking_uri = settings.mlflow_tracking_uri if settings else None
-        self.min_roc_auc = settings.min_roc_auc if settings else None
-        self.reference_rows = settings.reference_rows if settings else 5_000
-        self.seed = settings.seed if settings else 42
-        self.client = mlflow_client(self.tracking_uri)
-        self._named: str | None = None
-        self._runs: dict[str, str] = {}  # MLflow version -> its run id, as the alias lookups said
-
-    def stamp(self) -> Hashable:
-        if not self.follows:
-            return self.uri
-        from mlflow.exceptions import MlflowException
-
-        try:
-            found = self.client.get_model_version_by_alias(self.name, self.alias)
-            self._named = str(found.version)
-            self._runs[self._named] = found.run_id
-        except (MlflowException, OSError) as exc:
-            raise unreachable(self.uri, exc) from None
-        return self._named
-
-    def target(self) -> Hashable:
-        return self._named if self.follows else self.uri
-
-    def describe(self, target: Hashable) -> str:
-        return f"MLflow {self.name} v{target}" if self.follows else f"MLflow {target}"
-
-    def materialize(self, target: Hashable, serving: ModelBundle | None) -> int:
-        uri = f"models:/{self.name}/{target}" if self.follows else str(target)
-        run_id = self._runs.get(str(target)) if self.follows else None
-        # A registered version never changes: one imported before is used again without a download.
-        if run_id and (known := self.registry.find(kind="mlflow", name=self.name, version=str(target), run_id=run_id)):
-            return known[0]
-        with tempfile.TemporaryDirectory(prefix="scorepipe-mlflow-") as tmp:
-            source, folder = fetch(uri, self.client, self.tracking_uri, Path(tmp))
-            origin = source.origin()
-            if known := self.registry.find(**origin):
-                return known[0]
-            ours = trained_here(source.run_id, self.tracking_uri)
-            reference, label, where = self._reference(serving, source, folder, uri, ours)
-            bundle = build_bundle(
-                folder, source, reference, target=label, reference_from=where, schema=ours.schema if ours else None,
-                reference_rows=self.reference_rows, seed=self.seed,
-            )  # fmt: skip
-        if bundle.metrics and self.min_roc_auc is not None:
-            check_quality_gate(bundle.metrics, self.min_roc_auc)
-        version = self.registry.register(
-            bundle, note=f"imported from MLflow {uri} (following {self.uri}; reference: {where})", origin=origin
-        )
-        log.info("%s: imported %s as v%s", self.ref, uri, version)
-        return version
-
-    def _reference(
-        self, serving: ModelBundle | None, source: MLflowSource, folder: Path, uri: str, ours: TrainedHere | None
-    ) -> tuple[pd.DataFrame, str | None, str]:
-        """The rows to check and gate a new version on (the first there is).
-
-        Its own, logged by scorepipe train; the serving model's; an earlier import's; those logged with the run.
-        """
-        if ours is not None:
-            return ours.reference, ours.target, ours.WHERE
-        if serving is not None:
-            return serving.reference, serving.info.get("target"), "the serving model's"
-        if earlier := self.registry.find(kind="mlflow", name=source.name):
-            bundle = self.registry.load(earlier[-1]).bundle
-            return bundle.reference, bundle.info.get("target"), f"v{earlier[-1]}'s"
-        frame, where = logged_reference(self.client, source.run_id, folder, uri, self.tracking_uri)
-        return frame, None, where

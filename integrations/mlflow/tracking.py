@@ -20,8 +20,9 @@ import numpy as np
 import scipy
 import sklearn
 
+from integrations.mlflow.client import mlflow_client, shown, tracking_uri
+from integrations.mlflow.models import MLflowSource, fetch, outside_trusted
 from scoring.bundle import ModelBundle
-from scoring.mlflow_models import MLflowSource, fetch, mlflow_client, outside_trusted, shown
 from scoring.settings import Settings
 from scoring.storage import as_location
 
@@ -40,14 +41,13 @@ class LoggedModel:
     url: str  # the run's page in the MLflow UI
     not_trusted: tuple[str, ...] = ()  # why it is cloudpickle: types skops would have had to trust
 
+    def lineage(self) -> dict[str, Any]:
+        """What the bundle records of its MLflow twin: the version, run and artifacts, and its reference rows."""
+        return {**self.source.lineage(), "reference": "the holdout scorepipe train kept"}
+
     def saved_as(self) -> str:
         why = f" (skops would have to trust {', '.join(self.not_trusted)})" if self.not_trusted else ""
         return f"{self.serialization}{why}"
-
-
-def tracking_uri(settings: Settings) -> str | None:
-    """Where to log, or None when logging back is off."""
-    return settings.mlflow_tracking_uri if settings.mlflow_log else None
 
 
 def log_trained(settings: Settings, bundle: ModelBundle, *, data_source: str, train_rows: int) -> LoggedModel | None:
@@ -55,8 +55,9 @@ def log_trained(settings: Settings, bundle: ModelBundle, *, data_source: str, tr
 
     The model is saved as skops when it holds only scikit-learn, numpy and scipy types (what
     ``models import`` trusts), else as cloudpickle, which MLflow loads everywhere. The signature and
-    the pip requirements are explicit: inferring requirements takes seconds and guesses. The bundle's
-    lineage then names the MLflow version; register it with ``origin=logged.source.origin()``.
+    the pip requirements are explicit: inferring requirements takes seconds and guesses. The bundle is
+    not changed: add ``mlflow=logged.lineage()`` with ``bundle.with_info`` and register that with
+    ``origin=logged.source.origin()``.
     """
     uri = tracking_uri(settings)
     if uri is None:
@@ -66,7 +67,6 @@ def log_trained(settings: Settings, bundle: ModelBundle, *, data_source: str, tr
     except Exception as exc:  # noqa: BLE001 - MLflow is where lineage goes, not what the model depends on
         log.warning("could not log the trained model to MLflow at %s: %s", shown(uri), _short(exc))
         return None
-    bundle.info["mlflow"] = {**logged.source.lineage(), "reference": "the holdout scorepipe train kept"}
     return logged
 
 
@@ -91,7 +91,7 @@ def _log_trained(
         mlflow.log_params(_params(bundle, data_source, train_rows, settings))
         mlflow.log_metrics({k: float(v) for k, v in bundle.metrics.items()})
         with tempfile.TemporaryDirectory(prefix="scorepipe-reference-") as tmp:
-            folder = Path(tmp)  # read back by scoring.mlflow_models.trained_here when this model is imported
+            folder = Path(tmp)  # read back by integrations.mlflow.models.trained_here when this model is imported
             bundle.reference.to_parquet(folder / "reference.parquet")
             described = {"schema": bundle.schema.model_dump(mode="json"), "target": bundle.info.get("target")}
             (folder / "schema.json").write_text(json.dumps(described, indent=2))

@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 
+from integrations.stores import model_stores
 from scorepipe.cli import main
 from scorepipe.cli.options import DRIFT_EXIT_CODE
 from scorepipe.services import free_port
@@ -75,12 +76,12 @@ def test_train_logs_its_run_registers_the_model_and_moves_the_alias(logging_to, 
     settings = Settings()
     registry = Registry(settings.registry_dir)
     assert registry.info(1).origin["version"] == "1" and registry.info(1).aliases == ("champion",)
-    assert resolve_once(registry, f"mlflow:models:/{names['model']}@champion", settings) == 1
+    assert resolve_once(registry, f"mlflow:models:/{names['model']}@champion", settings, model_stores()) == 1
     assert len(registry.versions()) == 1
 
     # Another scorepipe home imports it with the reference rows train logged: nothing else to pass.
     other = Settings(home=tmp_path / "elsewhere")
-    assert resolve_once(Registry(other.registry_dir), f"mlflow:models:/{names['model']}/1", other) == 1
+    assert resolve_once(Registry(other.registry_dir), f"mlflow:models:/{names['model']}/1", other, model_stores()) == 1
     imported = Registry(other.registry_dir).load(1).bundle
     assert imported.info["mlflow"]["reference"] == "the reference rows scorepipe train logged with the run"
     assert imported.schema == registry.load(1).bundle.schema

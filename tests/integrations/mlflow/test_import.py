@@ -10,10 +10,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
 
+from integrations.mlflow.models import MLflowImportError, import_model
 from scorepipe.cli import main
 from scoring import Registry, SchemaError, Scorer, SettingsError, synthetic
-from scoring.mlflow_models import MLflowImportError, import_model
-from tests.mlflow_helpers import TREES, fitted, log
+from tests.integrations.mlflow.helpers import TREES, fitted, log
 
 pytestmark = pytest.mark.integration
 
