@@ -14,7 +14,7 @@ from prefect.states import Completed, Failed, State
 from drift.report import build_report
 from drift.summary import DriftSummary
 from monitoring.publish import publish_report
-from scoring import Settings
+from scoring.settings import load_settings
 from scoring.sources import existing_folder_or_file, latest_partition
 
 
@@ -26,7 +26,7 @@ def drift_report(
     latest_only: bool = True,
 ) -> State:
     """Compare scored data with the training reference; Failed('Drift detected') if it drifted."""
-    settings = Settings()
+    settings = load_settings()
     folder = existing_folder_or_file(current, "scored data")
     target = latest_partition(folder) if latest_only and folder.is_dir() else folder
     summary = build_report(str(target), output or settings.reports_dir, settings, model=model)

@@ -16,7 +16,7 @@ from prefect.states import Completed, Failed, State
 from monitoring.publish import publish_report
 from performance.report import build_performance_report
 from performance.summary import PerformanceSummary
-from scoring import Settings
+from scoring.settings import load_settings
 from scoring.sources import existing_folder_or_file, latest_partition
 
 
@@ -30,7 +30,7 @@ def performance_report(
     since_days: float | None = None,
 ) -> State:
     """Join labels to scored rows and judge each model version; Failed('Performance degraded') if one fell."""
-    settings = Settings()
+    settings = load_settings()
     folder = existing_folder_or_file(scored, "scored data")
     existing_folder_or_file(labels, "labels")
     target = latest_partition(folder) if latest_only and folder.is_dir() else folder

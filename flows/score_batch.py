@@ -23,7 +23,8 @@ from batch.run import BatchRequest, plain_runner
 from batch.run import score_batch as run_score_batch
 from batch.runners import BatchJob, DaskOptions, DaskRunner, Runner, SequentialRunner, score_file_on_worker
 from batch.sinks import QUARANTINE_DIR
-from scoring import Scorer, Settings
+from scoring import Scorer
+from scoring.settings import load_settings
 from scoring.sources import InputSet
 
 score_file_task = task(
@@ -96,12 +97,12 @@ def score_batch(
     if in_run:
         logger = get_run_logger()
         summary = run_score_batch(
-            Settings(), request, run_id=str(flow_run.id), make_runner=prefect_runner,
+            load_settings(), request, run_id=str(flow_run.id), make_runner=prefect_runner,
             say=logger.info, warn=logger.warning,
         )  # fmt: skip
         _publish(summary)
     else:
-        summary = run_score_batch(Settings(), request, make_runner=plain_runner)
+        summary = run_score_batch(load_settings(), request, make_runner=plain_runner)
     summary.raise_for_failures()
     return summary.to_dict()
 

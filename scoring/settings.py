@@ -29,6 +29,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SCOREPIPE_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
+    # Where things live, and the scoring core
     home: Path = Field(
         default=Path(".scorepipe"),
         description="Root of everything scorepipe writes (registry, demo data, results).",
@@ -44,6 +45,15 @@ class Settings(BaseSettings):
         default=5_000, gt=0, description="Rows of training features kept in the bundle as drift reference."
     )
     seed: int = Field(default=42, description="Seed for synthetic data, splits and sampling.")
+    small_frame_shortcut: bool = Field(
+        default=True,
+        description="Score frames of up to 64 rows with the verified tree shortcut (false: always sklearn).",
+    )
+    model_check_seconds: float = Field(
+        default=1.0, gt=0, description="How often a long-running scorer checks whether its alias moved."
+    )
+
+    # Batch runs
     batch_workers: int = Field(
         default=1,
         ge=0,
@@ -51,11 +61,6 @@ class Settings(BaseSettings):
     )
     dask_address: str | None = Field(
         default=None, description="score-batch: an existing Dask scheduler (tcp://host:8786) instead of a LocalCluster."
-    )
-
-    small_frame_shortcut: bool = Field(
-        default=True,
-        description="Score frames of up to 64 rows with the verified tree shortcut (false: always sklearn).",
     )
 
     # MLflow
@@ -75,7 +80,7 @@ class Settings(BaseSettings):
         default="scorepipe", description="Registered MLflow model that `scorepipe train` logs versions of."
     )
 
-    # Streaming (Kafka)
+    # Kafka connection and security
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Kafka brokers, host:port[,...].")
     kafka_config: Path | None = Field(
         default=None,
@@ -108,10 +113,14 @@ class Settings(BaseSettings):
     kafka_ssl_check_hostname: bool = Field(
         default=True, description="Check that the broker's certificate names the host connected to."
     )
+
+    # The stream's topics and behaviour
     features_topic: str = Field(default="features", description="Topic the consumer reads JSON events from.")
     predictions_topic: str = Field(default="predictions", description="Topic predictions are published to.")
     dlq_topic: str = Field(default="features.dlq", description="Dead-letter topic for events that cannot be scored.")
+    shadow_topic: str = Field(default="predictions.shadow", description="Topic for a shadow challenger's predictions.")
     consumer_group: str = Field(default="scorepipe", description="Consumer group; more members share partitions.")
+    topic_partitions: int = Field(default=4, gt=0, description="Partitions of topics scorepipe creates.")
     stream_batch_events: int = Field(
         default=2000, gt=0, description="Most events scored as one micro-batch (more amortizes per-call model cost)."
     )
@@ -140,41 +149,36 @@ class Settings(BaseSettings):
     stream_session_timeout_ms: int = Field(
         default=10_000, gt=0, description="How soon a dead consumer's partitions move to the others."
     )
-    topic_partitions: int = Field(default=4, gt=0, description="Partitions of topics scorepipe creates.")
-    shadow_topic: str = Field(default="predictions.shadow", description="Topic for a shadow challenger's predictions.")
-    model_check_seconds: float = Field(
-        default=1.0, gt=0, description="How often a long-running scorer checks whether its alias moved."
+
+    # The live window (what the stream and the server scored, for drift and performance)
+    live_window_rows: int = Field(default=5_000, gt=0, description="Rows per rolled live-window Parquet file.")
+    live_window_seconds: float = Field(default=30.0, gt=0, description="Longest a live-window file stays open.")
+
+    # Online scoring (HTTP)
+    serve_model_name: str = Field(default="scorepipe", description="Model name in Open Inference Protocol paths.")
+    serve_model: str = Field(
+        default="champion",
+        description="The alias or version `scorepipe serve` follows (its --model; handed to every worker process).",
     )
+    serve_max_batch_records: int = Field(default=1000, gt=0, description="Most records in one HTTP request.")
+    serve_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0, description="Largest HTTP request body.")
+    api_key: SecretStr | None = Field(
+        default=None, description="If set, scoring endpoints need `Authorization: Bearer KEY` or `X-API-Key: KEY`."
+    )
+
+    # Monitoring
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Port for /metrics, /healthz, /readyz on 127.0.0.1 (none: off)."
     )
     pushgateway_url: str | None = Field(
         default=None, description="Prometheus Pushgateway (host:port or URL) that flows push their figures to."
     )
-    performance_max_auc_drop: float = Field(
-        default=0.03, ge=0.0, le=1.0, description="Degraded when live ROC AUC is this far below training's."
-    )
-
-    # Online scoring (HTTP)
-    serve_model_name: str = Field(default="scorepipe", description="Model name in Open Inference Protocol paths.")
-    serve_max_batch_records: int = Field(default=1000, gt=0, description="Most records in one HTTP request.")
-    serve_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0, description="Largest HTTP request body.")
-    api_key: SecretStr | None = Field(
-        default=None, description="If set, scoring endpoints need `Authorization: Bearer KEY` or `X-API-Key: KEY`."
-    )
-    live_window_rows: int = Field(default=5_000, gt=0, description="Rows per rolled live-window Parquet file.")
-    live_window_seconds: float = Field(default=30.0, gt=0, description="Longest a live-window file stays open.")
 
     # Drift (Evidently)
-    drift_share: float = Field(
-        default=0.3, gt=0.0, le=1.0, description="Share of drifted features at which a dataset counts as drifted."
-    )
     # Distances, not p-values: a p-value test flags trivial differences once windows are large, and
     # Evidently would otherwise switch methods with the data's size.
-    evidently_workspace: str | None = Field(
-        default=None,
-        description="Evidently workspace every drift and performance report is added to (a folder or "
-        "s3://bucket/prefix); default HOME/evidently. `scorepipe ui` serves it.",
+    drift_share: float = Field(
+        default=0.3, gt=0.0, le=1.0, description="Share of drifted features at which a dataset counts as drifted."
     )
     drift_num_method: str = Field(default="wasserstein", description="Evidently drift test for numeric columns.")
     drift_cat_method: str = Field(default="jensenshannon", description="Evidently drift test for categorical columns.")
@@ -182,6 +186,16 @@ class Settings(BaseSettings):
     drift_cat_threshold: float = Field(default=0.1, description="Categorical test threshold (distance above = drift).")
     drift_sample_rows: int = Field(
         default=50_000, gt=0, description="Current rows sampled (fixed seed) into a report, whatever the window."
+    )
+
+    # Reports over time and performance
+    evidently_workspace: str | None = Field(
+        default=None,
+        description="Evidently workspace every drift and performance report is added to (a folder or "
+        "s3://bucket/prefix); default HOME/evidently. `scorepipe ui` serves it.",
+    )
+    performance_max_auc_drop: float = Field(
+        default=0.03, ge=0.0, le=1.0, description="Degraded when live ROC AUC is this far below training's."
     )
 
     @model_validator(mode="before")

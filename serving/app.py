@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from integrations.stores import model_stores
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer, Settings
+from scoring.settings import load_settings
 from scoring.watcher import ModelWatcher, model_origin, watch_models
 from serving.batcher import DynamicBatcher
 from serving.errors import ApiError, RequestError, UnknownModelError, status_of
@@ -210,11 +211,12 @@ def build_app(settings: Settings, model: str = "champion") -> tuple[FastAPI, Mod
 
 
 def app_from_env() -> FastAPI:
-    """Uvicorn's factory for worker processes: settings and the model from ``SCOREPIPE_*`` variables."""
-    import os
+    """Uvicorn's factory for worker processes: settings and the model from ``SCOREPIPE_*`` variables.
 
-    settings = Settings()
-    app, _ = build_app(settings, os.environ.get("SCOREPIPE_SERVE_MODEL", "champion"))  # see serving.server
+    A bad value is a ``SettingsError`` naming the variable, as everywhere settings are built.
+    """
+    settings = load_settings()
+    app, _ = build_app(settings, settings.serve_model)  # set by serving.server for its workers
     return app
 
 

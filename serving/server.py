@@ -16,8 +16,6 @@ import uvicorn
 from scoring import Settings, SettingsError
 from serving.app import build_app
 
-MODEL_VARIABLE = "SCOREPIPE_SERVE_MODEL"  # the alias or version each worker process follows
-
 
 def serve(
     settings: Settings,
@@ -45,7 +43,7 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # every worker writes its metrics here
-        os.environ.update({**settings.as_env(), MODEL_VARIABLE: model})
+        os.environ.update(settings.model_copy(update={"serve_model": model}).as_env())
         uvicorn.run("serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", ssl_certfile=tls.get("ssl_certfile"), ssl_keyfile=tls.get("ssl_keyfile"),
                     ssl_keyfile_password=tls.get("ssl_keyfile_password"))  # fmt: skip
