@@ -10,7 +10,9 @@ import json
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +104,14 @@ def build_report(
     stem = f"drift-{_slug(name or as_location(current).name)}"
     html = out_dir / f"{stem}.html"
     json_path = out_dir / f"{stem}.json"
-    save_html(snapshot, html)
+    nights = (
+        sorted(nights_of(frame[SOURCE_FILE]).dropna().dt.strftime("%Y-%m-%d").unique()) if SOURCE_FILE in frame else []
+    )
+    title, details = drift_heading(
+        current, loaded.version, sampled=len(current_frame), total=window_rows, reference=len(reference_frame),
+        nights=nights,
+    )  # fmt: skip
+    save_html(snapshot, html, title=title, details=details)
     judged = _column_verdicts(json.loads(snapshot.json()), set(numeric))
     by_name = {c.name: c for c in judged}
     unjudged = [c for c in columns if c not in by_name]
@@ -202,16 +211,53 @@ def _column_verdicts(result: dict[str, Any], numeric: set[str]) -> list[ColumnDr
     return columns
 
 
-def save_html(snapshot: Any, path: Location) -> None:
-    """Save an Evidently snapshot atomically, refusing HTML that would load anything from the network."""
+def save_html(snapshot: Any, path: Location, *, title: str | None = None, details: Sequence[str] = ()) -> None:
+    """Save an Evidently snapshot atomically, refusing HTML that would load anything from the network.
+
+    ``title`` and ``details`` head the page (and ``title`` names the browser tab): Evidently's page
+    says neither which model nor which rows it compares, and a reviewer opening it from a link must see both.
+    """
     with tempfile.TemporaryDirectory(prefix="scorepipe-report-") as folder:
         rendered = Path(folder) / "report.html"
         snapshot.save_html(str(rendered))  # Evidently writes to a local file; it goes to ``path`` once checked
-        data = rendered.read_bytes()
-    found = EXTERNAL_ASSET.search(data.decode(errors="replace"))
+        text = rendered.read_text(encoding="utf-8")
+    found = EXTERNAL_ASSET.search(text)
     if found:
         raise ReportError(f"the report would load {found.group(0)!r} from the network; refusing to save it")
-    path.write_bytes(data)
+    if title is not None:
+        text = with_heading(text, title, details)
+    path.write_bytes(text.encode("utf-8"))
+
+
+def with_heading(page: str, title: str, details: Sequence[str]) -> str:
+    """``page`` with a ``<title>`` and a header section naming what the report compares (text escaped).
+
+    >>> with_heading("<html><head></head><body><div></div></body></html>", "a < b", ["v1"])[:70]
+    '<html><head><title>a &lt; b</title></head><body><header style="font-fa'
+    """
+    lines = "".join(f"<li>{escape(d)}</li>" for d in details)
+    header = (
+        '<header style="font-family: sans-serif; margin: 16px 24px;">'
+        f'<h1 style="font-size: 20px; margin: 0 0 8px;">{escape(title)}</h1>'
+        f'<ul style="margin: 0; padding-left: 20px; color: #444;">{lines}</ul></header>'
+    )
+    page = re.sub(r"<head>", lambda m: f"{m.group(0)}<title>{escape(title)}</title>", page, count=1)
+    return re.sub(r"<body[^>]*>", lambda m: m.group(0) + header, page, count=1)
+
+
+def drift_heading(
+    current: str | Path, version: int, *, sampled: int, total: int, reference: int, nights: Sequence[str]
+) -> tuple[str, list[str]]:
+    """The drift report's title and details: what was compared with what, on how many rows."""
+    title = f"Drift of {current} against model v{version}'s training reference"
+    details = [
+        f"model version: v{version}",
+        f"night(s): {', '.join(nights) if nights else 'not partitioned by date'}",
+        f"current rows: {sampled:,} compared" + (f" (a fixed-seed sample of {total:,})" if total > sampled else ""),
+        f"reference rows: {reference:,} (the training reference, scored by v{version})",
+        f"generated at {datetime.now(UTC).isoformat(timespec='seconds')}",
+    ]
+    return title, details
 
 
 def _slug(text: str) -> str:

@@ -74,14 +74,17 @@ def build_performance_report(
     html, json_path = out_dir / f"{stem}.html", out_dir / f"{stem}.json"
     dominant = int(joined.rows[MODEL_VERSION].mode().iloc[0])
     source = "stream" if id_col == "event_id" else "batch"
+    shown = joined.rows[joined.rows[MODEL_VERSION] == dominant]
     snapshot = _classification_html(
-        joined.rows[joined.rows[MODEL_VERSION] == dominant],
+        shown,
         classes,
         html,
         sample_rows=settings.drift_sample_rows,
         seed=settings.seed,
         labels=run_labels(scored, source, dominant),
-    )
+        **_heading(scored, labels, dominant, len(shown), len(performances), joined.scored_rows, label_set.rows_read,
+                   settings.drift_sample_rows),
+    )  # fmt: skip
     estimated = estimated_metrics(joined.proba) if joined.proba is not None and len(joined.proba) else None
     main = max(performances, key=lambda p: p.rows)
     gap = main.roc_auc - estimated["roc_auc"] if estimated and main.roc_auc is not None else None
@@ -276,8 +279,33 @@ def _codes(values: pd.Series, names: list[str]) -> np.ndarray:
     return text.map(lookup).to_numpy(dtype=np.int64)
 
 
+def _heading(
+    scored: Any, labels: Any, version: int, rows: int, versions: int, scored_rows: int, labels_read: int, sample: int
+) -> dict[str, Any]:
+    """The performance page's title and details: which model, which rows, which labels."""
+    shown = f" (a fixed-seed sample of {sample:,} shown)" if rows > sample else ""
+    others = f" ({versions - 1} other version(s) in these rows: see the JSON summary)" if versions > 1 else ""
+    return {
+        "title": f"Performance of model v{version} on {scored}, against the labels in {labels}",
+        "details": [
+            f"model version: v{version}{others}",
+            f"labelled rows of v{version}: {rows:,}{shown}",
+            f"scored rows read: {scored_rows:,}; labels read: {labels_read:,}",
+            f"generated at {datetime.now(UTC).isoformat(timespec='seconds')}",
+        ],
+    }
+
+
 def _classification_html(
-    rows: pd.DataFrame, classes: list[Any], path: Location, *, sample_rows: int, seed: int, labels: dict[str, Any]
+    rows: pd.DataFrame,
+    classes: list[Any],
+    path: Location,
+    *,
+    sample_rows: int,
+    seed: int,
+    labels: dict[str, Any],
+    title: str,
+    details: list[str],
 ) -> Any:
     """Evidently's classification preset on the labelled rows (a fixed-seed sample), saved self-contained."""
     if len(rows) > sample_rows:
@@ -301,7 +329,7 @@ def _classification_html(
     snapshot = Report([ClassificationPreset()]).run(
         Dataset.from_pandas(frame, data_definition=definition), None, **labels
     )
-    save_html(snapshot, path)
+    save_html(snapshot, path, title=title, details=details)
     return snapshot
 
 

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scorepipe.demo_data import write_incoming
+from scorepipe.render import short_reason
 from scorepipe.services import ManagedProcess, PrefectServer, prefect_worker, run_prefect
 from scoring import Registry, Settings, synthetic
 from scoring.training import check_quality_gate, train_bundle
@@ -438,8 +439,8 @@ def _dead_letter_reasons(settings: Settings) -> Table:
 
 def _print_results(console: Console, scored: Path, day: str) -> None:
     table = Table(title=f"score-batch results for date={day}")
-    for column in ("file", "scored rows", "rejected rows", "quarantined"):
-        table.add_column(column)
+    for column in ("file", "scored rows", "rejected rows", "quarantined (full error in its .error.json)"):
+        table.add_column(column, overflow="fold")
     partition = f"date={day}"
     names = sorted(
         {p.name for p in (scored / partition).glob("*.parquet")}
@@ -451,7 +452,7 @@ def _print_results(console: Console, scored: Path, day: str) -> None:
         quarantine = scored / "_quarantine" / partition / name
         error = ""
         if quarantine.exists():
-            error = json.loads(quarantine.with_name(name + ".error.json").read_text())["error"][:60]
+            error = short_reason(json.loads(quarantine.with_name(name + ".error.json").read_text())["error"])
         table.add_row(
             name,
             str(pq.ParquetFile(out).metadata.num_rows) if out.exists() else "-",

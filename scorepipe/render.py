@@ -39,6 +39,15 @@ def print_outcomes(c: dict) -> None:
     )
 
 
+def short_reason(error: str, limit: int = 100) -> str:
+    """An error's first sentence, for a table cell: whole words, never cut mid-word; the full text is kept elsewhere."""
+    first = error.strip().split(". ", 1)[0].rstrip(".")
+    first = first + "." if first else first
+    if len(first) <= limit:
+        return first
+    return first[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
 def progress_bar(label: str) -> Progress:
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
 

@@ -60,6 +60,17 @@ def test_html_is_self_contained_and_names_the_features(reports):
         assert feature in html
 
 
+def test_the_page_says_which_model_night_and_rows_it_compares(reports):
+    summary = reports["drifted"]
+    with open(summary.html) as handle:
+        page = handle.read()
+    title = f"Drift of {summary.current} against model v1&#x27;s training reference"
+    assert f"<title>{title}</title>" in page and f">{title}</h1>" in page
+    assert "night(s): 2026-11-24" in page
+    assert f"current rows: {summary.current_rows:,} compared (a fixed-seed sample of 6,000)" in page
+    assert f"reference rows: {summary.reference_rows:,}" in page
+
+
 def test_json_summary_follows_its_documented_shape(reports):
     summary = reports["drifted"]
     with open(summary.json_path) as handle:

@@ -99,6 +99,8 @@ def test_half_the_labels_give_half_coverage_and_scikit_learns_figures(scored_nig
     assert sum(map(sum, v1.confusion_matrix)) == 4_000
     html = Path(summary.html).read_text()
     assert "<html" in html.lower() and not EXTERNAL_ASSET.search(html)
+    assert f"<title>Performance of model v1 on {scored}, against the labels in " in html
+    assert "labelled rows of v1: 4,000" in html and "scored rows read: 8,000" in html
     assert json.loads(Path(summary.json_path).read_text())["labelled_rows"] == 4_000
 
 
