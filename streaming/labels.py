@@ -103,21 +103,12 @@ class LabelSink:
         self.stats.messages += 1
         tp = TopicPartition(record.topic, record.partition)
         self._offsets[tp] = record.offset + 1
-        reason = None
-        try:
-            payload = orjson.loads(record.value) if record.value is not None else None
-        except orjson.JSONDecodeError as exc:
-            payload, reason = None, f"invalid JSON: {exc}"
-        if reason is None and not isinstance(payload, dict):
-            reason = "expected a JSON object with event_id and label"
-        elif reason is None and not isinstance(payload.get(EVENT_ID), str | int):
-            reason = f"{EVENT_ID}: missing or not a string/integer"
-        elif reason is None and "label" not in payload:
-            reason = "label: missing"
+        payload, reason = _label_of(record.value)
         if reason is not None:
             raw = record.value.decode(errors="replace") if record.value is not None else None
             self._bad.append({"value": raw, "reason": reason, "partition": record.partition, "offset": record.offset})
             return
+        assert payload is not None  # no reason to refuse it: it is a JSON object with both fields
         label = payload["label"]
         self._good.append(
             {
@@ -153,3 +144,18 @@ class LabelSink:
         pq.write_table(pa.Table.from_pylist(rows), tmp.path, filesystem=tmp.fs)
         tmp.move_to(path)
         self.stats.files += 1
+
+
+def _label_of(value: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The label message as a JSON object, or why it is not one with ``event_id`` and ``label``."""
+    try:
+        payload = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc}"
+    if not isinstance(payload, dict):
+        return None, "expected a JSON object with event_id and label"
+    if not isinstance(payload.get(EVENT_ID), str | int):
+        return None, f"{EVENT_ID}: missing or not a string/integer"
+    if "label" not in payload:
+        return None, "label: missing"
+    return payload, None

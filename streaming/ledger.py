@@ -33,7 +33,7 @@ from typing import Protocol
 Partition = tuple[str, int]  # (topic, partition); kafka-python's TopicPartition is one
 
 
-class Delivery(Protocol):
+class Acknowledgements(Protocol):
     """The acknowledgements of one batch's results."""
 
     def done(self) -> bool:
@@ -52,7 +52,7 @@ class InFlight:
 
     first: dict[Partition, int]  # first offset per partition: where to re-read from if a send fails
     after: dict[Partition, int]  # the offset to commit per partition (last + 1)
-    delivery: Delivery
+    delivery: Acknowledgements
     on_delivered: Callable[[], None] = lambda: None  # counts the batch once it is delivered
     sent_at: float = field(default_factory=time.monotonic)
 
@@ -125,7 +125,7 @@ class OffsetLedger:
         self,
         first: dict[Partition, int],
         after: dict[Partition, int],
-        delivery: Delivery,
+        delivery: Acknowledgements,
         on_delivered: Callable[[], None] = lambda: None,
     ) -> None:
         with self._lock:
@@ -226,6 +226,24 @@ class OffsetLedger:
             for p in revoked:
                 self.positions.pop(p, None)
             return offsets
+
+    def lose(self, lost: set[Partition]) -> int:
+        """Forget ``lost`` partitions without handing anything over: no offset of theirs is committed from here.
+
+        Their batches in flight keep only their other partitions (whose results still count); the
+        positions and rewind points of the lost ones go. Returns how many batches held any of them.
+        """
+        with self._lock:
+            touched = 0
+            for batch in self._in_flight:
+                gone = lost & batch.first.keys()
+                touched += bool(gone)
+                for p in gone:
+                    del batch.first[p], batch.after[p]
+            for p in lost:
+                self.positions.pop(p, None)
+                self._rewind.pop(p, None)
+            return touched
 
     def returned(self, assigned: set[Partition]) -> dict[Partition, int]:
         """Where partitions that came straight back after a revocation must be read from again."""

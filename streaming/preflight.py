@@ -28,6 +28,7 @@ from kafka.protocol.sasl import SaslHandshakeRequest
 from scoring import Settings
 from streaming.errors import KafkaAccessError
 from streaming.oauth import TokenError
+from streaming.refusals import principal
 
 PREFLIGHT_TIMEOUT_S = 8.0
 HANDSHAKE_TIMEOUT_S = 3.0
@@ -230,15 +231,14 @@ def explain(settings: Settings, exc: BaseException) -> KafkaAccessError:
             )
     if isinstance(exc, SaslAuthenticationFailedError):
         reason = text.split(": ", 2)[-1]
-        if mechanism == "OAUTHBEARER":
-            who = f"OAuth client {settings.kafka_sasl_oauth_client_id or settings.kafka_sasl_oauth_token_provider}"
-            hint = "the broker rejected the token: check its issuer, audience, scope and the client's roles"
-        elif mechanism == "AWS_MSK_IAM":
-            who, hint = "the AWS identity of this environment", "check its IAM policy (kafka-cluster:Connect)"
-        else:
-            who = f"user {settings.kafka_sasl_username}"
-            hint = "check kafka_sasl_username, kafka_sasl_password and kafka_sasl_mechanism"
-        return KafkaAccessError(f"Kafka authentication failed for {who} ({mechanism}) at {brokers}: {reason} ({hint})")
+        hints = {
+            "OAUTHBEARER": "the broker rejected the token: check its issuer, audience, scope and the client's roles",
+            "AWS_MSK_IAM": "check its IAM policy (kafka-cluster:Connect)",
+        }
+        hint = hints.get(str(mechanism), "check kafka_sasl_username, kafka_sasl_password and kafka_sasl_mechanism")
+        return KafkaAccessError(
+            f"Kafka authentication failed for {principal(settings)} ({mechanism}) at {brokers}: {reason} ({hint})"
+        )
     if isinstance(exc, UnsupportedSaslMechanismError):
         return KafkaAccessError(
             f"Kafka broker at {brokers} does not enable SASL mechanism {mechanism}: "

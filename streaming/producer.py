@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from kafka.errors import KafkaError
@@ -41,7 +42,8 @@ def events(
     produced = 0
     for block in synthetic.iter_blocks(count, seed=seed, drifted=drifted, with_target=False, block_rows=10_000):
         ids = block.pop(synthetic.ID_COLUMN).tolist()
-        for event_id, record in zip(ids, block.to_dict(orient="records"), strict=True):
+        records: list[dict[str, Any]] = block.to_dict(orient="records")  # type: ignore[assignment]
+        for event_id, record in zip(ids, records, strict=True):
             key = event_id.encode()
             if malformed_share and rng.random() < malformed_share:
                 kind = kinds[produced % len(kinds)]

@@ -45,6 +45,20 @@ class HandOverOnRevoke(ConsumerRebalanceListener):
             {f"{p[0]}[{p[1]}]": o for p, o in sorted(offsets.items())},
         )
 
+    def on_partitions_lost(self, lost: Any) -> None:
+        """Evicted from the group (a missed session, a fenced instance): nothing of these partitions is committed.
+
+        Another member may already own them and read from their last commit; committing what this
+        member had in flight could skip events it never delivered. kafka-python's default would
+        treat the loss as a revocation, and commit.
+        """
+        dropped = self.ledger.lose(set(lost))
+        log.warning(
+            "partitions lost: %s (%d batch(es) in flight for them dropped uncommitted; they will be read again)",
+            sorted(f"{tp.topic}[{tp.partition}]" for tp in lost),
+            dropped,
+        )
+
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.seek(self.ledger.returned(set(assigned)))
         log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))

@@ -151,5 +151,5 @@ def test_in_process_exactly_once_counts_and_commits_like_at_least_once(stream_se
     stats = consumer.run(idle_exit_seconds=3)
     assert (stats.events, stats.dead_letters) == (1500, sent.malformed)
     assert stats.predictions == 1500 - sent.malformed
-    assert consumer.transactions is not None and consumer.transactions.commits == stats.commits > 0
+    assert consumer.delivery.transactions.commits == stats.commits > 0
     assert_exactly_once(settings, ids(1500, 45, 0.05))
