@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv tools lint test test-unit demo bench clean
+.PHONY: venv tools lint docs test test-unit demo bench clean
 
 venv: $(STAMP)
 
@@ -40,7 +40,12 @@ tools:
 	  { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
 	    --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager chromium docker-compose; }
 
-test: lint tools
+# The MkDocs site (mkdocs.yml, docs/) into .cache/site; --strict: a broken link or a warning fails.
+# Not --quiet: it hides warnings from the count --strict fails on.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: lint tools docs
 	$(BIN)/python -m pytest
 
 test-unit: venv
