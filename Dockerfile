@@ -20,6 +20,7 @@ RUN pip install -r requirements.lock
 COPY pyproject.toml README.md prefect.yaml ./
 COPY scoring/ scoring/
 COPY integrations/ integrations/
+COPY reports/ reports/
 COPY batch/ batch/
 COPY monitoring/ monitoring/
 COPY serving/ serving/

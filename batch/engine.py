@@ -24,17 +24,12 @@ from batch.results import FileResult
 from batch.sinks import AtomicParquet, atomic_writer, quarantine
 from scoring import SchemaError, Scorer, SinkError, SourceError
 from scoring.agreement import Agreement
+from scoring.layout import FLOW_RUN_ID, LINEAGE, REJECTED_DIR, SHADOW_DIR, SOURCE_FILE, SOURCE_ROW
 from scoring.scorer import CONFIDENCE, MODEL_VERSION, PREDICTION, REJECT_REASON, SCORED_AT
 from scoring.sources import InputSet
 from scoring.storage import Location, as_location
 
-REJECTED_DIR = "_rejected"
-SHADOW_DIR = "_shadow"  # a challenger's outputs, mirroring the champion's paths
 METADATA_KEY = b"scorepipe"
-FLOW_RUN_ID = "flow_run_id"
-SOURCE_FILE = "source_file"
-SOURCE_ROW = "source_row"
-LINEAGE = (FLOW_RUN_ID, SOURCE_FILE, SOURCE_ROW)
 
 
 def fingerprint(source: Location, model_version: int) -> dict:

@@ -21,9 +21,8 @@ import pyarrow.parquet as pq
 
 from batch.results import FileResult
 from scoring import SinkError
+from scoring.layout import QUARANTINE_DIR
 from scoring.storage import Location
-
-QUARANTINE_DIR = "_quarantine"
 
 
 class AtomicParquet:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,8 @@ from evidently.presets import DataDriftPreset, DataSummaryPreset
 
 from drift.data import dominant_version, prediction_columns, sample_current, scored_reference
 from drift.summary import ColumnDrift, DriftSummary
-from drift.workspace import (
+from reports.html import ReportError, save_html
+from reports.workspace import (
     SOURCE_FILE,
     add_runs,
     figures_snapshot,
@@ -32,15 +31,9 @@ from drift.workspace import (
     run_labels,
     source_of,
 )
-from scoring import Registry, ScoringError, Settings
+from scoring import Registry, Settings
 from scoring.scorer import PREDICTION
 from scoring.storage import Location, as_location
-
-EXTERNAL_ASSET = re.compile(r"<(script|link)[^>]+(src|href)=[\"']?(https?:)?//", re.IGNORECASE)
-
-
-class ReportError(ScoringError):
-    """Raised by drift reporting when Evidently cannot judge a column or the HTML is not self-contained."""
 
 
 def build_report(
@@ -209,40 +202,6 @@ def _column_verdicts(result: dict[str, Any], numeric: set[str]) -> list[ColumnDr
             )
         )
     return columns
-
-
-def save_html(snapshot: Any, path: Location, *, title: str | None = None, details: Sequence[str] = ()) -> None:
-    """Save an Evidently snapshot atomically, refusing HTML that would load anything from the network.
-
-    ``title`` and ``details`` head the page (and ``title`` names the browser tab): Evidently's page
-    says neither which model nor which rows it compares, and a reviewer opening it from a link must see both.
-    """
-    with tempfile.TemporaryDirectory(prefix="scorepipe-report-") as folder:
-        rendered = Path(folder) / "report.html"
-        snapshot.save_html(str(rendered))  # Evidently writes to a local file; it goes to ``path`` once checked
-        text = rendered.read_text(encoding="utf-8")
-    found = EXTERNAL_ASSET.search(text)
-    if found:
-        raise ReportError(f"the report would load {found.group(0)!r} from the network; refusing to save it")
-    if title is not None:
-        text = with_heading(text, title, details)
-    path.write_bytes(text.encode("utf-8"))
-
-
-def with_heading(page: str, title: str, details: Sequence[str]) -> str:
-    """``page`` with a ``<title>`` and a header section naming what the report compares (text escaped).
-
-    >>> with_heading("<html><head></head><body><div></div></body></html>", "a < b", ["v1"])[:70]
-    '<html><head><title>a &lt; b</title></head><body><header style="font-fa'
-    """
-    lines = "".join(f"<li>{escape(d)}</li>" for d in details)
-    header = (
-        '<header style="font-family: sans-serif; margin: 16px 24px;">'
-        f'<h1 style="font-size: 20px; margin: 0 0 8px;">{escape(title)}</h1>'
-        f'<ul style="margin: 0; padding-left: 20px; color: #444;">{lines}</ul></header>'
-    )
-    page = re.sub(r"<head>", lambda m: f"{m.group(0)}<title>{escape(title)}</title>", page, count=1)
-    return re.sub(r"<body[^>]*>", lambda m: m.group(0) + header, page, count=1)
 
 
 def drift_heading(

@@ -17,13 +17,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
-from batch.engine import REJECTED_DIR, SHADOW_DIR, score_file
+from batch.engine import score_file
 from batch.results import BatchSummary
 from batch.run import BatchRequest, plain_runner
 from batch.run import score_batch as run_score_batch
 from batch.runners import BatchJob, DaskOptions, DaskRunner, Runner, SequentialRunner, score_file_on_worker
-from batch.sinks import QUARANTINE_DIR
 from scoring import Scorer
+from scoring.layout import QUARANTINE_DIR, REJECTED_DIR, SHADOW_DIR
 from scoring.settings import load_settings
 from scoring.sources import InputSet
 

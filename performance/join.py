@@ -21,10 +21,11 @@ import pyarrow.parquet as pq
 
 from performance.labels import LabelSet
 from scoring import SourceError
+from scoring.layout import EVENT_ID
 from scoring.scorer import MODEL_VERSION, PREDICTION, PROBA_PREFIX, SCORED_AT
 from scoring.sources import discover_inputs
 
-ID_CANDIDATES = ("event_id", "transaction_id")
+ID_CANDIDATES = (EVENT_ID, "transaction_id")  # the stream's id, then the demo data's
 NIGHT_COLUMN = "_night"  # the date= partition a joined row was scored in (files not partitioned: absent)
 PARTITION_NIGHT = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 BATCH_ROWS = 200_000

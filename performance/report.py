@@ -26,15 +26,16 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from drift.report import save_html
-from drift.workspace import add_runs, figures_snapshot, model_name, run_labels
 from performance.challenger import compare_on_outcomes
 from performance.estimate import estimated_metrics
 from performance.join import NIGHT_COLUMN, Joined, id_column_of, join_labels
 from performance.labels import LABEL, read_labels
 from performance.summary import PerformanceSummary, VersionPerformance
+from reports.html import save_html
+from reports.workspace import add_runs, figures_snapshot, model_name, run_labels
 from scoring import Registry, Settings, SourceError
 from scoring.compare import find_shadow
+from scoring.layout import EVENT_ID
 from scoring.scorer import MODEL_VERSION, PREDICTION, PROBA_PREFIX
 from scoring.sources import discover_inputs
 from scoring.storage import Location, as_location
@@ -73,7 +74,7 @@ def build_performance_report(
     stem = f"performance-{name or as_location(scored).name}"
     html, json_path = out_dir / f"{stem}.html", out_dir / f"{stem}.json"
     dominant = int(joined.rows[MODEL_VERSION].mode().iloc[0])
-    source = "stream" if id_col == "event_id" else "batch"
+    source = "stream" if id_col == EVENT_ID else "batch"
     shown = joined.rows[joined.rows[MODEL_VERSION] == dominant]
     snapshot = _classification_html(
         shown,

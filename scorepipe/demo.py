@@ -30,6 +30,7 @@ from scorepipe.demo_data import write_incoming
 from scorepipe.render import short_reason
 from scorepipe.services import ManagedProcess, PrefectServer, prefect_worker, run_prefect
 from scoring import Registry, Settings, synthetic
+from scoring.layout import QUARANTINE_DIR, REJECTED_DIR
 from scoring.training import check_quality_gate, train_bundle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -444,12 +445,12 @@ def _print_results(console: Console, scored: Path, day: str) -> None:
     partition = f"date={day}"
     names = sorted(
         {p.name for p in (scored / partition).glob("*.parquet")}
-        | {p.name for p in (scored / "_quarantine" / partition).glob("*.parquet")}
+        | {p.name for p in (scored / QUARANTINE_DIR / partition).glob("*.parquet")}
     )
     for name in names:
         out = scored / partition / name
-        rejects = scored / "_rejected" / partition / name
-        quarantine = scored / "_quarantine" / partition / name
+        rejects = scored / REJECTED_DIR / partition / name
+        quarantine = scored / QUARANTINE_DIR / partition / name
         error = ""
         if quarantine.exists():
             error = short_reason(json.loads(quarantine.with_name(name + ".error.json").read_text())["error"])
@@ -461,5 +462,5 @@ def _print_results(console: Console, scored: Path, day: str) -> None:
         )
     console.print(table)
     console.print(f"scored: {scored / partition}")
-    console.print(f"rejected rows with reasons: {scored / '_rejected' / partition}")
-    console.print(f"quarantined files with errors: {scored / '_quarantine' / partition}")
+    console.print(f"rejected rows with reasons: {scored / REJECTED_DIR / partition}")
+    console.print(f"quarantined files with errors: {scored / QUARANTINE_DIR / partition}")

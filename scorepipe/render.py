@@ -13,9 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from batch.results import BatchSummary
     from drift.summary import DriftSummary
     from performance.summary import PerformanceSummary
+    from scoring.registry import VersionInfo
+    from scoring.schema import FeatureSchema
 
 console = Console()
 
@@ -37,6 +41,56 @@ def print_outcomes(c: dict) -> None:
         f"(95% CI {c['ci95_low']:+.4f} .. {c['ci95_high']:+.4f}): {c['better']}",
         soft_wrap=True,
     )
+
+
+def print_versions(title: str, versions: Iterable[VersionInfo]) -> None:
+    """The registry's versions: when, which aliases, ROC AUC, note."""
+    table = Table(title=title)
+    for column in ("version", "created", "aliases", "roc_auc", "note"):
+        table.add_column(column)
+    for info in versions:
+        auc = info.metrics.get("roc_auc")
+        table.add_row(
+            f"v{info.version}", info.created_at, ", ".join(info.aliases), f"{auc:.4f}" if auc else "-", info.note
+        )
+    console.print(table)
+
+
+def print_schema(schema: FeatureSchema) -> None:
+    """A model's features: kind, nullability, the bounds it accepts and what training saw."""
+    table = Table(title="feature schema")
+    for column in ("feature", "kind", "nullable", "bounds", "observed / categories"):
+        table.add_column(column)
+    for f in schema.features:
+        if f.kind == "numeric":
+            bounds = f"[{_number(f.min_value)}, {_number(f.max_value)}]"
+            seen = f"{_number(f.observed_min)} .. {_number(f.observed_max)}"
+        else:
+            bounds = "any" if f.allow_unknown else "known only"
+            seen = ", ".join(f.categories)
+        table.add_row(f.name, f.kind, str(f.nullable), bounds, seen)
+    console.print(table)
+
+
+def print_comparison(title: str, summaries: list[dict]) -> None:
+    """Champion against challenger, per pair of versions: agreement and probability shift."""
+    table = Table(title=title)
+    for column in ("champion", "challenger", "rows compared", "label agreement", "mean |Δp|", "p95 |Δp|"):
+        table.add_column(column, justify="right")
+    for s in summaries:
+        table.add_row(
+            f"v{s['champion_version']}",
+            f"v{s['challenger_version']}",
+            f"{s['rows_compared']:,}",
+            f"{s['label_agreement']:.4f}",
+            f"{s['mean_abs_proba_diff']:.4f}",
+            f"{s['p95_abs_proba_diff']:.3f}",
+        )
+    console.print(table)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def short_reason(error: str, limit: int = 100) -> str:

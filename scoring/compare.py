@@ -17,13 +17,10 @@ import pyarrow.parquet as pq
 
 from scoring.agreement import Agreement
 from scoring.errors import SourceError
+from scoring.layout import BATCH_KEY, SHADOW_DIR, STREAM_KEY
 from scoring.scorer import MODEL_VERSION, PREDICTION, PROBA_PREFIX
 from scoring.sources import discover_inputs
 from scoring.storage import Location, as_location
-
-SHADOW_DIR = "_shadow"
-STREAM_KEY = ("event_id",)
-BATCH_KEY = ("source_file", "source_row")
 
 
 def find_shadow(scored: str | Path | Location) -> Location:

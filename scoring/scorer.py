@@ -16,15 +16,11 @@ import pyarrow as pa
 
 from scoring import fastpath
 from scoring.bundle import ModelBundle
+from scoring.layout import CONFIDENCE, MODEL_VERSION, PREDICTION, PROBA_PREFIX, REJECT_REASON, SCORED_AT
 from scoring.registry import LoadedModel, Registry
 from scoring.validation import ExtraColumns, validate
 
-PREDICTION = "prediction"
-CONFIDENCE = "confidence"
-MODEL_VERSION = "model_version"
-SCORED_AT = "scored_at"
-REJECT_REASON = "reject_reason"
-PROBA_PREFIX = "proba_"
+__all__ = ["CONFIDENCE", "MODEL_VERSION", "PREDICTION", "PROBA_PREFIX", "REJECT_REASON", "SCORED_AT", "Scorer"]
 
 
 def _utc_now() -> pd.Timestamp:

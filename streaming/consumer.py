@@ -24,11 +24,12 @@ from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer, Settings, SinkError
 from scoring.agreement import Agreement
+from scoring.layout import SHADOW_DIR
 from scoring.watcher import FixedModel, ModelWatcher, model_origin
 from streaming.clients import stream_consumer
 from streaming.delivery import GUARANTEES, Delivery
 from streaming.errors import KafkaAccessError
-from streaming.live_window import SHADOW_DIR, LiveWindow
+from streaming.live_window import LiveWindow
 from streaming.outputs import Outputs
 from streaming.readiness import StreamReadiness
 from streaming.refusals import read_refusal

@@ -15,9 +15,8 @@ import numpy as np
 import orjson
 
 from scoring import FeatureSchema
+from scoring.layout import EVENT_ID
 from scoring.records import RecordShape
-
-EVENT_ID = "event_id"
 
 # Dead-letter headers, named after Kafka Connect's ``__connect.errors.*`` headers.
 DLQ_REASON = "scorepipe.errors.reason"

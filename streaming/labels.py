@@ -26,9 +26,9 @@ from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from scoring import Settings
+from scoring.layout import EVENT_ID, REJECTED_DIR
 from scoring.storage import Location, as_location
 from streaming.clients import kafka_consumer
-from streaming.events import EVENT_ID
 
 log = logging.getLogger("scorepipe.labels")
 
@@ -124,7 +124,7 @@ class LabelSink:
         stamp = f"{now.strftime('%H%M%S')}-{uuid.uuid4().hex[:8]}"
         for rows, folder, kind in (
             (self._good, self.out_dir, "labels"),
-            (self._bad, self.out_dir / "_rejected", "rejected"),
+            (self._bad, self.out_dir / REJECTED_DIR, "rejected"),
         ):
             if rows:
                 self._write(rows, folder / f"date={now.date().isoformat()}" / f"{kind}-{stamp}.parquet")

@@ -29,8 +29,6 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger("scorepipe.stream")
 
-SHADOW_DIR = "_shadow"  # a shadow challenger's window, beside the champion's; readers skip ``_*`` folders
-
 
 class LiveWindow:
     """Rolling Parquet files of scored features and predictions."""

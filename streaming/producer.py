@@ -12,8 +12,9 @@ import numpy as np
 from kafka.errors import KafkaError
 
 from scoring import Settings, SinkError, synthetic
+from scoring.layout import EVENT_ID
 from streaming.clients import close_producer, kafka_producer
-from streaming.events import EVENT_ID, encode_event, json_safe
+from streaming.events import encode_event, json_safe
 
 # Each kind of malformed event the demo sends, and how it spoils a good one.
 MALFORMED: dict[str, Callable[[dict], bytes]] = {

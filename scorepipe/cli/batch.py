@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from scorepipe.cli.options import label_options
-from scorepipe.render import console, print_outcomes, print_summary, progress_bar
+from scorepipe.render import console, print_comparison, print_outcomes, print_summary, progress_bar
 
 if TYPE_CHECKING:
     from scoring import Settings
@@ -49,27 +49,13 @@ def _row_count(path: Location) -> int:
 def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from rich.table import Table
-
     from scoring.compare import compare_outputs, find_shadow
     from scoring.storage import Location
 
     shadow = args.shadow or find_shadow(args.scored)
     pairs = compare_outputs(args.scored, shadow)
-    table = Table(title=f"champion vs challenger: {args.scored} against {shadow}")
-    for column in ("champion", "challenger", "rows compared", "label agreement", "mean |Δp|", "p95 |Δp|"):
-        table.add_column(column, justify="right")
     summaries = [p.summary() for p in pairs]
-    for s in summaries:
-        table.add_row(
-            f"v{s['champion_version']}",
-            f"v{s['challenger_version']}",
-            f"{s['rows_compared']:,}",
-            f"{s['label_agreement']:.4f}",
-            f"{s['mean_abs_proba_diff']:.4f}",
-            f"{s['p95_abs_proba_diff']:.3f}",
-        )
-    console.print(table)
+    print_comparison(f"champion vs challenger: {args.scored} against {shadow}", summaries)
     out = Location(args.out or settings.reports_dir / f"compare-{Location(args.scored).name}.json")
     outcomes = None
     if args.labels:

@@ -6,7 +6,7 @@ import argparse
 import io
 from typing import TYPE_CHECKING
 
-from scorepipe.render import console, print_metrics
+from scorepipe.render import console, print_metrics, print_schema, print_versions
 
 if TYPE_CHECKING:
     from integrations.mlflow.tracking import LoggedModel
@@ -159,26 +159,14 @@ def _gate_and_promote(
 
 
 def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
-    from rich.table import Table
-
     from scoring import Registry
 
     registry = Registry(settings.registry_dir)
-    table = Table(title=f"registry {settings.registry_dir}")
-    for column in ("version", "created", "aliases", "roc_auc", "note"):
-        table.add_column(column)
-    for info in registry.versions():
-        auc = info.metrics.get("roc_auc")
-        table.add_row(
-            f"v{info.version}", info.created_at, ", ".join(info.aliases), f"{auc:.4f}" if auc else "-", info.note
-        )
-    console.print(table)
+    print_versions(f"registry {settings.registry_dir}", registry.versions())
     return 0
 
 
 def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
-    from rich.table import Table
-
     from scoring import Registry
 
     registry = Registry(settings.registry_dir)
@@ -187,25 +175,10 @@ def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
     bundle = loaded.bundle
     console.print(f"[bold]v{info.version}[/] {', '.join(info.aliases)} created {info.created_at}: {info.note}")
     console.print(f"estimator {bundle.info.get('estimator')}, classes {bundle.classes}, metrics {bundle.metrics}")
-    table = Table(title="feature schema")
-    for column in ("feature", "kind", "nullable", "bounds", "observed / categories"):
-        table.add_column(column)
-    for f in bundle.schema.features:
-        if f.kind == "numeric":
-            bounds = f"[{_fmt(f.min_value)}, {_fmt(f.max_value)}]"
-            seen = f"{_fmt(f.observed_min)} .. {_fmt(f.observed_max)}"
-        else:
-            bounds = "any" if f.allow_unknown else "known only"
-            seen = ", ".join(f.categories)
-        table.add_row(f.name, f.kind, str(f.nullable), bounds, seen)
-    console.print(table)
+    print_schema(bundle.schema)
     for name, digest in info.files.items():
         console.print(f"  sha256 {digest}  {name}")
     return 0
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
 
 
 def cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:

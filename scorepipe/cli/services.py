@@ -147,7 +147,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     """Evidently's UI over the workspace every drift and performance report is added to, until Ctrl-C."""
-    from drift.workspace import ReportWorkspace
+    from reports.workspace import ReportWorkspace
     from scorepipe.services import EvidentlyUI
 
     ReportWorkspace(settings.workspace_dir)  # a clear error for an unusable workspace, before the UI starts

@@ -98,6 +98,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
+    from scoring.layout import REJECTED_DIR
     from scoring.storage import Location
     from streaming.labels import LabelSink
     from streaming.topics import ensure_topics
@@ -109,7 +110,7 @@ def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
     stats = sink.run(idle_exit_seconds=args.exit_when_idle)
     console.print(
         f"{stats.labels:,} labels in {stats.files} file(s) under {args.out}; {stats.rejected:,} messages set aside "
-        f"in {Location(args.out) / '_rejected'}",
+        f"in {Location(args.out) / REJECTED_DIR}",
         soft_wrap=True,
     )
     return 0

@@ -9,8 +9,9 @@ import pytest
 
 from batch import run_batch
 from drift.data import sample_current
-from drift.report import EXTERNAL_ASSET, build_report
+from drift.report import build_report
 from drift.summary import DriftSummary
+from reports.html import EXTERNAL_ASSET
 from scoring import Registry, Scorer, Settings, SourceError, synthetic
 from scoring.training import train_bundle
 

@@ -12,8 +12,8 @@ import pytest
 
 from batch import run_batch
 from drift.report import build_report
-from drift.workspace import ReportWorkspace, night_of
 from performance.report import build_performance_report
+from reports.workspace import ReportWorkspace, night_of
 from scorepipe.services import EvidentlyUI
 from scoring import Scorer, Settings, synthetic
 

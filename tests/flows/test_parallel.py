@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from batch.engine import FLOW_RUN_ID
+from scoring.layout import FLOW_RUN_ID
 from scoring.scorer import SCORED_AT
 
 # Differ by construction between two runs: when and in which run a row was scored.

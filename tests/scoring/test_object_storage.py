@@ -11,9 +11,9 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 
-from batch.engine import FLOW_RUN_ID, SOURCE_FILE
 from scoring import IntegrityError, Registry, RegistryError
 from scoring.bundle import MODEL_FILE
+from scoring.layout import FLOW_RUN_ID, SOURCE_FILE
 from scoring.registry import LOCK_FILE, _s3_lock
 from scoring.scorer import SCORED_AT
 from scoring.storage import Location

@@ -27,10 +27,10 @@ from evidently.sdk.models import PanelMetric
 from evidently.sdk.panels import counter_panel, line_plot_panel, text_panel
 
 from scoring import ScoringError, Settings
+from scoring.layout import SOURCE_FILE  # the lineage column batch outputs carry
 
 log = logging.getLogger("scorepipe.workspace")
 
-SOURCE_FILE = "source_file"  # the lineage column batch outputs carry (batch.engine writes it)
 NIGHT = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 DESCRIPTION = "scorepipe drift and performance reports, one run per night and source"
 
