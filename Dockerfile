@@ -28,6 +28,7 @@ COPY flows/ flows/
 COPY streaming/ streaming/
 COPY drift/ drift/
 COPY performance/ performance/
+COPY devservers/ devservers/
 COPY scorepipe/ scorepipe/
 RUN pip install --no-deps . \
     && useradd --create-home --uid 10001 scorepipe \

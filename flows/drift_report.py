@@ -6,14 +6,12 @@ a Failed state named ``Drift detected`` when drift is found, so drift is never a
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
-from prefect.context import FlowRunContext
-from prefect.states import Completed, Failed, State
+from prefect import flow
+from prefect.states import State
 
 from drift.report import build_report
 from drift.summary import DriftSummary
-from monitoring.publish import publish_report
+from flows.report_state import report_state
 from scoring.settings import load_settings
 from scoring.sources import existing_folder_or_file, latest_partition
 
@@ -30,13 +28,8 @@ def drift_report(
     folder = existing_folder_or_file(current, "scored data")
     target = latest_partition(folder) if latest_only and folder.is_dir() else folder
     summary = build_report(str(target), output or settings.reports_dir, settings, model=model)
-    publish_report(settings, "drift-report", summary)
-    if FlowRunContext.get() is not None:
-        get_run_logger().info("%s; report %s", summary.headline(), summary.html)
-        create_markdown_artifact(key="drift-report", markdown=markdown(summary), description=summary.headline())
-    if summary.drift_detected:
-        return Failed(name="Drift detected", message=summary.headline(), data=summary.model_dump())
-    return Completed(message=summary.headline(), data=summary.model_dump())
+    failed_as = "Drift detected" if summary.drift_detected else None
+    return report_state(settings, "drift-report", summary, markdown(summary), failed_as=failed_as)
 
 
 def markdown(summary: DriftSummary) -> str:

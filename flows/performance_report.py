@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
-from prefect.context import FlowRunContext
-from prefect.states import Completed, Failed, State
+from prefect import flow
+from prefect.states import State
 
-from monitoring.publish import publish_report
+from flows.report_state import report_state
 from performance.report import build_performance_report
 from performance.summary import PerformanceSummary
 from scoring.settings import load_settings
@@ -37,13 +35,8 @@ def performance_report(
     since = datetime.now(UTC) - timedelta(days=since_days) if since_days else None
     out = output or settings.reports_dir
     summary = build_performance_report(str(target), labels, out, settings, id_column=id_column, since=since)
-    publish_report(settings, "performance-report", summary)
-    if FlowRunContext.get() is not None:
-        get_run_logger().info("%s; report %s", summary.headline(), summary.html)
-        create_markdown_artifact(key="performance-report", markdown=markdown(summary), description=summary.headline())
-    if summary.degraded:
-        return Failed(name="Performance degraded", message=summary.headline(), data=summary.model_dump())
-    return Completed(message=summary.headline(), data=summary.model_dump())
+    failed_as = "Performance degraded" if summary.degraded else None
+    return report_state(settings, "performance-report", summary, markdown(summary), failed_as=failed_as)
 
 
 def markdown(summary: PerformanceSummary) -> str:

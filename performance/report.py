@@ -11,23 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Report
 from evidently.presets import ClassificationPreset
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    log_loss,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 
 from performance.challenger import compare_on_outcomes
 from performance.estimate import estimated_metrics
+from performance.evaluate import measure
 from performance.join import NIGHT_COLUMN, Joined, id_column_of, join_labels
 from performance.labels import LABEL, read_labels
 from performance.summary import PerformanceSummary, VersionPerformance
@@ -230,54 +221,15 @@ def _shadow_of(scored: str | Path) -> Location | None:
 
 
 def _measure(rows: pd.DataFrame, version: int, classes: list[Any], registry: Registry, settings: Settings):
-    names = [str(c) for c in classes]
-    codes = list(range(len(names)))
-    y_true = _codes(rows[LABEL], names)  # class indices: scikit-learn is much faster on ints than on strings
-    y_pred = _codes(rows[PREDICTION], names)
-    proba = rows[[f"{PROBA_PREFIX}{c}" for c in names]].to_numpy(dtype=float)
-    binary = len(names) == 2
-    roc_auc = None
-    if len(np.unique(y_true)) > 1:
-        roc_auc = float(
-            roc_auc_score(y_true == codes[-1], proba[:, -1])
-            if binary
-            else roc_auc_score(y_true, proba, multi_class="ovr", labels=codes)
-        )
-    average = "binary" if binary else "macro"
-    pos = {"pos_label": codes[-1]} if binary else {}
-    training = registry.info(version).metrics.get("roc_auc")
-    drop = training - roc_auc if training is not None and roc_auc is not None else None
-    reasons = []
-    if roc_auc is not None and roc_auc < settings.min_roc_auc:
-        reasons.append(f"ROC AUC {roc_auc:.4f} is below the quality gate {settings.min_roc_auc}")
-    if drop is not None and drop > settings.performance_max_auc_drop:
-        reasons.append(
-            f"ROC AUC {roc_auc:.4f} is {drop:.4f} below training's {training:.4f} "
-            f"(more than {settings.performance_max_auc_drop})"
-        )
-    return VersionPerformance(
-        model_version=version,
-        rows=len(rows),
-        roc_auc=roc_auc,
-        precision=float(precision_score(y_true, y_pred, average=average, zero_division=0, **pos)),
-        recall=float(recall_score(y_true, y_pred, average=average, zero_division=0, **pos)),
-        f1=float(f1_score(y_true, y_pred, average=average, zero_division=0, **pos)),
-        log_loss=float(log_loss(y_true, np.clip(proba, 1e-15, 1), labels=codes)),
-        accuracy=float(accuracy_score(y_true, y_pred)),
-        classes=names,
-        confusion_matrix=confusion_matrix(y_true, y_pred, labels=codes).tolist(),
-        training_roc_auc=training,
-        roc_auc_drop=drop,
-        degraded=bool(reasons),
-        reasons=reasons,
+    """One version's figures and verdict, against the ROC AUC the registry kept from its training holdout."""
+    return measure(
+        rows,
+        version,
+        classes,
+        training_roc_auc=registry.info(version).metrics.get("roc_auc"),
+        min_roc_auc=settings.min_roc_auc,
+        max_roc_auc_drop=settings.performance_max_auc_drop,
     )
-
-
-def _codes(values: pd.Series, names: list[str]) -> np.ndarray:
-    """Labels or predictions as class indices (the position of their text in ``names``)."""
-    lookup = {name: i for i, name in enumerate(names)}
-    text = values.map({v: str(v) for v in values.dropna().unique()})
-    return text.map(lookup).to_numpy(dtype=np.int64)
 
 
 def _heading(

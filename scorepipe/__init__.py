@@ -1,4 +1,4 @@
-"""The ``scorepipe`` command line (``scorepipe.cli``), its rendering, the demo, and local servers.
+"""The ``scorepipe`` command line (``scorepipe.cli``), its rendering and the demo.
 
-The servers (Kafka, S3Proxy, Prefect) are for development, the demo and the tests.
+The local servers they start (Kafka, S3Proxy, MLflow, Prefect...) live in ``devservers``.
 """

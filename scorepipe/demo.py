@@ -26,9 +26,10 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
+from devservers.prefect import PrefectServer, prefect_worker, run_prefect
+from devservers.process import ManagedProcess
 from scorepipe.demo_data import write_incoming
 from scorepipe.render import short_reason
-from scorepipe.services import ManagedProcess, PrefectServer, prefect_worker, run_prefect
 from scoring import Registry, Settings, synthetic
 from scoring.layout import QUARANTINE_DIR, REJECTED_DIR
 from scoring.training import check_quality_gate, train_bundle
@@ -41,7 +42,7 @@ DEPLOYMENT = "score-batch/nightly"
 def run_demo(settings: Settings, console: Console, *, mlflow: bool = False) -> int:
     if not mlflow:
         return _run(settings.model_copy(update={"mlflow_log": False}), console, None)
-    from scorepipe.mlflow_server import MLflowServer
+    from devservers.mlflow import MLflowServer
 
     home = settings.home / "mlflow-demo"
     shutil.rmtree(home, ignore_errors=True)  # a fresh server each run, as the broker: its runs are this run's
@@ -243,8 +244,8 @@ def _stream_act(settings: Settings, console: Console, tracking: str | None) -> N
     The counts at the end show every event predicted or dead-lettered once, by which version. With
     MLflow the consumer follows the MLflow aliases, and the moves are made there.
     """
-    from scorepipe.kafka_broker import KafkaBroker
-    from scorepipe.services import free_port, http_ok
+    from devservers.kafka import KafkaBroker
+    from devservers.process import free_port, http_ok
     from streaming.producer import produce
     from streaming.topics import all_committed, count_messages, distinct_keys, ensure_topics
 

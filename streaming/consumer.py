@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka.errors import AuthorizationError, KafkaError, TopicAuthorizationFailedError
+from kafka.errors import KafkaError
 
 from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
@@ -27,12 +27,11 @@ from scoring.agreement import Agreement
 from scoring.layout import SHADOW_DIR
 from scoring.watcher import FixedModel, ModelWatcher, model_origin
 from streaming.clients import stream_consumer
-from streaming.delivery import GUARANTEES, Delivery
-from streaming.errors import KafkaAccessError
+from streaming.delivery import GUARANTEES, Delivery, StreamParts
 from streaming.live_window import LiveWindow
 from streaming.outputs import Outputs
+from streaming.polling import Poller
 from streaming.readiness import StreamReadiness
-from streaming.refusals import read_refusal
 from streaming.stats import StreamStats
 from streaming.transform import BatchTransform
 
@@ -40,7 +39,6 @@ log = logging.getLogger("scorepipe.stream")
 IDLE_POLL_MS = 500  # poll timeout with nothing in flight: joins and rebalances progress inside poll()
 IN_FLIGHT_POLL_MS = 5  # poll timeout while acknowledgements are awaited
 FRESH_POLL_MS = 2  # the extra poll for events that arrived while the last batch was scored
-UNREACHABLE_LOG_S = 10.0  # while no broker answers: how often that is logged
 
 
 class StreamConsumer:
@@ -75,8 +73,6 @@ class StreamConsumer:
         if serving is None:
             raise SinkError(f"no model to score with for {self.models.ref!r}")
         self.transform = BatchTransform(serving.bundle.schema)
-        self._poll_backoff = 0.0
-        self._unreachable_logged = float("-inf")
         self.metrics.set_model(
             self.models.ref,
             serving.version,
@@ -99,18 +95,25 @@ class StreamConsumer:
             shadow_window=shadow_window,
             metrics=self.metrics,
         )
-        self.delivery: Delivery = GUARANTEES[settings.stream_guarantee](
+        parts = StreamParts(
             settings,
             self.consumer,
             self.outputs,
             self._process,
-            client_id=client_id,
             stats=self.stats,
             metrics=self.metrics,
             readiness=self.readiness,
             stopping=self._stopping,
         )
+        self.delivery: Delivery = GUARANTEES[settings.stream_guarantee](parts, client_id=client_id)
         self.consumer.subscribe([settings.features_topic], listener=self.delivery.listener)
+        self.poller = Poller(
+            self.consumer,
+            settings,
+            settings.features_topic,
+            self._stopping,
+            on_unreachable=self.readiness.broker_unreachable,
+        )
 
     @property
     def agreements(self) -> dict[tuple[int, int], Agreement]:
@@ -191,46 +194,13 @@ class StreamConsumer:
         else:
             timeout_ms = IN_FLIGHT_POLL_MS  # acknowledgements awaited: look at them again soon
         limit = self.settings.stream_batch_events
-        records = self._poll_once(timeout_ms, limit)
+        records = self.poller.poll(timeout_ms, limit)
         if records and len(records) < limit:
             # What a poll returns was fetched while the previous batch was being scored: the client
             # asks for more only once its buffer is empty, i.e. now. One short extra poll takes the
             # events that arrived meanwhile, instead of leaving them a whole cycle for the next batch.
-            records += self._poll_once(FRESH_POLL_MS, limit - len(records))
+            records += self.poller.poll(FRESH_POLL_MS, limit - len(records))
         return records
-
-    def _poll_once(self, timeout_ms: int, limit: int) -> list[Any]:
-        """One poll; a broker that cannot be reached is waited out (with back-off), never a crash.
-
-        kafka-python's ``poll`` raises connection errors from its group coordinator while every
-        broker is down; nothing was fetched then, so nothing is skipped by returning no records.
-        """
-        try:
-            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=limit)
-        except AuthorizationError as exc:
-            raise KafkaAccessError(read_refusal(self.settings, exc)) from None
-        except KafkaError as exc:
-            if not exc.retriable:
-                raise
-            self.readiness.broker_unreachable(exc)
-            now = time.monotonic()
-            if now - self._unreachable_logged >= UNREACHABLE_LOG_S:
-                log.warning("broker %s unreachable (%s); retrying", self.settings.kafka_bootstrap_servers, exc)
-                self._unreachable_logged = now
-            self._poll_backoff = min(max(0.05, self._poll_backoff * 2), 1.0)
-            self._stopping.wait(self._poll_backoff)
-            return []
-        self._poll_backoff = 0.0
-        if not polled and not self.consumer.assignment():
-            self._raise_if_input_refused()
-        return _flatten(polled)
-
-    def _raise_if_input_refused(self) -> None:
-        """kafka-python only logs a subscribed topic the ACLs hide, and then waits with no partitions."""
-        cluster = getattr(getattr(self.consumer, "_client", None), "cluster", None)
-        if cluster is not None and self.settings.features_topic in getattr(cluster, "unauthorized_topics", ()):
-            refusal = TopicAuthorizationFailedError(self.settings.features_topic)
-            raise KafkaAccessError(read_refusal(self.settings, refusal))
 
     def _hold_back_at_the_bound(self) -> None:
         """Backpressure: pause fetching while ``stream_max_in_flight`` batches await delivery."""
@@ -256,10 +226,6 @@ class StreamConsumer:
             outputs.dead_letters.add(record, reason, stage)
             log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         return lambda: self.stats.account(batch, self.metrics)
-
-
-def _flatten(polled: dict[Any, list[Any]]) -> list[Any]:
-    return [record for records in polled.values() for record in records]
 
 
 def score_stream(

@@ -23,14 +23,19 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from scoring import Settings
 from scoring.layout import EVENT_ID, REJECTED_DIR
 from scoring.storage import Location, as_location
 from streaming.clients import kafka_consumer
+from streaming.polling import Poller
 
 log = logging.getLogger("scorepipe.labels")
+
+
+COMMIT_TIMEOUT_MS = 15_000
 
 
 @dataclass
@@ -41,6 +46,7 @@ class LabelStats:
     labels: int = 0
     rejected: int = 0
     files: int = 0
+    commit_failures: int = 0  # offsets not committed (broker away): the next commit covers them
 
 
 class LabelSink:
@@ -72,7 +78,11 @@ class LabelSink:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",  # labels written in transactions count once committed
+            # A commit waits this long at most (kafka-python's default is five minutes): with the broker
+            # away, the files are kept, the commit is retried at the next flush, and polling goes on.
+            request_timeout_ms=COMMIT_TIMEOUT_MS,
         )
+        self.poller = Poller(self.consumer, settings, topic, self._stopping)
 
     def stop(self, *_: object) -> None:
         self._stopping.set()
@@ -81,10 +91,9 @@ class LabelSink:
         idle_since = time.monotonic()
         try:
             while not self._stopping.is_set():
-                polled = self.consumer.poll(timeout_ms=500)
-                for records in polled.values():
-                    for record in records:
-                        self._take(record)
+                polled = self.poller.poll(timeout_ms=500)  # rides out a broker restart, as the stream does
+                for record in polled:
+                    self._take(record)
                 if polled:
                     idle_since = time.monotonic()
                 pending = len(self._good) + len(self._bad)
@@ -134,7 +143,12 @@ class LabelSink:
             log.warning("set aside %d label messages that could not be read", len(self._bad))
         self._good, self._bad = [], []
         if self._offsets:
-            self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in self._offsets.items()})
+            try:
+                self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in self._offsets.items()})
+            except KafkaError as exc:  # the files are written: read again, the labels come twice (the join keeps one)
+                self.stats.commit_failures += 1
+                log.warning("label offsets not committed (%s): the next commit covers them", exc)
+                return
             self._offsets = {}
 
     def _write(self, rows: list[dict[str, Any]], path: Location) -> None:

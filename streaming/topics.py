@@ -89,8 +89,11 @@ def committed_offsets(
     return {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset >= 0}
 
 
-def assigned_partitions(settings: Settings, group: str | None = None) -> set[int]:
-    """Partitions of the features topic the group's members hold now (empty while it is still joining)."""
+def assigned_partitions(settings: Settings, group: str | None = None, *, member: str | None = None) -> set[int]:
+    """Partitions of the features topic the group's members (or the one whose client id is ``member``) hold now.
+
+    Empty while the group is still joining or rebalancing.
+    """
     group = group or settings.consumer_group
     admin = kafka_admin(settings)
     try:
@@ -105,8 +108,9 @@ def assigned_partitions(settings: Settings, group: str | None = None) -> set[int
         return set()
     return {
         p
-        for member in described.get("members") or []
-        for topic in (member.get("member_assignment") or {}).get("assigned_partitions", [])
+        for found in described.get("members") or []
+        if member is None or found.get("client_id") == member
+        for topic in (found.get("member_assignment") or {}).get("assigned_partitions", [])
         if topic["topic"] == settings.features_topic
         for p in topic["partitions"]
     }

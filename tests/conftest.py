@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scorepipe.kafka_broker import KafkaBroker
-from scorepipe.mlflow_server import MLflowServer
-from scorepipe.s3_server import S3Server
-from scorepipe.services import free_port
+from devservers.kafka import KafkaBroker
+from devservers.mlflow import MLflowServer
+from devservers.process import free_port
+from devservers.s3 import S3Server
 from scoring import ModelBundle, Registry, Scorer, Settings, synthetic
 from scoring.training import train_bundle
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from scoring import Registry, Scorer, Settings
-from streaming.topics import all_committed, committed_offsets, read_topic
+from streaming.topics import all_committed, assigned_partitions, committed_offsets, read_topic
 
 T = TypeVar("T")
 
@@ -76,31 +76,6 @@ def keys_on(settings: Settings, topic: str) -> list[str]:
     return [m.key.decode() for m in read_topic(settings, topic)]
 
 
-def partitions_held_by(settings: Settings, client_id: str) -> set[int]:
-    """Partitions of the features topic that the group's member ``client_id`` holds now, as the broker says."""
-    from kafka.errors import KafkaError
-
-    from streaming.clients import kafka_admin
-
-    admin = kafka_admin(settings)
-    try:
-        group = admin.describe_groups([settings.consumer_group])[settings.consumer_group]
-    except KafkaError as exc:
-        if exc.retriable:  # no coordinator yet: nobody holds anything
-            return set()
-        raise
-    finally:
-        admin.close()
-    return {
-        p
-        for member in group.get("members") or []
-        if member.get("client_id") == client_id
-        for topic in (member.get("member_assignment") or {}).get("assigned_partitions", [])
-        if topic["topic"] == settings.features_topic
-        for p in topic["partitions"]
-    }
-
-
 MOST_EVENTS = 100_000  # the feeder's bound, whatever happens to the members
 
 
@@ -144,7 +119,9 @@ def second_member_joins(settings: Settings, *, rate: float, seed: int, after_joi
         wait_for(committed_at_least(settings, 1500), timeout=120, what="1,500 events committed")
         second = stream_process(settings, "--client-id", "second")
         wait_for(
-            lambda: partitions_held_by(settings, "second"), timeout=120, what="the second member to hold partitions"
+            lambda: assigned_partitions(settings, member="second"),
+            timeout=120,
+            what="the second member to hold partitions in a stable group",
         )
         joined.set()
         feeder.join(timeout=after_join / rate + 120)

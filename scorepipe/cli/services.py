@@ -3,139 +3,175 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from scorepipe.cli.options import kafka_options, stream_settings
 from scorepipe.render import console
 
 if TYPE_CHECKING:
-    from scorepipe.s3_server import S3Server
     from scoring import Settings
 
 
-def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
-    from scorepipe.kafka_broker import KafkaBroker, read_identity, read_state, stop_detached
-    from scorepipe.services import port_in_use
+@dataclass(frozen=True)
+class LocalServerCommand:
+    """How ``scorepipe NAME up|down|status`` treats one local server; the steps are the same for all."""
 
-    home = settings.home / "kafka"
-    state = read_state(home)
-    if args.action == "up":
-        if state and port_in_use(int(state["port"])):
-            if args.reset:
-                console.print(f"Kafka is up at {state['bootstrap_servers']}: `scorepipe kafka down` before --reset")
-                return 1
-            console.print(f"Kafka already up at {state['bootstrap_servers']} (PID {state['pid']})")
-            return 0
-        kept = bool(read_identity(home)) and not args.reset
-        with console.status("starting Apache Kafka (KRaft, single node)"):
-            broker = KafkaBroker(home, port=args.port, reset=args.reset, secure=args.secure).start()
-        broker.save_state()
-        console.print(f"Kafka up at {broker.bootstrap_servers} (PID {broker.pid}); log {broker.log_path}")
-        what = "kept from the last run" if kept else "new (formatted now)"
-        console.print(f"data: {broker.data_dir} ({what}; cluster {broker.cluster_id})")
-        if broker.secure:
-            _print_secured(broker)
-        else:
-            console.print(f"export SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
-        return 0
+    title: str  # as printed
+    folder: str  # under SCOREPIPE_HOME
+    kept: Callable[[Path], str]  # what stays on disk after ``down``
+    start: Callable[[argparse.Namespace, Path], Any]  # the started server
+    show: Callable[[dict, Path], list[str]]  # how to reach a running one (from its recorded state)
+    refuse_up: Callable[[argparse.Namespace, dict], str | None] = lambda args, state: None
+
+
+def cmd_local_server(args: argparse.Namespace, settings: Settings) -> int:
+    """``up`` starts the server and leaves it running; ``down`` stops it by its recorded PID; ``status`` says which."""
+    command: LocalServerCommand = args.local_server
+    server_class = _server_class(args.service)
+    home = settings.home / command.folder
+    state = server_class.read_state(home)
     if args.action == "down":
-        stopped = stop_detached(home)
-        console.print(f"stopped Kafka PID {stopped['pid']}" if stopped else "no Kafka broker recorded as up")
-        identity = read_identity(home)
-        if identity:
-            console.print(f"data kept in {identity['data_dir']} (`scorepipe kafka up --reset` starts afresh)")
+        stopped = server_class.stop_detached(home)
+        console.print(
+            f"stopped {command.title} PID {stopped['pid']}" if stopped else f"no {command.title} recorded as up"
+        )
+        console.print(command.kept(home), soft_wrap=True)
         return 0
-    identity = read_identity(home)
-    where = f"; data in {identity['data_dir']} (cluster {identity['cluster_id']})" if identity else ""
-    if state and port_in_use(int(state["port"])):
-        console.print(f"up at {state['bootstrap_servers']} (PID {state['pid']}){where}")
-        if state.get("sasl_bootstrap_servers"):
-            console.print(
-                f"SASL_SSL at {state['sasl_bootstrap_servers']}, mutual TLS at {state['mtls_bootstrap_servers']}; "
-                f"client properties in {home}"
-            )
-        return 0
-    console.print(f"down{where}")
-    return 1
-
-
-def _print_secured(broker: object) -> None:
-    """How to reach the secured listeners (the properties files hold the generated password; never printed)."""
-    from scorepipe.kafka_broker import CLIENT_USER, MTLS_USER, KafkaBroker
-
-    assert isinstance(broker, KafkaBroker)
-    console.print(
-        f"SASL_SSL (SCRAM-SHA-512, user {CLIENT_USER}) at {broker.sasl_bootstrap_servers}; "
-        f"mutual TLS (certificate CN={MTLS_USER}) at {broker.mtls_bootstrap_servers}; "
-        f"PLAINTEXT at {broker.bootstrap_servers} is the broker's own listener (a super user: development only)",
-        soft_wrap=True,
-    )
-    console.print(f"test CA: {broker.ca_file}; ACLs enforced (StandardAuthorizer)")
-    console.print("use it with:", soft_wrap=True)
-    console.print(f"  export SCOREPIPE_KAFKA_CONFIG={broker.client_properties}", soft_wrap=True)
-    console.print(f"  or --kafka-config {broker.mtls_properties} for mutual TLS", soft_wrap=True)
-
-
-def cmd_s3(args: argparse.Namespace, settings: Settings) -> int:
-    from scorepipe.s3_server import S3Server, read_state, stop_detached
-
-    home = settings.home / "s3"
-    state = read_state(home)
-    if args.action == "down":
-        stopped = stop_detached(home)
-        console.print(f"stopped S3Proxy PID {stopped['pid']}" if stopped else "no S3 server recorded as up")
-        console.print(f"objects kept in {home / 'data'}")
-        return 0
-    if args.action == "status" or state is not None:
-        if state is None:
-            console.print(f"down; objects in {home / 'data'}")
+    if state is not None:
+        if args.action == "up" and (refusal := command.refuse_up(args, state)):
+            console.print(refusal, soft_wrap=True)
             return 1
-        server = S3Server(home)  # reads the recorded port and keys; does not start anything
-        console.print(f"up at {state['endpoint']} (PID {state['pid']}); objects in {server.data_dir}")
-        _print_exports(server)
+        console.print(("already up" if args.action == "up" else "up") + f" (PID {state['pid']})", soft_wrap=True)
+        for line in command.show(state, home):
+            console.print(line, soft_wrap=True)
         return 0
-    with console.status("starting S3Proxy (filesystem backend)"):
-        server = S3Server(home, port=args.port).start()
+    if args.action == "status":
+        console.print(f"down; {command.kept(home)}", soft_wrap=True)
+        return 1
+    with console.status(f"starting {command.title}"):
+        server = command.start(args, home)
     server.save_state()
+    console.print(f"{command.title} up (PID {server.pid}); log {server.log_path}", soft_wrap=True)
+    for line in command.show(server.read_state(home) or {}, home):
+        console.print(line, soft_wrap=True)
+    return 0
+
+
+def _server_class(service: str) -> Any:
+    """The server class of ``service``, imported only when its command runs."""
+    if service == "kafka":
+        from devservers.kafka import KafkaBroker
+
+        return KafkaBroker
+    if service == "s3":
+        from devservers.s3 import S3Server
+
+        return S3Server
+    from devservers.mlflow import MLflowServer
+
+    return MLflowServer
+
+
+def _start_kafka(args: argparse.Namespace, home: Path) -> Any:
+    from devservers.kafka import KafkaBroker, read_identity
+
+    kept = bool(read_identity(home)) and not args.reset
+    broker = KafkaBroker(home, port=args.port, reset=args.reset, secure=args.secure).start()
+    what = "kept from the last run" if kept else "new (formatted now)"
+    console.print(f"data: {broker.data_dir} ({what}; cluster {broker.cluster_id})", soft_wrap=True)
+    return broker
+
+
+def _show_kafka(state: dict, home: Path) -> list[str]:
+    """How to reach the broker (the properties files hold the generated password; it is never printed)."""
+    from devservers.kafka import CLIENT_USER, MTLS_USER
+
+    lines = [f"at {state['bootstrap_servers']}"]
+    if not state.get("sasl_bootstrap_servers"):
+        return [*lines, f"export SCOREPIPE_KAFKA_BOOTSTRAP_SERVERS={state['bootstrap_servers']}"]
+    return [
+        *lines,
+        f"SASL_SSL at {state['sasl_bootstrap_servers']}, mutual TLS at {state['mtls_bootstrap_servers']}; "
+        f"client properties in {home}",
+        f"SASL_SSL (SCRAM-SHA-512, user {CLIENT_USER}); mutual TLS (certificate CN={MTLS_USER}); "
+        f"PLAINTEXT at {state['bootstrap_servers']} is the broker's own listener (a super user: development only)",
+        f"test CA: {home / 'tls' / 'ca.pem'}; ACLs enforced (StandardAuthorizer)",
+        "use it with:",
+        f"  export SCOREPIPE_KAFKA_CONFIG={home / 'client.properties'}",
+        f"  or --kafka-config {home / 'client-mtls.properties'} for mutual TLS",
+    ]
+
+
+def _kafka_kept(home: Path) -> str:
+    from devservers.kafka import read_identity
+
+    identity = read_identity(home)
+    if not identity:
+        return f"no data yet in {home}"
+    return (
+        f"data in {identity['data_dir']} (cluster {identity['cluster_id']}; `scorepipe kafka up --reset` starts afresh)"
+    )
+
+
+def _start_s3(args: argparse.Namespace, home: Path) -> Any:
+    from devservers.s3 import S3Server
+
+    server = S3Server(home, port=args.port).start()
     for bucket in args.bucket or []:
         server.create_bucket(bucket)
-    console.print(
-        f"S3 API up at {server.endpoint} (PID {server.pid}); objects in {server.data_dir}; log {server.log_path}"
-    )
-    _print_exports(server)
-    return 0
+    return server
 
 
-def _print_exports(server: S3Server) -> None:
-    """The AWS variables for this local server (made-up keys, local only): paste them into a shell."""
-    for name, value in server.client_env().items():
-        console.print(f"export {name}={value}", soft_wrap=True)
+def _show_s3(state: dict, home: Path) -> list[str]:
+    """The endpoint and the AWS variables for this local server (made-up keys, local only), to paste into a shell."""
+    from devservers.s3 import S3Server
+
+    server = S3Server(home)  # reads the recorded port and keys; starts nothing
+    return [f"at {state['endpoint']}; objects in {server.data_dir}"] + [
+        f"export {name}={value}" for name, value in server.client_env().items()
+    ]
 
 
-def cmd_mlflow(args: argparse.Namespace, settings: Settings) -> int:
-    from scorepipe.mlflow_server import MLflowServer, read_state, stop_detached
+def _start_mlflow(args: argparse.Namespace, home: Path) -> Any:
+    from devservers.mlflow import MLflowServer
 
-    home = settings.home / "mlflow"
-    state = read_state(home)
-    if args.action == "down":
-        stopped = stop_detached(home)
-        console.print(f"stopped MLflow PID {stopped['pid']}" if stopped else "no MLflow server recorded as up")
-        console.print(f"runs and models kept in {home}")
-        return 0
-    if args.action == "status" or state is not None:
-        if state is None:
-            console.print(f"down; runs and models in {home}")
-            return 1
-        console.print(f"up at {state['tracking_uri']} (PID {state['pid']}); store and artifacts in {home}")
-        console.print(f"export MLFLOW_TRACKING_URI={state['tracking_uri']}")
-        return 0
-    with console.status("starting the MLflow tracking server (its own venv under .cache, built once)"):
-        server = MLflowServer(home, port=args.port).start()
-    server.save_state()
-    console.print(f"MLflow up at {server.tracking_uri} (PID {server.pid}); store and artifacts in {home}; "
-                  f"log {server.log_path}", soft_wrap=True)  # fmt: skip
-    console.print(f"export MLFLOW_TRACKING_URI={server.tracking_uri}")
-    return 0
+    return MLflowServer(home, port=args.port).start()
+
+
+LOCAL_SERVERS = {
+    "kafka": LocalServerCommand(
+        title="Kafka",
+        folder="kafka",
+        kept=_kafka_kept,
+        start=_start_kafka,
+        show=_show_kafka,
+        refuse_up=lambda args, state: (
+            f"Kafka is up at {state['bootstrap_servers']}: `scorepipe kafka down` before --reset"
+            if args.reset
+            else None
+        ),
+    ),
+    "s3": LocalServerCommand(
+        title="S3Proxy",
+        folder="s3",
+        kept=lambda home: f"objects kept in {home / 'data'}",
+        start=_start_s3,
+        show=_show_s3,
+    ),
+    "mlflow": LocalServerCommand(
+        title="MLflow",
+        folder="mlflow",
+        kept=lambda home: f"runs and models kept in {home}",
+        start=_start_mlflow,
+        show=lambda state, home: [
+            f"at {state['tracking_uri']}; store and artifacts in {home}",
+            f"export MLFLOW_TRACKING_URI={state['tracking_uri']}",
+        ],
+    ),
+}
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -147,8 +183,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     """Evidently's UI over the workspace every drift and performance report is added to, until Ctrl-C."""
+    from devservers.evidently import EvidentlyUI
     from reports.workspace import ReportWorkspace
-    from scorepipe.services import EvidentlyUI
 
     ReportWorkspace(settings.workspace_dir)  # a clear error for an unusable workspace, before the UI starts
     log_path = settings.home / "logs" / "evidently-ui.log"
@@ -187,18 +223,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="up: also SASL_SSL (SCRAM-SHA-512) and mutual-TLS listeners with a test CA, users and ACLs; "
         "writes client properties files for --kafka-config",
     )
-    kafka.set_defaults(handler=cmd_kafka)
+    kafka.set_defaults(handler=cmd_local_server, service="kafka", local_server=LOCAL_SERVERS["kafka"])
 
     s3 = commands.add_parser("s3", help="a local S3 API server (S3Proxy, filesystem backend) for development")
     s3.add_argument("action", choices=["up", "down", "status"])
     s3.add_argument("--port", type=int, help="listener port on 127.0.0.1 (up; default: a free port, then kept)")
     s3.add_argument("--bucket", action="append", help="up: create this bucket (repeatable)")
-    s3.set_defaults(handler=cmd_s3)
+    s3.set_defaults(handler=cmd_local_server, service="s3", local_server=LOCAL_SERVERS["s3"])
 
     mlflow = commands.add_parser("mlflow", help="a local MLflow tracking server (SQLite store, local artifacts)")
     mlflow.add_argument("action", choices=["up", "down", "status"])
     mlflow.add_argument("--port", type=int, help="listener port on 127.0.0.1 (up; default: a free port, then kept)")
-    mlflow.set_defaults(handler=cmd_mlflow)
+    mlflow.set_defaults(handler=cmd_local_server, service="mlflow", local_server=LOCAL_SERVERS["mlflow"])
 
     ui = commands.add_parser("ui", help="Evidently's UI: drift and performance across nights (the workspace)")
     ui.add_argument("--port", type=int, default=8000)

@@ -19,11 +19,11 @@ from typing import Any, Protocol
 from kafka import ConsumerRebalanceListener
 
 from streaming.delivery.at_least_once import AtLeastOnce
-from streaming.delivery.base import Process
+from streaming.delivery.base import Process, StreamParts
 from streaming.delivery.exactly_once import ExactlyOnce
 from streaming.ledger import OffsetLedger
 
-__all__ = ["GUARANTEES", "AtLeastOnce", "Delivery", "ExactlyOnce", "Process"]
+__all__ = ["GUARANTEES", "AtLeastOnce", "Delivery", "ExactlyOnce", "Process", "StreamParts"]
 
 
 class Delivery(Protocol):

@@ -9,11 +9,17 @@ from typing import Any
 
 from kafka.errors import AuthorizationError, KafkaError
 
-from scoring import Settings, SinkError
+from scoring import SinkError
 from streaming.clients import close_producer, rebuild_until_stopped, stream_producer
-from streaming.delivery.base import ACK_TIMEOUT_S, BACKPRESSURE_WAIT_S, STUCK_MARGIN_S, Guarantee, Process, to_commit
+from streaming.delivery.base import (
+    ACK_TIMEOUT_S,
+    BACKPRESSURE_WAIT_S,
+    STUCK_MARGIN_S,
+    Guarantee,
+    StreamParts,
+    to_commit,
+)
 from streaming.ledger import Partition, Settled, span
-from streaming.outputs import Outputs
 from streaming.rebalance import HandOverOnRevoke
 from streaming.refusals import write_refusal
 
@@ -23,18 +29,9 @@ log = logging.getLogger("scorepipe.stream")
 class AtLeastOnce(Guarantee):
     """Pipelined batches; the ledger commits, in order, those whose every result was acknowledged."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        consumer: Any,
-        outputs: Outputs,
-        process: Process,
-        *,
-        client_id: str,
-        new_producer: Callable[[], Any] | None = None,
-        **shared: Any,
-    ) -> None:
-        super().__init__(settings, consumer, outputs, process, **shared)
+    def __init__(self, parts: StreamParts, *, client_id: str, new_producer: Callable[[], Any] | None = None) -> None:
+        super().__init__(parts)
+        settings = parts.settings
         self._new_producer = new_producer or (lambda: stream_producer(settings, client_id))
         self._producer = self._new_producer()
         # The producer fails a result by its delivery timeout; one that says nothing well past it is stuck.

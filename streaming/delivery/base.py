@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import TopicPartition
@@ -29,29 +30,32 @@ Process = Callable[[list[Any]], Callable[[], None]]
 """Scores a batch of records into the outputs; returns what counts the batch once it is delivered."""
 
 
+@dataclass(frozen=True)
+class StreamParts:
+    """What a delivery works with, built by the loop: the client, the outputs, the scoring step, what it reports to."""
+
+    settings: Settings
+    consumer: Any
+    outputs: Outputs
+    process: Process
+    stats: StreamStats
+    metrics: ScoringMetrics
+    readiness: StreamReadiness
+    stopping: threading.Event  # set to stop: back-off waits end at once
+
+
 class Guarantee:
     """What both guarantees share: the ledger, the outputs, back-off, rewinds and the partition check."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        consumer: Any,
-        outputs: Outputs,
-        process: Process,
-        *,
-        stats: StreamStats,
-        metrics: ScoringMetrics,
-        readiness: StreamReadiness,
-        stopping: threading.Event,
-    ) -> None:
-        self.settings = settings
-        self.consumer = consumer
-        self.outputs = outputs
-        self.process = process
-        self.stats = stats
-        self.metrics = metrics
-        self.readiness = readiness
-        self._stopping = stopping
+    def __init__(self, parts: StreamParts) -> None:
+        self.settings = parts.settings
+        self.consumer = parts.consumer
+        self.outputs = parts.outputs
+        self.process = parts.process
+        self.stats = parts.stats
+        self.metrics = parts.metrics
+        self.readiness = parts.readiness
+        self._stopping = parts.stopping
         self.ledger = OffsetLedger()
         self._same_partitions: dict[str, bool] = {}
         self._retry_delay = 0.0

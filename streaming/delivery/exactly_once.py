@@ -10,10 +10,8 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from scoring import Settings
-from streaming.delivery.base import TRANSACTION_LINGER_S, Guarantee, Process, to_commit
+from streaming.delivery.base import TRANSACTION_LINGER_S, Guarantee, StreamParts, to_commit
 from streaming.ledger import Partition, earliest_firsts, merge_earliest, span
-from streaming.outputs import Outputs
 from streaming.rebalance import AbortOnRevoke
 from streaming.transactions import Transactions, is_fatal
 
@@ -23,19 +21,9 @@ log = logging.getLogger("scorepipe.stream")
 class ExactlyOnce(Guarantee):
     """The batches of a short window and the input offsets after them, committed in one transaction."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        consumer: Any,
-        outputs: Outputs,
-        process: Process,
-        *,
-        client_id: str,
-        transactions: Transactions | None = None,
-        **shared: Any,
-    ) -> None:
-        super().__init__(settings, consumer, outputs, process, **shared)
-        self.transactions = transactions or Transactions(settings, client_id, self._stopping)
+    def __init__(self, parts: StreamParts, *, client_id: str, transactions: Transactions | None = None) -> None:
+        super().__init__(parts)
+        self.transactions = transactions or Transactions(parts.settings, client_id, self._stopping)
         self._transaction_started = 0.0
         # kafka-python revokes partitions on its IO thread, while the loop runs; the lock keeps a
         # transaction's sends and commit apart from the abort a revocation makes.

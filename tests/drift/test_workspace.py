@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from batch import run_batch
+from devservers.evidently import EvidentlyUI
 from drift.report import build_report
 from performance.report import build_performance_report
 from reports.workspace import ReportWorkspace, night_of
-from scorepipe.services import EvidentlyUI
 from scoring import Scorer, Settings, synthetic
 
 pytestmark = pytest.mark.integration

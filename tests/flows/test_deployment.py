@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scorepipe.services import PrefectServer, prefect_worker, run_prefect
+from devservers.prefect import PrefectServer, prefect_worker, run_prefect
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

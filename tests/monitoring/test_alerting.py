@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from batch import run_batch
+from devservers.prometheus import Alertmanager, PrometheusServer, Pushgateway
 from drift.report import build_report
 from monitoring.publish import publish_report
-from scorepipe.services import Alertmanager, PrometheusServer, Pushgateway
 from scoring import Scorer, Settings, synthetic
 from tests.helpers import wait_for
 

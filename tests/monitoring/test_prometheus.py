@@ -12,7 +12,8 @@ import urllib.request
 
 import pytest
 
-from scorepipe.services import PrometheusServer, Pushgateway, free_port
+from devservers.process import free_port
+from devservers.prometheus import PrometheusServer, Pushgateway
 from scoring import Registry, synthetic
 from streaming.producer import produce
 from streaming.topics import ensure_topics

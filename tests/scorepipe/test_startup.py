@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from devservers.process import free_port
 from scorepipe.cli import parser
-from scorepipe.services import free_port
 from tests.helpers import wait_for
 
 HEAVY = {"sklearn", "pandas", "pyarrow", "numpy", "scipy", "kafka", "confluent_kafka", "prefect", "evidently", "mlflow"}

@@ -12,8 +12,8 @@ import urllib.request
 
 import pytest
 
-from scorepipe.certificates import LocalAuthority
-from scorepipe.services import ManagedProcess, free_port
+from devservers.certificates import LocalAuthority
+from devservers.process import ManagedProcess, free_port
 from scoring import SettingsError, synthetic
 from serving.server import tls_options
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from batch import run_batch
-from scorepipe.services import ManagedProcess, free_port, http_ok
+from devservers.process import ManagedProcess, free_port, http_ok
 from scoring import Registry, Scorer, Settings, fastpath, synthetic
 from streaming.consumer import score_stream
 from streaming.producer import produce

@@ -17,7 +17,7 @@ from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, ProducerFe
 from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
 from scoring import Settings
-from streaming.delivery import AtLeastOnce, ExactlyOnce
+from streaming.delivery import AtLeastOnce, ExactlyOnce, StreamParts
 from streaming.readiness import StreamReadiness
 from streaming.sinks import FutureDelivery
 from streaming.stats import StreamStats
@@ -170,18 +170,17 @@ class Stream:
         self.stopping.set()  # back-off waits return at once: the tests look at what was decided, not at time
         self.accounted: list[int] = []
         self.readiness = StreamReadiness(Health(), "fake:9092", lambda: 1)
-        self.delivery = guarantee(
+        parts = StreamParts(
             self.settings,
             self.consumer,
             self.outputs,
             self.process,
-            client_id="member",
             stats=self.stats,
             metrics=ScoringMetrics(),
             readiness=self.readiness,
             stopping=self.stopping,
-            **options,
         )
+        self.delivery = guarantee(parts, client_id="member", **options)
 
     def process(self, batch: list[Any]) -> Any:
         self.outputs.pending = [Future() for _ in batch]

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from scorepipe.kafka_broker import KafkaBroker, read_identity
-from scorepipe.services import free_port, http_ok
+from devservers.kafka import KafkaBroker, read_identity
+from devservers.process import free_port, http_ok
 from streaming.consumer import score_stream
 from streaming.producer import produce
 from streaming.topics import committed_offsets, count_messages, ensure_topics, read_topic

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from scorepipe.kafka_broker import KafkaBroker
+from devservers.kafka import KafkaBroker
 from streaming.consumer import score_stream
 from streaming.producer import events, produce
 from streaming.topics import ensure_topics, read_topic

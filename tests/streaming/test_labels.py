@@ -48,3 +48,52 @@ def test_labels_from_kafka_join_the_live_window(stream_settings, tmp_path):
     assert summary.labelled_rows == 1500 and summary.scored_rows == 2000
     assert summary.labels_rejected == 1  # the label 7: not a class, set aside by the report with its reason
     assert summary.versions[0].rows == 1500
+
+
+def test_the_label_sink_rides_out_a_broker_outage(stream_settings, tmp_path):
+    """The broker goes away with labels read and not yet committed, and comes back: every label lands, no crash."""
+    import threading
+
+    from devservers.kafka import KafkaBroker
+    from tests.helpers import wait_for
+
+    home = tmp_path / "kafka"
+    broker = KafkaBroker(home).start()
+    try:
+        settings = stream_settings(kafka_bootstrap_servers=broker.bootstrap_servers)
+        topic = "labels"
+        ensure_topics(settings, topic)
+
+        def send(first: int, count: int) -> None:
+            producer = kafka_producer(settings)
+            for i in range(first, first + count):
+                producer.send(topic, json.dumps({"event_id": f"e-{i}", "label": i % 2}).encode())
+            producer.flush(timeout=60)
+            producer.close()
+
+        out = tmp_path / "labels"
+        sink = LabelSink(settings, out, topic=topic, flush_rows=100_000, flush_seconds=3.0)
+        running = threading.Thread(target=sink.run)
+        running.start()
+        try:
+            send(0, 300)
+            wait_for(lambda: sink.stats.messages >= 300, timeout=90, what="the first labels read")
+            broker.stop()  # before the flush: its commit meets no broker
+            wait_for(
+                lambda: sink.stats.commit_failures or not running.is_alive(),
+                timeout=120,
+                what="a commit attempted while the broker is away",
+            )
+            assert running.is_alive(), "the label sink died with its broker"
+            assert sink.stats.labels == 300  # the files were written all the same
+            broker = KafkaBroker(home).start()
+            send(300, 200)
+            wait_for(lambda: sink.stats.labels >= 500, timeout=120, what="the labels sent after the restart")
+        finally:
+            sink.stop()
+            running.join(timeout=60)
+        assert not running.is_alive()
+        written = pd.concat(pd.read_parquet(p) for p in out.rglob("labels-*.parquet"))
+        assert set(written["event_id"]) == {f"e-{i}" for i in range(500)}
+    finally:
+        broker.stop()

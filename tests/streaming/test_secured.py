@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from devservers.certificates import LocalAuthority
+from devservers.kafka import KafkaBroker
 from monitoring.health import Health
-from scorepipe.certificates import LocalAuthority
-from scorepipe.kafka_broker import KafkaBroker
 from scoring import Registry, Settings
 from streaming.clients import kafka_consumer, kafka_producer
 from streaming.consumer import score_stream
@@ -337,8 +337,7 @@ def test_settings_from_the_secured_brokers_properties_file_match_its_listener(se
 
 
 def test_kafka_up_secure_prints_how_to_connect_and_its_properties_file_works(tmp_path):
-    from scorepipe.kafka_broker import read_state, stop_detached
-    from scorepipe.services import free_port
+    from devservers.process import free_port
 
     home = tmp_path / "sp"
     env = {"SCOREPIPE_HOME": str(home)}
@@ -359,5 +358,4 @@ def test_kafka_up_secure_prints_how_to_connect_and_its_properties_file_works(tmp
             assert sent.returncode == 0 and "sent 20 events" in sent.stdout, sent.stdout + sent.stderr
         assert len(read_topic(Settings(kafka_config=properties, **names), names["features_topic"])) == 40
     finally:
-        if read_state(home / "kafka"):
-            stop_detached(home / "kafka")
+        KafkaBroker.stop_detached(home / "kafka")

@@ -12,10 +12,10 @@ import pytest
 
 from batch.engine import METADATA_KEY
 from batch.run import BatchRequest, score_batch
+from devservers.process import free_port
 from integrations.mlflow.models import MLflowImportError
 from integrations.stores import model_stores
 from scorepipe.cli import main
-from scorepipe.services import free_port
 from scoring import Registry, Settings, synthetic
 from scoring.model_source import resolve_once
 from scoring.watcher import watch_models

@@ -8,10 +8,10 @@ import uuid
 import httpx
 import pytest
 
+from devservers.process import free_port
 from integrations.stores import model_stores
 from scorepipe.cli import main
 from scorepipe.cli.options import DRIFT_EXIT_CODE
-from scorepipe.services import free_port
 from scoring import Registry, Settings, synthetic
 from scoring.model_source import resolve_once
 

@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from scorepipe.mlflow_server import MLflowServer, ensure_server_venv
-from scorepipe.services import port_in_use
+from devservers.mlflow import MLflowServer, ensure_server_venv
+from devservers.process import port_in_use
 
 pytestmark = pytest.mark.integration
 

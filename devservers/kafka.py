@@ -1,6 +1,6 @@
 """A real single-node Apache Kafka broker (KRaft), resolved from Maven Central and run with ``java``.
 
-No Docker needed: ``pom.xml`` beside this file pins the broker; Maven copies its jars into
+No Docker needed: ``maven/kafka/pom.xml`` beside this file pins the broker; Maven copies its jars into
 ``.cache/kafka/libs`` once. A broker lives in one folder (``home``): its log folder is formatted on
 the first start only, and its cluster id and ports are kept in ``identity.json``, so stopping and
 starting it again keeps every topic, message and committed offset. ``reset=True`` starts afresh.
@@ -15,23 +15,15 @@ import secrets
 import shutil
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scorepipe.services import (
-    ManagedProcess,
-    ServiceError,
-    free_port,
-    maven_jars,
-    port_in_use,
-    read_recorded,
-    record_detached,
-    stop_recorded,
-)
+from devservers.process import LocalServer, ServiceError, free_port, maven_jars, port_in_use, read_recorded
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-POM = HERE / "kafka" / "pom.xml"
+POM = HERE / "maven" / "kafka" / "pom.xml"
 LIBS = REPO / ".cache" / "kafka" / "libs"
 IDENTITY_FILE = "identity.json"
 CREDENTIALS_FILE = "credentials.json"  # the secured broker's generated passwords (owner-only)
@@ -58,8 +50,100 @@ def ensure_jars(libs: Path = LIBS) -> Path:
     return maven_jars(POM, libs, marker="kafka_2.13-*.jar", what="the Kafka broker")
 
 
-class KafkaBroker(ManagedProcess):
+@dataclass(frozen=True)
+class Listeners:
+    """The broker's ports on 127.0.0.1: its own PLAINTEXT and controller listeners, and the secured ones if any."""
+
+    plaintext: int
+    controller: int
+    sasl: int | None = None  # SASL_SSL (SCRAM-SHA-512)
+    mtls: int | None = None  # SSL with client certificates required
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    chain: Path  # the broker's certificate and key (PEM)
+    ca: Path  # the CA certificate clients and the broker trust
+
+
+def broker_properties(
+    listeners: Listeners, *, data_dir: Path, partitions: int, tls: TlsFiles | None = None, unsecured_oauth: bool = False
+) -> dict[str, str]:
+    """A single-node KRaft broker's ``server.properties``: pure, so every listener and setting is unit-tested.
+
+    With ``tls``: SASL_SSL (SCRAM) and mutual-TLS listeners beside PLAINTEXT, and the authorizer.
+    The PLAINTEXT and controller listeners carry the broker's own traffic; their principal
+    (ANONYMOUS) is a super user, as the broker itself must be. Clients of the secured listeners get
+    only what ACLs give them.
+    """
+    p, c = listeners.plaintext, listeners.controller
+    properties = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{c}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{p}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": str(partitions),
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+        "log.retention.hours": "168",
+    }
+    if tls is None:
+        return properties
+    if listeners.sasl is None or listeners.mtls is None:
+        raise ValueError("a secured broker needs its SASL_SSL and mutual-TLS ports")
+    s, m = listeners.sasl, listeners.mtls
+    properties.update(
+        {
+            "listeners": f"PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},SSL://127.0.0.1:{m},"
+            f"CONTROLLER://127.0.0.1:{c}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},SSL://127.0.0.1:{m}",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
+            "sasl.enabled.mechanisms": SCRAM + (",OAUTHBEARER" if unsecured_oauth else ""),
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(tls.chain),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(tls.ca),
+            "listener.name.ssl.ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": "RULE:^CN=([^,]+)$/$1/,DEFAULT",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:ANONYMOUS;User:{ADMIN_USER}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+    )
+    if unsecured_oauth:
+        # Kafka's unsecured validator: unsigned tokens whose ``sub`` is the user. For testing token
+        # providers only; anyone can claim any name with it.
+        properties["listener.name.sasl_ssl.oauthbearer.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+            'unsecuredLoginStringClaim_sub="broker";'
+        )
+    return properties
+
+
+def render_properties(properties: dict[str, str]) -> str:
+    """A Java properties file: one ``key=value`` line each, in order."""
+    return "".join(f"{key}={value}\n" for key, value in properties.items())
+
+
+class KafkaBroker(LocalServer):
     """One KRaft node (broker and controller) with its data, cluster id and ports under ``home``."""
+
+    STATE_FILE = "broker.json"
+    START_TIMEOUT_S = 90.0
 
     def __init__(
         self,
@@ -200,7 +284,7 @@ class KafkaBroker(ManagedProcess):
         """Remove ACLs given by ``allow``."""
         _change_acls(self, user, grants, create=False)
 
-    def _configure(self) -> None:
+    def configure(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         data = self.data_dir
         formatted = (data / "meta.properties").exists()
@@ -216,32 +300,14 @@ class KafkaBroker(ManagedProcess):
                 raise ServiceError(f"port {port} on 127.0.0.1 is taken: is another broker using {self.home}?")
         ports = [self.port, self.controller_port] + ([self.sasl_port, self.mtls_port] if self.secure else [])
         for port in ports[2:]:
-            if port_in_use(port):  # type: ignore[arg-type]
+            if port_in_use(port):
                 raise ServiceError(f"port {port} on 127.0.0.1 is taken: is another broker using {self.home}?")
-        properties = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "log.dirs": str(data),
-            "num.partitions": str(self.partitions),
-            "offsets.topic.replication.factor": "1",
-            "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "group.initial.rebalance.delay.ms": "0",
-            "auto.create.topics.enable": "true",
-            "log.retention.hours": "168",
-        }
-        if self.secure:
-            properties.update(self._secure_properties())
-        (self.home / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        tls = self._issue_certificates() if self.secure else None
+        listeners = Listeners(self.port, self.controller_port, self.sasl_port, self.mtls_port)
+        properties = broker_properties(
+            listeners, data_dir=data, partitions=self.partitions, tls=tls, unsecured_oauth=self.unsecured_oauth
+        )
+        (self.home / "server.properties").write_text(render_properties(properties))
         (self.home / "log4j2.properties").write_text(LOG4J)
         if not (data / "meta.properties").exists():
             self._format()
@@ -250,50 +316,16 @@ class KafkaBroker(ManagedProcess):
             identity.update(secure=True, sasl_port=self.sasl_port, mtls_port=self.mtls_port)
         (self.home / IDENTITY_FILE).write_text(json.dumps({**identity, "data_dir": str(data)}, indent=2))
 
-    def _secure_properties(self) -> dict[str, str]:
-        """SASL_SSL (SCRAM) and mutual-TLS listeners beside PLAINTEXT, certificates, and the authorizer.
-
-        The PLAINTEXT and controller listeners carry the broker's own traffic; their principal
-        (ANONYMOUS) is a super user, as the broker itself must be. Clients of the secured
-        listeners get only what ACLs give them.
-        """
-        from scorepipe.certificates import LocalAuthority
+    def _issue_certificates(self) -> TlsFiles:
+        """The test CA, the broker's certificate and the mutual-TLS client's, and the SCRAM passwords (once)."""
+        from devservers.certificates import LocalAuthority
 
         authority = LocalAuthority(self.tls_dir)
         broker = authority.issue("broker", hosts=self.tls_hosts)
         if not (self.tls_dir / f"{MTLS_USER}.pem").exists():
             authority.issue(MTLS_USER, client=True)
         _ensure_credentials(self.home)
-        p, s, m, c = self.port, self.sasl_port, self.mtls_port, self.controller_port
-        return {
-            "listeners": f"PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},SSL://127.0.0.1:{m},"
-            f"CONTROLLER://127.0.0.1:{c}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},SSL://127.0.0.1:{m}",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
-            "sasl.enabled.mechanisms": SCRAM + (",OAUTHBEARER" if self.unsecured_oauth else ""),
-            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-            ),
-            **(
-                {
-                    "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config": (
-                        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
-                        'unsecuredLoginStringClaim_sub="broker";'
-                    )
-                }
-                if self.unsecured_oauth
-                else {}
-            ),
-            "ssl.keystore.type": "PEM",
-            "ssl.keystore.location": str(broker.chain),
-            "ssl.truststore.type": "PEM",
-            "ssl.truststore.location": str(authority.cert_path),
-            "listener.name.ssl.ssl.client.auth": "required",
-            "ssl.principal.mapping.rules": "RULE:^CN=([^,]+)$/$1/,DEFAULT",
-            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "super.users": f"User:ANONYMOUS;User:{ADMIN_USER}",
-            "allow.everyone.if.no.acl.found": "false",
-        }
+        return TlsFiles(chain=Path(broker.chain), ca=Path(authority.cert_path))
 
     def _format(self) -> None:
         scram: list[str] = []
@@ -318,11 +350,8 @@ class KafkaBroker(ManagedProcess):
         if result.returncode != 0:
             raise ServiceError(f"formatting the Kafka log folder failed:\n{result.stdout}\n{result.stderr}")
 
-    def start(self, timeout: float = 90.0) -> KafkaBroker:  # type: ignore[override]
-        self._configure()
-        super().start()
-        self.wait_until(lambda: port_in_use(self.port), timeout=timeout, what="reachable")
-        self.wait_until(self._answers_metadata, timeout=timeout, what="ready")
+    def start(self, timeout: float | None = None) -> KafkaBroker:
+        super().start(timeout)
         if self.secure:
             everything = (("TOPIC", "*", "ALL"), ("GROUP", "*", "ALL"), ("TRANSACTIONAL_ID", "*", "ALL"))
             self.allow(CLIENT_USER, *everything)
@@ -332,7 +361,7 @@ class KafkaBroker(ManagedProcess):
 
     def _write_client_properties(self) -> None:
         """What ``--kafka-config`` takes, for the SASL_SSL and the mutual-TLS listeners (owner-only files)."""
-        from scorepipe.certificates import _write_private
+        from devservers.certificates import _write_private
 
         sasl = (
             f"bootstrap.servers={self.sasl_bootstrap_servers}\n"
@@ -352,6 +381,10 @@ class KafkaBroker(ManagedProcess):
         _write_private(self.client_properties, sasl.encode())
         _write_private(self.mtls_properties, mtls.encode())
 
+    def ready(self) -> bool:
+        """Its port accepts connections and it answers a metadata request."""
+        return port_in_use(self.port) and self._answers_metadata()
+
     def _answers_metadata(self) -> bool:
         from kafka.errors import KafkaError
 
@@ -370,9 +403,7 @@ class KafkaBroker(ManagedProcess):
         finally:
             admin.close()
 
-    # -- detached use by `scorepipe kafka up|down|status` -----------------------------------
-
-    def save_state(self) -> None:
+    def describe(self) -> dict[str, object]:
         secured = (
             {
                 "sasl_bootstrap_servers": self.sasl_bootstrap_servers,
@@ -381,9 +412,7 @@ class KafkaBroker(ManagedProcess):
             if self.secure
             else {}
         )
-        record_detached(
-            self.home / "broker.json", pid=self.pid, port=self.port, bootstrap_servers=self.bootstrap_servers, **secured
-        )
+        return {"bootstrap_servers": self.bootstrap_servers, **secured}
 
 
 def _credentials(home: Path) -> dict[str, str]:
@@ -392,7 +421,7 @@ def _credentials(home: Path) -> dict[str, str]:
 
 def _ensure_credentials(home: Path) -> None:
     """Passwords for the users made at format time, generated once (never in the repository)."""
-    from scorepipe.certificates import _write_private
+    from devservers.certificates import _write_private
 
     if _credentials(home):
         return
@@ -437,12 +466,3 @@ def read_identity(home: Path) -> dict:
     """The cluster id and ports a broker in ``home`` was formatted with ({} before its first start)."""
     identity = read_recorded(home / IDENTITY_FILE) or {}
     return identity if (home / "data" / "meta.properties").exists() else {}
-
-
-def read_state(home: Path) -> dict | None:
-    return read_recorded(home / "broker.json")
-
-
-def stop_detached(home: Path, timeout: float = 30.0) -> dict | None:
-    """Stop a broker started by ``scorepipe kafka up``, by the PID it recorded."""
-    return stop_recorded(home / "broker.json", timeout=timeout)

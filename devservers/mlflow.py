@@ -17,22 +17,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scorepipe.services import (
-    ManagedProcess,
-    ServiceError,
-    free_port,
-    http_ok,
-    port_in_use,
-    read_recorded,
-    record_detached,
-    stop_recorded,
-)
+from devservers.process import LocalServer, ServiceError, free_port, http_ok, port_in_use, read_recorded
 
 REPO = Path(__file__).resolve().parent.parent
 MLFLOW_VERSION = "3.17.2"
 SERVER_VENV = REPO / ".cache" / "mlflow-server"
 IDENTITY_FILE = "identity.json"
-STATE_FILE = "server.json"
 INSTALL_TIMEOUT_S = 900
 
 
@@ -59,7 +49,7 @@ def ensure_server_venv(venv: Path = SERVER_VENV, version: str = MLFLOW_VERSION) 
     return mlflow
 
 
-class MLflowServer(ManagedProcess):
+class MLflowServer(LocalServer):
     """One ``mlflow server`` with a SQLite store and local artifacts under ``home``, on a loopback port."""
 
     def __init__(self, home: Path, *, port: int | None = None) -> None:
@@ -100,24 +90,16 @@ class MLflowServer(ManagedProcess):
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
 
-    def start(self, timeout: float = 120.0) -> MLflowServer:  # type: ignore[override]
+    START_TIMEOUT_S = 120.0
+
+    def configure(self) -> None:
         if port_in_use(self.port):
             raise ServiceError(f"port {self.port} on 127.0.0.1 is taken: is another MLflow server using {self.home}?")
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         (self.home / IDENTITY_FILE).write_text(json.dumps({"port": self.port}, indent=2))
-        super().start()
-        self.wait_until(lambda: http_ok(f"{self.tracking_uri}/health"), timeout=timeout, what="ready")
-        return self
 
-    def save_state(self) -> None:
-        record_detached(self.home / STATE_FILE, pid=self.pid, port=self.port, tracking_uri=self.tracking_uri)
+    def ready(self) -> bool:
+        return http_ok(f"{self.tracking_uri}/health")
 
-
-def read_state(home: Path) -> dict | None:
-    """The server ``scorepipe mlflow up`` left running in ``home``, if it still answers."""
-    state = read_recorded(home / STATE_FILE)
-    return state if state and port_in_use(int(state["port"])) else None
-
-
-def stop_detached(home: Path) -> dict | None:
-    return stop_recorded(home / STATE_FILE)
+    def describe(self) -> dict[str, object]:
+        return {"tracking_uri": self.tracking_uri}

@@ -1,6 +1,6 @@
 """A real S3 API server for local runs and tests: S3Proxy on its filesystem backend, run with ``java``.
 
-No Docker needed: ``s3proxy/pom.xml`` beside this file pins the server; Maven copies its jars into
+No Docker needed: ``maven/s3proxy/pom.xml`` beside this file pins the server; Maven copies its jars into
 ``.cache/s3proxy/libs`` once. A server lives in one folder (``home``): objects under ``data/``,
 its port and its credentials in ``identity.json`` (made up on the first start, readable by the
 owner only; nothing secret is in the repository). It listens on 127.0.0.1 and is stopped by its PID.
@@ -16,22 +16,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from scorepipe.services import (
-    ManagedProcess,
-    free_port,
-    maven_jars,
-    port_in_use,
-    read_recorded,
-    record_detached,
-    stop_recorded,
-)
+from devservers.process import LocalServer, free_port, maven_jars, read_recorded
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-POM = HERE / "s3proxy" / "pom.xml"
+POM = HERE / "maven" / "s3proxy" / "pom.xml"
 LIBS = REPO / ".cache" / "s3proxy" / "libs"
 IDENTITY_FILE = "identity.json"
-STATE_FILE = "server.json"
 REGION = "us-east-1"
 
 LOGBACK = """\
@@ -49,7 +40,7 @@ def ensure_jars(libs: Path = LIBS) -> Path:
     return maven_jars(POM, libs, marker="s3proxy-*.jar", what="the S3Proxy server")
 
 
-class S3Server(ManagedProcess):
+class S3Server(LocalServer):
     """One S3Proxy process serving the buckets under ``home/data`` on a loopback port."""
 
     def __init__(self, home: Path, *, port: int | None = None, heap: str = "256m"):
@@ -69,7 +60,10 @@ class S3Server(ManagedProcess):
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url
+
+    def describe(self) -> dict[str, object]:
+        return {"endpoint": self.endpoint}
 
     @property
     def data_dir(self) -> Path:
@@ -86,7 +80,7 @@ class S3Server(ManagedProcess):
             "AWS_EC2_METADATA_DISABLED": "true",
         }
 
-    def _configure(self) -> None:
+    def configure(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         properties = {
             "s3proxy.endpoint": self.endpoint,
@@ -106,12 +100,6 @@ class S3Server(ManagedProcess):
             json.dumps({"port": self.port, "access_key": self.access_key, "secret_key": self.secret_key}, indent=2)
         )
 
-    def start(self, timeout: float = 60.0) -> S3Server:  # type: ignore[override]
-        self._configure()
-        super().start()
-        self.wait_until(self._answers, timeout=timeout, what="ready")
-        return self
-
     def create_bucket(self, name: str) -> None:
         import boto3
 
@@ -124,10 +112,7 @@ class S3Server(ManagedProcess):
         )
         client.create_bucket(Bucket=name)
 
-    def save_state(self) -> None:
-        record_detached(self.home / STATE_FILE, pid=self.pid, port=self.port, endpoint=self.endpoint)
-
-    def _answers(self) -> bool:
+    def ready(self) -> bool:
         """Any S3 answer (an unsigned request is refused with 403) means the server is up."""
         try:
             with urllib.request.urlopen(self.endpoint + "/", timeout=2):
@@ -136,13 +121,3 @@ class S3Server(ManagedProcess):
             return True
         except OSError:
             return False
-
-
-def read_state(home: Path) -> dict | None:
-    """The server ``scorepipe s3 up`` left running in ``home``, if it still answers."""
-    state = read_recorded(home / STATE_FILE)
-    return state if state and port_in_use(int(state["port"])) else None
-
-
-def stop_detached(home: Path) -> dict | None:
-    return stop_recorded(home / STATE_FILE)
