@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.stream import settings_for  # noqa: E402
+from devservers.kafka import KafkaBroker  # noqa: E402
+from devservers.mlflow import MLflowServer  # noqa: E402
 from integrations.mlflow.client import mlflow_client  # noqa: E402
 from integrations.mlflow.tracking import log_trained  # noqa: E402
-from scorepipe.kafka_broker import KafkaBroker  # noqa: E402
-from scorepipe.mlflow_server import MLflowServer  # noqa: E402
 from scoring import Registry, Settings, synthetic  # noqa: E402
 from scoring.training import train_bundle  # noqa: E402
 from streaming.clients import kafka_consumer  # noqa: E402

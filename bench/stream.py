@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.batch import registry  # noqa: E402
-from scorepipe.kafka_broker import KafkaBroker  # noqa: E402
+from devservers.kafka import KafkaBroker  # noqa: E402
 from scoring import Registry, Scorer, Settings, synthetic  # noqa: E402
 from scoring.training import train_bundle  # noqa: E402
 from scoring.watcher import ModelWatcher  # noqa: E402
