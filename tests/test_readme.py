@@ -134,3 +134,26 @@ def test_the_configuration_reference_never_shows_a_secret():
     for row in hook.settings_table().splitlines():
         if any(f"`SCOREPIPE_{name.upper()}`" in row for name in secrets):
             assert row.split("|")[3].strip() in ("", "(secret)")
+
+
+VARIABLE = re.compile(r"\bSCOREPIPE_[A-Z0-9_]*[A-Z0-9]\b")  # a whole name: not the SCOREPIPE_KAFKA_* family
+DEPLOYMENT = [ROOT / "docker-compose.yml", *sorted((ROOT / "deploy").rglob("*.yaml"))]
+
+
+def documented_variables() -> dict[str, list[str]]:
+    """Every ``SCOREPIPE_*`` name the README, the docs and the deployment files mention, with where."""
+    found: dict[str, list[str]] = {}
+    for path in [README, *sorted(DOCS.rglob("*.md")), *DEPLOYMENT]:
+        for name in VARIABLE.findall(path.read_text()):
+            found.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_documented_variable_is_a_setting():
+    """A name in the docs or the manifests that no setting reads would be silently ignored by pydantic-settings."""
+    assert Settings.model_config.get("env_prefix") == "SCOREPIPE_"
+    names = {f"SCOREPIPE_{field.upper()}" for field in Settings.model_fields}
+    documented = documented_variables()
+    assert len(documented) >= 20  # the premise: the pages were read
+    unknown = {name: where for name, where in documented.items() if name not in names}
+    assert not unknown, f"documented but read by no setting: {unknown}"
