@@ -408,6 +408,9 @@ class KafkaBroker(LocalServer):
             {
                 "sasl_bootstrap_servers": self.sasl_bootstrap_servers,
                 "mtls_bootstrap_servers": self.mtls_bootstrap_servers,
+                "ca_file": str(self.ca_file),
+                "client_properties": str(self.client_properties),  # the files hold the password; paths only
+                "mtls_properties": str(self.mtls_properties),
             }
             if self.secure
             else {}

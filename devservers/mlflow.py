@@ -52,6 +52,8 @@ def ensure_server_venv(venv: Path = SERVER_VENV, version: str = MLFLOW_VERSION) 
 class MLflowServer(LocalServer):
     """One ``mlflow server`` with a SQLite store and local artifacts under ``home``, on a loopback port."""
 
+    START_TIMEOUT_S = 120.0
+
     def __init__(self, home: Path, *, port: int | None = None) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
@@ -84,13 +86,11 @@ class MLflowServer(LocalServer):
 
     @property
     def tracking_uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url
 
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
-
-    START_TIMEOUT_S = 120.0
 
     def configure(self) -> None:
         if port_in_use(self.port):

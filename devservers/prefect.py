@@ -33,6 +33,8 @@ def prefect_env(home: Path, api_url: str | None = None, base: Mapping[str, str] 
 class PrefectServer(LocalServer):
     """A Prefect server with its own SQLite database under ``home``, on 127.0.0.1."""
 
+    START_TIMEOUT_S = 120.0
+
     def __init__(self, home: Path, *, port: int | None = None, base_env: Mapping[str, str] | None = None):
         self.home = home
         self.port = port or free_port()
@@ -42,8 +44,6 @@ class PrefectServer(LocalServer):
             env=prefect_env(home, base=base_env),
             log_path=home / "logs" / "server.log",
         )
-
-    START_TIMEOUT_S = 120.0
 
     @property
     def api_url(self) -> str:

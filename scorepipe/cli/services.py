@@ -21,6 +21,7 @@ class LocalServerCommand:
 
     title: str  # as printed
     folder: str  # under SCOREPIPE_HOME
+    server_class: Callable[[], Any]  # the LocalServer subclass, imported only when its command runs
     kept: Callable[[Path], str]  # what stays on disk after ``down``
     start: Callable[[argparse.Namespace, Path], Any]  # the started server
     show: Callable[[dict, Path], list[str]]  # how to reach a running one (from its recorded state)
@@ -30,7 +31,7 @@ class LocalServerCommand:
 def cmd_local_server(args: argparse.Namespace, settings: Settings) -> int:
     """``up`` starts the server and leaves it running; ``down`` stops it by its recorded PID; ``status`` says which."""
     command: LocalServerCommand = args.local_server
-    server_class = _server_class(args.service)
+    server_class = command.server_class()
     home = settings.home / command.folder
     state = server_class.read_state(home)
     if args.action == "down":
@@ -55,21 +56,24 @@ def cmd_local_server(args: argparse.Namespace, settings: Settings) -> int:
         server = command.start(args, home)
     server.save_state()
     console.print(f"{command.title} up (PID {server.pid}); log {server.log_path}", soft_wrap=True)
-    for line in command.show(server.read_state(home) or {}, home):
+    for line in command.show(server.describe(), home):
         console.print(line, soft_wrap=True)
     return 0
 
 
-def _server_class(service: str) -> Any:
-    """The server class of ``service``, imported only when its command runs."""
-    if service == "kafka":
-        from devservers.kafka import KafkaBroker
+def _kafka_broker() -> Any:
+    from devservers.kafka import KafkaBroker
 
-        return KafkaBroker
-    if service == "s3":
-        from devservers.s3 import S3Server
+    return KafkaBroker
 
-        return S3Server
+
+def _s3_server() -> Any:
+    from devservers.s3 import S3Server
+
+    return S3Server
+
+
+def _mlflow_server() -> Any:
     from devservers.mlflow import MLflowServer
 
     return MLflowServer
@@ -98,10 +102,10 @@ def _show_kafka(state: dict, home: Path) -> list[str]:
         f"client properties in {home}",
         f"SASL_SSL (SCRAM-SHA-512, user {CLIENT_USER}); mutual TLS (certificate CN={MTLS_USER}); "
         f"PLAINTEXT at {state['bootstrap_servers']} is the broker's own listener (a super user: development only)",
-        f"test CA: {home / 'tls' / 'ca.pem'}; ACLs enforced (StandardAuthorizer)",
+        f"test CA: {state['ca_file']}; ACLs enforced (StandardAuthorizer)",
         "use it with:",
-        f"  export SCOREPIPE_KAFKA_CONFIG={home / 'client.properties'}",
-        f"  or --kafka-config {home / 'client-mtls.properties'} for mutual TLS",
+        f"  export SCOREPIPE_KAFKA_CONFIG={state['client_properties']}",
+        f"  or --kafka-config {state['mtls_properties']} for mutual TLS",
     ]
 
 
@@ -145,6 +149,7 @@ LOCAL_SERVERS = {
     "kafka": LocalServerCommand(
         title="Kafka",
         folder="kafka",
+        server_class=_kafka_broker,
         kept=_kafka_kept,
         start=_start_kafka,
         show=_show_kafka,
@@ -157,6 +162,7 @@ LOCAL_SERVERS = {
     "s3": LocalServerCommand(
         title="S3Proxy",
         folder="s3",
+        server_class=_s3_server,
         kept=lambda home: f"objects kept in {home / 'data'}",
         start=_start_s3,
         show=_show_s3,
@@ -164,6 +170,7 @@ LOCAL_SERVERS = {
     "mlflow": LocalServerCommand(
         title="MLflow",
         folder="mlflow",
+        server_class=_mlflow_server,
         kept=lambda home: f"runs and models kept in {home}",
         start=_start_mlflow,
         show=lambda state, home: [
@@ -223,18 +230,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="up: also SASL_SSL (SCRAM-SHA-512) and mutual-TLS listeners with a test CA, users and ACLs; "
         "writes client properties files for --kafka-config",
     )
-    kafka.set_defaults(handler=cmd_local_server, service="kafka", local_server=LOCAL_SERVERS["kafka"])
+    kafka.set_defaults(handler=cmd_local_server, local_server=LOCAL_SERVERS["kafka"])
 
     s3 = commands.add_parser("s3", help="a local S3 API server (S3Proxy, filesystem backend) for development")
     s3.add_argument("action", choices=["up", "down", "status"])
     s3.add_argument("--port", type=int, help="listener port on 127.0.0.1 (up; default: a free port, then kept)")
     s3.add_argument("--bucket", action="append", help="up: create this bucket (repeatable)")
-    s3.set_defaults(handler=cmd_local_server, service="s3", local_server=LOCAL_SERVERS["s3"])
+    s3.set_defaults(handler=cmd_local_server, local_server=LOCAL_SERVERS["s3"])
 
     mlflow = commands.add_parser("mlflow", help="a local MLflow tracking server (SQLite store, local artifacts)")
     mlflow.add_argument("action", choices=["up", "down", "status"])
     mlflow.add_argument("--port", type=int, help="listener port on 127.0.0.1 (up; default: a free port, then kept)")
-    mlflow.set_defaults(handler=cmd_local_server, service="mlflow", local_server=LOCAL_SERVERS["mlflow"])
+    mlflow.set_defaults(handler=cmd_local_server, local_server=LOCAL_SERVERS["mlflow"])
 
     ui = commands.add_parser("ui", help="Evidently's UI: drift and performance across nights (the workspace)")
     ui.add_argument("--port", type=int, default=8000)
