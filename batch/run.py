@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from batch.results import BatchSummary
 from batch.runners import BatchJob, DaskOptions, DaskRunner, RowsScored, Runner, SequentialRunner
+from batch.settings import BatchSettings
 from integrations.stores import model_stores
 from monitoring.push import push_run_figures
-from scoring import Registry, Scorer, ScoringError, Settings
+from scoring import Registry, Scorer, ScoringError
 from scoring.model_source import resolve_once
 from scoring.sources import discover_inputs
 from scoring.storage import Location
@@ -83,7 +84,7 @@ def run_batch(
 
 
 def score_batch(
-    settings: Settings,
+    settings: BatchSettings,
     request: BatchRequest,
     *,
     run_id: str | None = None,
@@ -126,7 +127,7 @@ def score_batch(
     return summary
 
 
-def dask_options(settings: Settings, workers: int | None, address: str | None) -> DaskOptions | None:
+def dask_options(settings: BatchSettings, workers: int | None, address: str | None) -> DaskOptions | None:
     """Where the files run: None for one after another in this process, else on Dask."""
     address = address or settings.dask_address
     workers = settings.batch_workers if workers is None else workers
@@ -137,7 +138,7 @@ def dask_options(settings: Settings, workers: int | None, address: str | None) -
     return DaskOptions(workers=workers, address=address)
 
 
-def _challenger(registry: Registry, ref: str, settings: Settings, warn: Say) -> Scorer | None:
+def _challenger(registry: Registry, ref: str, settings: BatchSettings, warn: Say) -> Scorer | None:
     try:
         version = resolve_once(registry, ref, settings, model_stores())  # a local alias or version, or an mlflow: model
         return Scorer.from_registry(registry, version, small_frame_shortcut=settings.small_frame_shortcut)

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
-from batch import run_batch, score_file  # noqa: E402
+from batch.engine import score_file  # noqa: E402
+from batch.run import run_batch  # noqa: E402
 from batch.runners import BatchJob, DaskOptions, DaskRunner  # noqa: E402
 from scorepipe.demo_data import write_dataset  # noqa: E402
 from scoring import Registry, Scorer, synthetic  # noqa: E402

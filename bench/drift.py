@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
-from batch import run_batch  # noqa: E402
+from batch.run import run_batch  # noqa: E402
 from bench.batch import dataset, registry  # noqa: E402
-from scoring import Scorer, Settings  # noqa: E402
+from scorepipe.settings import Settings  # noqa: E402
+from scoring import Scorer  # noqa: E402
 
 
 def scored_window(rows: int) -> Path:

@@ -36,7 +36,8 @@ from devservers.kafka import KafkaBroker  # noqa: E402
 from devservers.mlflow import MLflowServer  # noqa: E402
 from integrations.mlflow.client import mlflow_client  # noqa: E402
 from integrations.mlflow.tracking import log_trained  # noqa: E402
-from scoring import Registry, Settings, synthetic  # noqa: E402
+from scorepipe.settings import Settings  # noqa: E402
+from scoring import Registry, synthetic  # noqa: E402
 from scoring.training import train_bundle  # noqa: E402
 from streaming.clients import kafka_consumer  # noqa: E402
 from streaming.producer import produce  # noqa: E402

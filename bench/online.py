@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.batch import registry  # noqa: E402
 from devservers.process import ManagedProcess, free_port, http_ok  # noqa: E402
-from scoring import Scorer, Settings, synthetic  # noqa: E402
+from scorepipe.settings import Settings  # noqa: E402
+from scoring import Scorer, synthetic  # noqa: E402
 
 SEED = {"single_rps": 60.0, "batch_rows_per_s": 1000.0, "p99_ms": 35.0}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from batch import run_batch  # noqa: E402
+from batch.run import run_batch  # noqa: E402
 from bench.batch import OUT, dataset, registry  # noqa: E402
 from scorepipe.demo_data import write_labels  # noqa: E402
 from scoring import Scorer  # noqa: E402
@@ -28,7 +28,7 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from scoring import Settings
+from scorepipe.settings import Settings
 started = time.perf_counter()
 if {naive}:
     import pandas as pd

@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.batch import registry  # noqa: E402
 from devservers.kafka import KafkaBroker  # noqa: E402
-from scoring import Registry, Scorer, Settings, synthetic  # noqa: E402
+from scorepipe.settings import Settings  # noqa: E402
+from scoring import Registry, Scorer, synthetic  # noqa: E402
 from scoring.training import train_bundle  # noqa: E402
 from scoring.watcher import ModelWatcher  # noqa: E402
 from streaming.clients import kafka_consumer, kafka_producer  # noqa: E402

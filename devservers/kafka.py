@@ -231,7 +231,7 @@ class KafkaBroker(LocalServer):
 
     def sasl_settings(self, user: str = CLIENT_USER, password: str | None = None, **overrides: Any) -> Any:
         """Settings for ``user`` on the SASL_SSL listener, trusting the test CA."""
-        from scoring import Settings
+        from streaming.settings import StreamSettings
 
         values: dict[str, Any] = {
             "kafka_bootstrap_servers": self.sasl_bootstrap_servers,
@@ -241,11 +241,11 @@ class KafkaBroker(LocalServer):
             "kafka_sasl_password": password if password is not None else self.password(user),
             "kafka_ssl_cafile": self.ca_file,
         }
-        return Settings(**{**values, **overrides})
+        return StreamSettings(**{**values, **overrides})
 
     def mtls_settings(self, **overrides: Any) -> Any:
         """Settings for the mutual-TLS listener with the client certificate made at first start."""
-        from scoring import Settings
+        from streaming.settings import StreamSettings
 
         values: dict[str, Any] = {
             "kafka_bootstrap_servers": self.mtls_bootstrap_servers,
@@ -254,14 +254,14 @@ class KafkaBroker(LocalServer):
             "kafka_ssl_certfile": self.tls_dir / f"{MTLS_USER}.pem",
             "kafka_ssl_keyfile": self.tls_dir / f"{MTLS_USER}.key",
         }
-        return Settings(**{**values, **overrides})
+        return StreamSettings(**{**values, **overrides})
 
     def admin(self) -> Any:
         """An admin client on the PLAINTEXT listener (a super user there: it also carries broker traffic)."""
-        from scoring import Settings
         from streaming.clients import kafka_admin
+        from streaming.settings import KafkaSettings
 
-        return kafka_admin(Settings(kafka_bootstrap_servers=self.bootstrap_servers), request_timeout_ms=10_000)
+        return kafka_admin(KafkaSettings(kafka_bootstrap_servers=self.bootstrap_servers), request_timeout_ms=10_000)
 
     def add_user(self, name: str, password: str) -> None:
         """A SCRAM-SHA-512 user on the running broker (no restart), with no ACL yet."""
@@ -388,11 +388,11 @@ class KafkaBroker(LocalServer):
     def _answers_metadata(self) -> bool:
         from kafka.errors import KafkaError
 
-        from scoring import Settings
         from streaming.clients import kafka_admin
+        from streaming.settings import KafkaSettings
 
         try:
-            admin = kafka_admin(Settings(kafka_bootstrap_servers=self.bootstrap_servers), request_timeout_ms=5000)
+            admin = kafka_admin(KafkaSettings(kafka_bootstrap_servers=self.bootstrap_servers), request_timeout_ms=5000)
         except KafkaError:
             return False
         try:

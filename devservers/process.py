@@ -21,6 +21,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Self
 
 from scoring import ScoringError
 
@@ -73,7 +74,7 @@ class ManagedProcess:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def start(self) -> ManagedProcess:
+    def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -145,7 +146,7 @@ class LocalServer(ManagedProcess):
         """How a client reaches it (no secret: this is printed and recorded)."""
         return {"url": self.url}
 
-    def start(self, timeout: float | None = None) -> LocalServer:
+    def start(self, timeout: float | None = None) -> Self:
         self.configure()
         super().start()
         self.wait_until(self.ready, timeout=timeout or self.START_TIMEOUT_S, what="ready")

@@ -20,6 +20,7 @@ from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset, DataSummaryPreset
 
 from drift.data import dominant_version, prediction_columns, sample_current, scored_reference
+from drift.settings import DriftSettings
 from drift.summary import ColumnDrift, DriftSummary
 from reports.html import ReportError, save_html
 from reports.workspace import (
@@ -31,7 +32,7 @@ from reports.workspace import (
     run_labels,
     source_of,
 )
-from scoring import Registry, Settings
+from scoring import Registry
 from scoring.scorer import PREDICTION
 from scoring.storage import Location, as_location
 
@@ -39,7 +40,7 @@ from scoring.storage import Location, as_location
 def build_report(
     current: str | Path,
     out_dir: str | Path | Location,
-    settings: Settings,
+    settings: DriftSettings,
     *,
     model: str | int | None = None,
     since: datetime | None = None,

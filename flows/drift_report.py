@@ -12,7 +12,7 @@ from prefect.states import State
 from drift.report import build_report
 from drift.summary import DriftSummary
 from flows.report_state import report_state
-from scoring.settings import load_settings
+from flows.settings import load_flow_settings
 from scoring.sources import existing_folder_or_file, latest_partition
 
 
@@ -24,7 +24,7 @@ def drift_report(
     latest_only: bool = True,
 ) -> State:
     """Compare scored data with the training reference; Failed('Drift detected') if it drifted."""
-    settings = load_settings()
+    settings = load_flow_settings()
     folder = existing_folder_or_file(current, "scored data")
     target = latest_partition(folder) if latest_only and folder.is_dir() else folder
     summary = build_report(str(target), output or settings.reports_dir, settings, model=model)

@@ -12,9 +12,9 @@ from prefect import flow
 from prefect.states import State
 
 from flows.report_state import report_state
+from flows.settings import load_flow_settings
 from performance.report import build_performance_report
 from performance.summary import PerformanceSummary
-from scoring.settings import load_settings
 from scoring.sources import existing_folder_or_file, latest_partition
 
 
@@ -28,7 +28,7 @@ def performance_report(
     since_days: float | None = None,
 ) -> State:
     """Join labels to scored rows and judge each model version; Failed('Performance degraded') if one fell."""
-    settings = load_settings()
+    settings = load_flow_settings()
     folder = existing_folder_or_file(scored, "scored data")
     existing_folder_or_file(labels, "labels")
     target = latest_partition(folder) if latest_only and folder.is_dir() else folder

@@ -13,11 +13,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
 from prefect.states import Completed, Failed, State
 
+from flows.settings import FlowSettings
 from monitoring.publish import publish_report
-from scoring import Settings
 
 
-def report_state(settings: Settings, job: str, summary: Any, markdown: str, *, failed_as: str | None) -> State:
+def report_state(settings: FlowSettings, job: str, summary: Any, markdown: str, *, failed_as: str | None) -> State:
     """Publish ``summary`` (Pushgateway, MLflow) and end the flow: Failed named ``failed_as``, else Completed."""
     publish_report(settings, job, summary)
     if FlowRunContext.get() is not None:

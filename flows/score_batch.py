@@ -22,12 +22,13 @@ from batch.results import BatchSummary
 from batch.run import BatchRequest, plain_runner
 from batch.run import score_batch as run_score_batch
 from batch.runners import BatchJob, DaskOptions, DaskRunner, Runner, SequentialRunner, score_file_on_worker
+from flows.settings import load_flow_settings
 from scoring import Scorer
 from scoring.layout import QUARANTINE_DIR, REJECTED_DIR, SHADOW_DIR
-from scoring.settings import load_settings
 from scoring.sources import InputSet
 
-score_file_task = task(
+# prefect's overloads of task() do not cover cache_policy=NO_CACHE
+score_file_task = task(  # type: ignore[call-overload]
     score_file,
     name="score-file",
     task_run_name="score {source.name}",
@@ -36,7 +37,7 @@ score_file_task = task(
     cache_policy=NO_CACHE,
 )
 
-score_file_on_worker_task = task(
+score_file_on_worker_task = task(  # type: ignore[call-overload]
     score_file_on_worker,
     name="score-file",
     task_run_name="score {source}",
@@ -97,12 +98,12 @@ def score_batch(
     if in_run:
         logger = get_run_logger()
         summary = run_score_batch(
-            load_settings(), request, run_id=str(flow_run.id), make_runner=prefect_runner,
+            load_flow_settings(), request, run_id=str(flow_run.id), make_runner=prefect_runner,
             say=logger.info, warn=logger.warning,
         )  # fmt: skip
         _publish(summary)
     else:
-        summary = run_score_batch(load_settings(), request, make_runner=plain_runner)
+        summary = run_score_batch(load_flow_settings(), request, make_runner=plain_runner)
     summary.raise_for_failures()
     return summary.to_dict()
 

@@ -13,7 +13,7 @@ from scoring.errors import SettingsError
 if TYPE_CHECKING:
     from scoring.model_source import ModelSource, SourceFactory
     from scoring.registry import Registry
-    from scoring.settings import Settings
+    from scoring.settings import CoreSettings
 
 
 def model_stores() -> dict[str, SourceFactory]:
@@ -21,9 +21,14 @@ def model_stores() -> dict[str, SourceFactory]:
     return {"mlflow:": _mlflow}
 
 
-def _mlflow(registry: Registry, ref: str, settings: Settings | None) -> ModelSource:
+def _mlflow(registry: Registry, ref: str, settings: CoreSettings | None) -> ModelSource:
     try:
         from integrations.mlflow.source import MLflowAlias
     except ImportError as exc:
         raise SettingsError(f"{ref}: the client for mlflow: models is not installed ({exc})") from None
+    from integrations.mlflow.settings import MlflowSettings
+
+    if settings is not None and not isinstance(settings, MlflowSettings):
+        # the entry points' settings hold every section; a core-only caller gets MLflow's from the environment
+        settings = MlflowSettings.model_validate(settings.model_dump(exclude_unset=True))
     return MLflowAlias(registry, ref, settings)

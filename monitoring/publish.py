@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Protocol
 
 from monitoring.push import push_run_figures
-from scoring import Registry, ScoringError, Settings
+from monitoring.settings import MonitoringSettings
+from scoring import Registry, ScoringError
 
 
 class Report(Protocol):
@@ -28,7 +29,7 @@ class Report(Protocol):
     def judged_version(self) -> int: ...
 
 
-def publish_report(settings: Settings, job: str, summary: Report) -> str | None:
+def publish_report(settings: MonitoringSettings, job: str, summary: Report) -> str | None:
     """Push the report's figures and log it to MLflow when configured; the MLflow run id, if logged."""
     push_run_figures(settings.pushgateway_url, job=job, figures=summary.figures())
     from integrations.mlflow.client import tracking_uri

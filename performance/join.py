@@ -11,7 +11,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +23,7 @@ from scoring import SourceError
 from scoring.layout import EVENT_ID
 from scoring.scorer import MODEL_VERSION, PREDICTION, PROBA_PREFIX, SCORED_AT
 from scoring.sources import discover_inputs
+from scoring.storage import Where
 
 ID_CANDIDATES = (EVENT_ID, "transaction_id")  # the stream's id, then the demo data's
 NIGHT_COLUMN = "_night"  # the date= partition a joined row was scored in (files not partitioned: absent)
@@ -46,7 +46,7 @@ class Joined:
     proba_nights: np.ndarray | None = None  # the night of each ``proba`` value
 
 
-def id_column_of(scored: str | Path) -> str:
+def id_column_of(scored: Where) -> str:
     """The id a scored output carries: ``event_id`` (stream) or ``transaction_id`` (batch)."""
     first = discover_inputs(scored).files[0]
     names = pq.read_schema(first.path, filesystem=first.fs).names
@@ -57,7 +57,7 @@ def id_column_of(scored: str | Path) -> str:
 
 
 def join_labels(
-    scored: str | Path,
+    scored: Where,
     labels: LabelSet,
     *,
     id_column: str | None = None,

@@ -8,7 +8,6 @@ of the same (id, label) are counted and kept once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,6 +15,7 @@ import pyarrow.parquet as pq
 
 from scoring import SourceError
 from scoring.sources import discover_inputs
+from scoring.storage import Where
 
 LABEL = "label"
 REASON = "reason"
@@ -32,7 +32,7 @@ class LabelSet:
     sources: list[str] = field(default_factory=list)
 
 
-def read_labels(path: str | Path, *, id_column: str, label_column: str, classes: list[Any]) -> LabelSet:
+def read_labels(path: Where, *, id_column: str, label_column: str, classes: list[Any]) -> LabelSet:
     """All label files under ``path`` (a file, folder or glob of Parquet), checked against ``classes``."""
     files = discover_inputs(path).files
     frames = []

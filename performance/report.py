@@ -7,6 +7,7 @@ more than ``performance_max_auc_drop`` below the ROC AUC it had on its training 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,22 +22,23 @@ from performance.estimate import estimated_metrics
 from performance.evaluate import measure
 from performance.join import NIGHT_COLUMN, Joined, id_column_of, join_labels
 from performance.labels import LABEL, read_labels
+from performance.settings import PerformanceSettings
 from performance.summary import PerformanceSummary, VersionPerformance
 from reports.html import save_html
 from reports.workspace import add_runs, figures_snapshot, model_name, run_labels
-from scoring import Registry, Settings, SourceError
+from scoring import Registry, SourceError
 from scoring.compare import find_shadow
 from scoring.layout import EVENT_ID
 from scoring.scorer import MODEL_VERSION, PREDICTION, PROBA_PREFIX
 from scoring.sources import discover_inputs
-from scoring.storage import Location, as_location
+from scoring.storage import Location, Where, as_location
 
 
 def build_performance_report(
-    scored: str | Path,
-    labels: str | Path,
+    scored: Where,
+    labels: Where,
     out_dir: str | Path | Location,
-    settings: Settings,
+    settings: PerformanceSettings,
     *,
     id_column: str | None = None,
     label_column: str = LABEL,
@@ -57,8 +59,7 @@ def build_performance_report(
             f"{len(label_set.labels):,} usable labels, e.g. {joined.unknown_examples[:3]})"
         )
     performances = [
-        _measure(group, int(version), classes, registry, settings)
-        for version, group in joined.rows.groupby(MODEL_VERSION, sort=True)
+        _measure(group, version, classes, registry, settings) for version, group in _by_version(joined.rows)
     ]
     out_dir = as_location(out_dir)
     out_dir.mkdir()
@@ -119,7 +120,12 @@ def build_performance_report(
 
 
 def _nightly_figure_runs(
-    joined: Joined, classes: list[Any], registry: Registry, settings: Settings, scored: str | Path, source: str
+    joined: Joined,
+    classes: list[Any],
+    registry: Registry,
+    settings: PerformanceSettings,
+    scored: Where,
+    source: str,
 ) -> list[Any]:
     """One run per night and version when the labelled rows span several ``date=`` partitions (a backfill).
 
@@ -137,15 +143,15 @@ def _nightly_figure_runs(
             estimate = estimated_metrics(night_proba) if len(night_proba) else None
         main = int(rows[MODEL_VERSION].mode().iloc[0])
         coverage = len(rows) / max(joined.scored_by_night[str(night)], 1)
-        for version, group in rows.groupby(MODEL_VERSION, sort=True):
-            measured = _measure(group, int(version), classes, registry, settings)
-            estimated = estimate["roc_auc"] if estimate and int(version) == main else None
-            labels = run_labels(scored, source, int(version), night=when)
+        for version, group in _by_version(rows):
+            measured = _measure(group, version, classes, registry, settings)
+            estimated = estimate["roc_auc"] if estimate and version == main else None
+            labels = run_labels(scored, source, version, night=when)
             runs.append(_figures_run(measured, coverage=coverage, estimated_roc_auc=estimated, labels=labels))
     return runs
 
 
-def _figure_runs(summary: PerformanceSummary, scored: str | Path, source: str) -> list[Any]:
+def _figure_runs(summary: PerformanceSummary, scored: Where, source: str) -> list[Any]:
     """One run of scorepipe's own figures per version judged: realized, estimated and training ROC AUC, coverage."""
     main = summary.judged_version()
     return [
@@ -175,11 +181,11 @@ def _figures_run(
 
 
 def challenger_on_outcomes(
-    scored: str | Path,
-    labels: str | Path,
-    settings: Settings,
+    scored: Where,
+    labels: Where,
+    settings: PerformanceSettings,
     *,
-    shadow: str | Path | None = None,
+    shadow: Where | None = None,
     id_column: str | None = None,
     label_column: str = LABEL,
 ) -> dict[str, Any] | None:
@@ -213,14 +219,14 @@ def _against_challenger(
     return compare_on_outcomes(champion, challenger.rows, id_column=id_column, classes=classes, seed=seed)
 
 
-def _shadow_of(scored: str | Path) -> Location | None:
+def _shadow_of(scored: Where) -> Location | None:
     try:
         return find_shadow(scored)
     except SourceError:
         return None
 
 
-def _measure(rows: pd.DataFrame, version: int, classes: list[Any], registry: Registry, settings: Settings):
+def _measure(rows: pd.DataFrame, version: int, classes: list[Any], registry: Registry, settings: PerformanceSettings):
     """One version's figures and verdict, against the ROC AUC the registry kept from its training holdout."""
     return measure(
         rows,
@@ -286,9 +292,15 @@ def _classification_html(
     return snapshot
 
 
-def _classes(scored: str | Path, registry: Registry) -> list[Any]:
+def _classes(scored: Where, registry: Registry) -> list[Any]:
     """The model's classes, from a version that scored the data (versions of one model share them)."""
     first = discover_inputs(scored).files[0]
     table = pq.read_table(first.path, columns=[MODEL_VERSION], filesystem=first.fs)
     versions = [v for v in table.column(0).to_pylist() if v is not None]
     return list(registry.load(max(versions) if versions else "champion").bundle.classes)
+
+
+def _by_version(rows: pd.DataFrame) -> Iterator[tuple[int, pd.DataFrame]]:
+    """The rows of each model version, in version order."""
+    for version, group in rows.groupby(MODEL_VERSION, sort=True):
+        yield int(str(version)), group

@@ -26,8 +26,10 @@ from evidently.metrics import MeanValue
 from evidently.sdk.models import PanelMetric
 from evidently.sdk.panels import counter_panel, line_plot_panel, text_panel
 
-from scoring import ScoringError, Settings
+from reports.settings import ReportSettings
+from scoring import ScoringError
 from scoring.layout import SOURCE_FILE  # the lineage column batch outputs carry
+from scoring.storage import Where
 
 log = logging.getLogger("scorepipe.workspace")
 
@@ -35,7 +37,7 @@ NIGHT = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 DESCRIPTION = "scorepipe drift and performance reports, one run per night and source"
 
 
-def night_of(where: str | Path) -> datetime | None:
+def night_of(where: Where) -> datetime | None:
     """The night a report describes, from the last ``date=YYYY-MM-DD`` in its path (None: not partitioned)."""
     found = NIGHT.findall(str(where))
     return datetime.fromisoformat(found[-1]).replace(tzinfo=UTC) if found else None
@@ -46,7 +48,7 @@ def source_of(columns: list[str] | pd.Index) -> str:
     return "batch" if SOURCE_FILE in columns else "stream"
 
 
-def run_labels(where: str | Path, source: str, model_version: int, night: datetime | None = None) -> dict[str, Any]:
+def run_labels(where: Where, source: str, model_version: int, night: datetime | None = None) -> dict[str, Any]:
     """``Report.run`` keywords for a report on ``where``: its night, its source and version as tags and metadata."""
     return {
         "timestamp": night or night_of(where) or datetime.now(UTC),
@@ -61,7 +63,7 @@ def nights_of(files: pd.Series) -> pd.Series:
     return pd.to_datetime(found, utc=True)
 
 
-def model_name(info: Mapping[str, Any], settings: Settings) -> str:
+def model_name(info: Mapping[str, Any], settings: ReportSettings) -> str:
     """The project a model's reports go to: its MLflow name if it came from MLflow, else the served name."""
     return str((info.get("mlflow") or {}).get("model_name") or settings.serve_model_name)
 
@@ -117,7 +119,7 @@ def _run_writer(where: str) -> Any:
     return RunWriter(where)
 
 
-def add_runs(settings: Settings, model_name: str, *snapshots: Any) -> str | None:
+def add_runs(settings: ReportSettings, model_name: str, *snapshots: Any) -> str | None:
     """Add the runs to the settings' workspace; a workspace that fails is logged, never fails the report."""
     try:
         return ReportWorkspace(settings.workspace_dir).add(model_name, *snapshots)

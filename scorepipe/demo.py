@@ -30,7 +30,8 @@ from devservers.prefect import PrefectServer, prefect_worker, run_prefect
 from devservers.process import ManagedProcess
 from scorepipe.demo_data import write_incoming
 from scorepipe.render import short_reason
-from scoring import Registry, Settings, synthetic
+from scorepipe.settings import Settings
+from scoring import Registry, synthetic
 from scoring.layout import QUARANTINE_DIR, REJECTED_DIR
 from scoring.training import check_quality_gate, train_bundle
 
@@ -150,7 +151,7 @@ def _performance_act(settings: Settings, console: Console, data: Path, day: str)
         ("drifted", data / "scored-drifted" / f"date={day}", dict(rows=50_000, seed=8, drifted=True)),
     )
     for label, scored, truth in nights:
-        labels = write_labels(data / "labels" / label / f"date={day}" / "labels.parquet", **truth)  # type: ignore[arg-type]
+        labels = write_labels(data / "labels" / label / f"date={day}" / "labels.parquet", **truth)
         with console.status(f"joining the {label} night's labels and building the Evidently report"):
             summary = build_performance_report(scored, labels.parent, data / "reports", settings, name=f"{label}-{day}")
         print_performance(summary)

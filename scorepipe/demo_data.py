@@ -5,17 +5,13 @@ Every path may be local or ``s3://bucket/prefix``; each file appears whole or no
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scoring import synthetic
-from scoring.storage import Location, as_location
-
-Where = str | os.PathLike[str] | Location
+from scoring.storage import Location, Where, as_location
 
 
 def write_dataset(path: Where, rows: int, *, seed: int, drifted: bool = False, with_target: bool = True) -> Location:
@@ -73,7 +69,7 @@ def write_incoming(
     ]
     for i, row in enumerate(rng.choice(len(frame), size=min(bad_rows, len(frame)), replace=False)):
         column, value = spoilers[i % len(spoilers)]
-        frame.loc[row, column] = value
+        frame.loc[row, column] = value  # type: ignore[call-overload]  # pandas types a cell as a narrower scalar
     paths = []
     for index in range(files):
         part = frame.iloc[index * rows_per_file : (index + 1) * rows_per_file]

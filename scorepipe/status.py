@@ -12,7 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from scoring import Registry, ScoringError, Settings
+from scorepipe.settings import Settings
+from scoring import Registry, ScoringError
 
 FLOWS = ("score-batch", "drift-report", "performance-report")
 

@@ -19,10 +19,11 @@ from scoring.errors import (
 from scoring.registry import LoadedModel, Registry
 from scoring.schema import FeatureSchema, FeatureSpec, learn_schema
 from scoring.scorer import Scorer, split_rejected
-from scoring.settings import Settings
+from scoring.settings import CoreSettings
 from scoring.validation import ValidatedFrame, validate
 
 __all__ = [
+    "CoreSettings",
     "FeatureSchema",
     "FeatureSpec",
     "IntegrityError",
@@ -35,7 +36,6 @@ __all__ = [
     "SchemaError",
     "Scorer",
     "ScoringError",
-    "Settings",
     "SettingsError",
     "SinkError",
     "SourceError",

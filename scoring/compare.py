@@ -8,6 +8,7 @@ Shadow outputs live under a ``_shadow/`` folder beside the champion's (``data/sc
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import cast
 
@@ -23,7 +24,7 @@ from scoring.sources import discover_inputs
 from scoring.storage import Location, as_location
 
 
-def find_shadow(scored: str | Path | Location) -> Location:
+def find_shadow(scored: str | os.PathLike[str] | Location) -> Location:
     """The shadow twin of ``scored``: ``<root>/_shadow/<same relative path>`` for the nearest such root."""
     scored = as_location(scored)
     for root in [scored, *scored.parents]:

@@ -45,4 +45,4 @@ class SinkError(ScoringError):
 
 
 class SettingsError(ScoringError):
-    """Raised by ``Settings`` when a value (from the environment or an override) is invalid; names the setting."""
+    """Raised by ``CoreSettings`` when a value (from the environment or an override) is invalid; names the setting."""

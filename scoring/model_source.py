@@ -25,7 +25,7 @@ from scoring.registry import ALIASES, Registry
 
 if TYPE_CHECKING:
     from scoring.bundle import ModelBundle
-    from scoring.settings import Settings
+    from scoring.settings import CoreSettings
 
 
 class ModelSource(Protocol):
@@ -63,14 +63,14 @@ class RegistryRef:
         return f"v{target}"
 
 
-SourceFactory = Callable[[Registry, str, "Settings | None"], ModelSource]
+SourceFactory = Callable[[Registry, str, "CoreSettings | None"], ModelSource]
 """Builds the source for a reference with its store's prefix: (registry, reference as written, settings)."""
 
 
 def open_source(
     registry: Registry,
     ref: str | int,
-    settings: Settings | None = None,
+    settings: CoreSettings | None = None,
     stores: Mapping[str, SourceFactory] | None = None,
 ) -> ModelSource:
     """The source for ``ref``: a store of ``stores`` named by its prefix, else the local registry."""
@@ -88,7 +88,7 @@ def open_source(
 def resolve_once(
     registry: Registry,
     ref: str | int,
-    settings: Settings | None = None,
+    settings: CoreSettings | None = None,
     stores: Mapping[str, SourceFactory] | None = None,
 ) -> int:
     """The local version ``ref`` names now, imported first if it lives in another store (for batch runs)."""

@@ -248,3 +248,7 @@ def _s3_client() -> Any:
     import boto3
 
     return boto3.client("s3")
+
+
+Where = str | os.PathLike[str] | Location
+"""A local path or an ``s3://`` location, as text, a ``Path`` or a ``Location``."""

@@ -21,7 +21,7 @@ from scoring.model_source import ModelSource, RegistryRef, SourceFactory, open_s
 from scoring.registry import Registry
 from scoring.schema import FeatureSchema
 from scoring.scorer import Scorer
-from scoring.settings import Settings
+from scoring.settings import CoreSettings
 
 log = logging.getLogger("scorepipe.models")
 
@@ -270,7 +270,7 @@ def _from(named: str | None, version: int) -> str:
 
 
 def watch_models(
-    settings: Settings,
+    settings: CoreSettings,
     model: str | int = "champion",
     *,
     shadow: str | int | None = None,

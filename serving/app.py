@@ -24,19 +24,19 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from integrations.stores import model_stores
 from monitoring.metrics import ScoringMetrics
-from scoring import Scorer, Settings
-from scoring.settings import load_settings
+from scoring import Scorer
 from scoring.watcher import ModelWatcher, model_origin, watch_models
 from serving.batcher import DynamicBatcher
 from serving.errors import ApiError, RequestError, UnknownModelError, status_of
 from serving.runtime import Runtime
+from serving.settings import ServeSettings
 
 log = logging.getLogger("scorepipe.serve")
 OPEN_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready", "/metrics"})
 MODEL_VERSION_HEADER = "x-model-version"
 
 
-def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics | None = None) -> FastAPI:
+def create_app(settings: ServeSettings, models: ModelWatcher, metrics: ScoringMetrics | None = None) -> FastAPI:
     """The API over ``models`` (a started watcher); the caller owns the watcher's lifetime."""
     metrics = metrics or ScoringMetrics()
     runtime = Runtime(settings, models, metrics)
@@ -196,7 +196,7 @@ def create_app(settings: Settings, models: ModelWatcher, metrics: ScoringMetrics
     return app
 
 
-def build_app(settings: Settings, model: str = "champion") -> tuple[FastAPI, ModelWatcher]:
+def build_app(settings: ServeSettings, model: str = "champion") -> tuple[FastAPI, ModelWatcher]:
     """A watcher following ``model`` (hot reload, hash-checked) and the app over it."""
     metrics = ScoringMetrics()
     models, _ = watch_models(settings, model, listeners=[metrics.on_reload], stores=model_stores())
@@ -208,16 +208,6 @@ def build_app(settings: Settings, model: str = "champion") -> tuple[FastAPI, Mod
         origin=model_origin(serving.bundle.info) if serving else None,
     )
     return create_app(settings, models, metrics), models
-
-
-def app_from_env() -> FastAPI:
-    """Uvicorn's factory for worker processes: settings and the model from ``SCOREPIPE_*`` variables.
-
-    A bad value is a ``SettingsError`` naming the variable, as everywhere settings are built.
-    """
-    settings = load_settings()
-    app, _ = build_app(settings, settings.serve_model)  # set by serving.server for its workers
-    return app
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -272,7 +262,7 @@ def _authorised(request: Request, key: bytes) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), key)
 
 
-async def _json_body(request: Request, settings: Settings, *, status: int) -> Any:
+async def _json_body(request: Request, settings: ServeSettings, *, status: int) -> Any:
     """The request body as strict JSON, read no further than the size limit (413 past it)."""
     limit = settings.serve_max_body_bytes
     declared = request.headers.get("content-length")

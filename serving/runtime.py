@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from monitoring.metrics import ScoringMetrics
-from scoring import Scorer, ScoringError, Settings
+from scoring import Scorer, ScoringError
 from scoring.records import RecordShape, json_type, short
 from scoring.scorer import CONFIDENCE, PREDICTION, REJECT_REASON
 from scoring.watcher import ModelWatcher
 from serving.errors import ModelUnavailableError, RequestError, TooLargeError, UnknownModelError
+from serving.settings import ServeSettings
 
 NUMERIC_DATATYPES = frozenset({"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32"})
 VERSION_CACHE = 4  # pinned versions asked for by path, kept loaded
@@ -47,7 +48,7 @@ class PreparedRecords:
 class Runtime:
     """The serving side of one process: the followed champion, pinned versions, metrics."""
 
-    def __init__(self, settings: Settings, models: ModelWatcher, metrics: ScoringMetrics) -> None:
+    def __init__(self, settings: ServeSettings, models: ModelWatcher, metrics: ScoringMetrics) -> None:
         self.settings = settings
         self.models = models
         self.metrics = metrics

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import uvicorn
 
-from scoring import Settings, SettingsError
+from scoring import SettingsError
 from serving.app import build_app
+from serving.settings import ServeSettings
 
 
 def serve(
-    settings: Settings,
+    settings: ServeSettings,
     model: str,
     *,
     host: str,
@@ -44,7 +45,7 @@ def serve(
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # every worker writes its metrics here
         os.environ.update(settings.model_copy(update={"serve_model": model}).as_env())
-        uvicorn.run("serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("scorepipe.serve_app:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", ssl_certfile=tls.get("ssl_certfile"), ssl_keyfile=tls.get("ssl_keyfile"),
                     ssl_keyfile_password=tls.get("ssl_keyfile_password"))  # fmt: skip
         return

@@ -1,7 +1,7 @@
 """The one Kafka client factory: every consumer, producer and admin client of scorepipe is built here.
 
 Connection settings (brokers, timeouts, and anything a secured cluster needs later) come from one
-``Settings`` object, so they reach every client at once: the stream's consumer and producer, the
+``StreamSettings`` object, so they reach every client at once: the stream's consumer and producer, the
 demo producer, the label sink, topic creation, ``scorepipe status``, the demo and the benchmarks.
 Callers pass only what is particular to their use (group, batch sizes, acks).
 """
@@ -16,15 +16,15 @@ from typing import Any, TypeVar
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from scoring import Settings
 from streaming.oauth import token_provider
 from streaming.preflight import ensure_access
+from streaming.settings import KafkaSettings, StreamSettings
 
 log = logging.getLogger("scorepipe.stream")
 T = TypeVar("T")
 
 
-def connection_options(settings: Settings) -> dict[str, Any]:
+def connection_options(settings: KafkaSettings) -> dict[str, Any]:
     """Options every client shares: where the brokers are, and how to authenticate and encrypt.
 
     Only options that apply are passed (kafka-python's admin client refuses some it does not know).
@@ -49,7 +49,7 @@ def connection_options(settings: Settings) -> dict[str, Any]:
         mechanism = settings.kafka_sasl_mechanism
         options["sasl_mechanism"] = mechanism
         if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
-            assert settings.kafka_sasl_password is not None  # checked by Settings
+            assert settings.kafka_sasl_password is not None  # checked by StreamSettings
             options["sasl_plain_username"] = settings.kafka_sasl_username
             options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
         elif mechanism == "OAUTHBEARER":
@@ -58,29 +58,29 @@ def connection_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def checked_options(settings: Settings) -> dict[str, Any]:
+def checked_options(settings: KafkaSettings) -> dict[str, Any]:
     """The connection options, after the brokers accepted them once (``KafkaAccessError`` if they refuse)."""
     options = connection_options(settings)
     ensure_access(settings, options, probe=KafkaAdminClient)  # one bootstrap, on a side thread
     return options
 
 
-def kafka_consumer(settings: Settings, *topics: str, **options: Any) -> KafkaConsumer:
+def kafka_consumer(settings: KafkaSettings, *topics: str, **options: Any) -> KafkaConsumer:
     """A consumer of ``topics`` (or none, for ``assign``) with the settings' connection options."""
     return KafkaConsumer(*topics, **checked_options(settings), **options)
 
 
-def kafka_producer(settings: Settings, **options: Any) -> KafkaProducer:
+def kafka_producer(settings: KafkaSettings, **options: Any) -> KafkaProducer:
     """A producer with the settings' connection options."""
     return KafkaProducer(**checked_options(settings), **options)
 
 
-def kafka_admin(settings: Settings, **options: Any) -> KafkaAdminClient:
+def kafka_admin(settings: KafkaSettings, **options: Any) -> KafkaAdminClient:
     """An admin client with the settings' connection options."""
     return KafkaAdminClient(**checked_options(settings), **options)
 
 
-def stream_consumer(settings: Settings, client_id: str) -> KafkaConsumer:
+def stream_consumer(settings: StreamSettings, client_id: str) -> KafkaConsumer:
     """The stream's group member: manual commits, micro-batch sized polls, the settings' session timeout."""
     return kafka_consumer(
         settings,
@@ -98,7 +98,7 @@ def stream_consumer(settings: Settings, client_id: str) -> KafkaConsumer:
     )
 
 
-def stream_producer(settings: Settings, client_id: str, **options: Any) -> KafkaProducer:
+def stream_producer(settings: StreamSettings, client_id: str, **options: Any) -> KafkaProducer:
     """The stream's results producer: acknowledged by all replicas, retried up to the delivery timeout."""
     return kafka_producer(
         settings,

@@ -22,7 +22,7 @@ from kafka.errors import KafkaError
 
 from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
-from scoring import Scorer, Settings, SinkError
+from scoring import Scorer, SinkError
 from scoring.agreement import Agreement
 from scoring.layout import SHADOW_DIR
 from scoring.watcher import FixedModel, ModelWatcher, model_origin
@@ -32,6 +32,7 @@ from streaming.live_window import LiveWindow
 from streaming.outputs import Outputs
 from streaming.polling import Poller
 from streaming.readiness import StreamReadiness
+from streaming.settings import StreamSettings
 from streaming.stats import StreamStats
 from streaming.transform import BatchTransform
 
@@ -51,7 +52,7 @@ class StreamConsumer:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: StreamSettings,
         models: Scorer | ModelWatcher | FixedModel,
         *,
         shadow: ModelWatcher | None = None,
@@ -229,7 +230,7 @@ class StreamConsumer:
 
 
 def score_stream(
-    settings: Settings, models: Scorer | ModelWatcher, *, shadow: ModelWatcher | None = None, **kwargs: Any
+    settings: StreamSettings, models: Scorer | ModelWatcher, *, shadow: ModelWatcher | None = None, **kwargs: Any
 ) -> StreamConsumer:
     """Build a consumer writing its live window under ``settings.live_dir`` (a shadow's under ``_shadow/``)."""
 

@@ -26,11 +26,11 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from scoring import Settings
 from scoring.layout import EVENT_ID, REJECTED_DIR
 from scoring.storage import Location, as_location
 from streaming.clients import kafka_consumer
 from streaming.polling import Poller
+from streaming.settings import StreamSettings
 
 log = logging.getLogger("scorepipe.labels")
 
@@ -54,7 +54,7 @@ class LabelSink:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: StreamSettings,
         out_dir: str | os.PathLike[str] | Location,
         *,
         topic: str = "labels",

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 from kafka.net.sasl.oauth import AbstractTokenProvider
 
-from scoring import Settings
 from scoring.errors import SettingsError
+from streaming.settings import KafkaSettings
 
 REFRESH_MARGIN_S = 60.0  # a token is replaced this long before it expires (or at 80% of a shorter life)
 TOKEN_TIMEOUT_S = 10.0
@@ -82,7 +82,7 @@ _PROVIDERS: dict[tuple[Any, ...], AbstractTokenProvider] = {}
 _PROVIDERS_LOCK = threading.Lock()
 
 
-def token_provider(settings: Settings) -> AbstractTokenProvider:
+def token_provider(settings: KafkaSettings) -> AbstractTokenProvider:
     """The settings' token provider: one per configuration for the process, so tokens are shared."""
     key = (
         settings.kafka_sasl_oauth_token_provider,
@@ -97,10 +97,10 @@ def token_provider(settings: Settings) -> AbstractTokenProvider:
         return _PROVIDERS[key]
 
 
-def _build(settings: Settings) -> AbstractTokenProvider:
+def _build(settings: KafkaSettings) -> AbstractTokenProvider:
     if settings.kafka_sasl_oauth_token_provider:
         return named_provider(settings.kafka_sasl_oauth_token_provider, settings)
-    assert settings.kafka_sasl_oauth_token_url and settings.kafka_sasl_oauth_client_id  # checked by Settings
+    assert settings.kafka_sasl_oauth_token_url and settings.kafka_sasl_oauth_client_id  # checked by KafkaSettings
     assert settings.kafka_sasl_oauth_client_secret is not None
     return ClientCredentialsTokenProvider(
         settings.kafka_sasl_oauth_token_url,
@@ -110,7 +110,7 @@ def _build(settings: Settings) -> AbstractTokenProvider:
     )
 
 
-def named_provider(spec: str, settings: Settings) -> AbstractTokenProvider:
+def named_provider(spec: str, settings: KafkaSettings) -> AbstractTokenProvider:
     """``module:attribute``: a provider instance, a provider class, or a factory taking the settings."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:

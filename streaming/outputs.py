@@ -10,9 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from monitoring.metrics import ScoringMetrics
-from scoring import Settings
 from scoring.watcher import ModelWatcher
 from streaming.live_window import LiveWindow
+from streaming.settings import StreamSettings
 from streaming.shadow import ShadowScorer
 from streaming.sinks import DeadLetterSink, FutureDelivery, PredictionSink, WindowSink
 
@@ -22,7 +22,7 @@ class Outputs:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: StreamSettings,
         producer: Callable[[], Any],
         same_partition: Callable[[str], bool],
         *,

@@ -16,9 +16,9 @@ from typing import Any
 
 from kafka.errors import AuthorizationError, KafkaError, TopicAuthorizationFailedError
 
-from scoring import Settings
 from streaming.errors import KafkaAccessError
 from streaming.refusals import read_refusal
+from streaming.settings import StreamSettings
 
 log = logging.getLogger("scorepipe.stream")
 UNREACHABLE_LOG_S = 10.0  # while no broker answers: how often that is logged
@@ -31,7 +31,7 @@ class Poller:
     def __init__(
         self,
         consumer: Any,
-        settings: Settings,
+        settings: StreamSettings,
         topic: str,
         stopping: threading.Event,
         *,

@@ -25,10 +25,10 @@ from kafka.net.compat import KafkaNetClient
 from kafka.protocol.parser import KafkaProtocol
 from kafka.protocol.sasl import SaslHandshakeRequest
 
-from scoring import Settings
 from streaming.errors import KafkaAccessError
 from streaming.oauth import TokenError
 from streaming.refusals import principal
+from streaming.settings import KafkaSettings
 
 PREFLIGHT_TIMEOUT_S = 8.0
 HANDSHAKE_TIMEOUT_S = 3.0
@@ -39,7 +39,7 @@ _verified: set[tuple[Any, ...]] = set()
 _lock = threading.Lock()
 
 
-def ensure_access(settings: Settings, options: dict[str, Any], probe: Callable[..., Any]) -> None:
+def ensure_access(settings: KafkaSettings, options: dict[str, Any], probe: Callable[..., Any]) -> None:
     """Raise ``KafkaAccessError`` if the brokers refuse these credentials or certificates.
 
     PLAINTEXT has nothing to refuse: it is not checked.
@@ -60,14 +60,14 @@ def ensure_access(settings: Settings, options: dict[str, Any], probe: Callable[.
     # No answer and no refusal: an unreachable broker, which the client itself waits out.
 
 
-def _identity(settings: Settings) -> tuple[Any, ...]:
+def _identity(settings: KafkaSettings) -> tuple[Any, ...]:
     names = [n for n in type(settings).model_fields if n.startswith("kafka_")]
     return tuple(
         str(getattr(settings, n)) if "password" not in n and "secret" not in n else _digest(settings, n) for n in names
     )
 
 
-def _digest(settings: Settings, name: str) -> str:
+def _digest(settings: KafkaSettings, name: str) -> str:
     import hashlib
 
     value = getattr(settings, name)
@@ -182,7 +182,7 @@ def _attempt(options: dict[str, Any], probe: Callable[..., Any]) -> bool | BaseE
     return refusals.final
 
 
-def enabled_mechanisms(settings: Settings) -> list[str] | None:
+def enabled_mechanisms(settings: KafkaSettings) -> list[str] | None:
     """The SASL mechanisms the first broker's listener enables (one handshake, no credentials sent).
 
     A refused login and a mechanism the listener lacks both end in a hang-up that kafka-python
@@ -215,7 +215,7 @@ def enabled_mechanisms(settings: Settings) -> list[str] | None:
     return None
 
 
-def explain(settings: Settings, exc: BaseException) -> KafkaAccessError:
+def explain(settings: KafkaSettings, exc: BaseException) -> KafkaAccessError:
     """What ``exc`` means for these settings, in words that name what to change."""
     brokers = settings.kafka_bootstrap_servers
     text = str(exc)

@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 from kafka.errors import KafkaError
 
-from scoring import Settings, SinkError, synthetic
+from scoring import SinkError, synthetic
 from scoring.layout import EVENT_ID
 from streaming.clients import close_producer, kafka_producer
 from streaming.events import encode_event, json_safe
+from streaming.settings import StreamSettings
 
 # Each kind of malformed event the demo sends, and how it spoils a good one.
 MALFORMED: dict[str, Callable[[dict], bytes]] = {
@@ -55,7 +56,7 @@ def events(
 
 
 def produce(
-    settings: Settings,
+    settings: StreamSettings,
     *,
     count: int,
     rate: float = 0.0,

@@ -6,10 +6,10 @@ refusals), so "who" is worked out one way.
 
 from __future__ import annotations
 
-from scoring import Settings
+from streaming.settings import KafkaSettings, StreamSettings
 
 
-def principal(settings: Settings) -> str:
+def principal(settings: KafkaSettings) -> str:
     """Who the brokers see: the SASL user or OAuth client, the AWS identity, the client certificate, or nobody named."""
     mechanism = settings.kafka_sasl_mechanism if settings.kafka_security_protocol.startswith("SASL_") else None
     if mechanism == "OAUTHBEARER":
@@ -23,7 +23,7 @@ def principal(settings: Settings) -> str:
     return "this client"
 
 
-def write_refusal(settings: Settings, error: BaseException) -> str:
+def write_refusal(settings: StreamSettings, error: BaseException) -> str:
     """Which WRITE the ACLs refuse, for ``/readyz`` and the log (the client names the topic in the error)."""
     text = str(error)
     outputs = (settings.predictions_topic, settings.dlq_topic, settings.shadow_topic)
@@ -34,7 +34,7 @@ def write_refusal(settings: Settings, error: BaseException) -> str:
     )
 
 
-def read_refusal(settings: Settings, error: BaseException) -> str:
+def read_refusal(settings: StreamSettings, error: BaseException) -> str:
     """Which READ the ACLs refuse: the input topic, or the consumer group."""
     if "Group" in type(error).__name__:
         what = f"READ for consumer group {settings.consumer_group}"

@@ -17,13 +17,14 @@ from kafka import TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import AuthorizationError, KafkaError, TopicAlreadyExistsError
 
-from scoring import Settings, SinkError, SourceError
+from scoring import SinkError, SourceError
 from streaming.clients import kafka_admin, kafka_consumer
+from streaming.settings import StreamSettings
 
 log = logging.getLogger("scorepipe.topics")
 
 
-def ensure_topics(settings: Settings, *names: str) -> None:
+def ensure_topics(settings: StreamSettings, *names: str) -> None:
     """Create the stream's topics (features, predictions, dead letters, or ``names``) if missing."""
     wanted = names or (settings.features_topic, settings.predictions_topic, settings.dlq_topic)
     new: list[NewTopic] = []
@@ -49,7 +50,7 @@ def ensure_topics(settings: Settings, *names: str) -> None:
         admin.close()
 
 
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+def end_offsets(settings: StreamSettings, topic: str) -> dict[int, int]:
     """Partition -> end offset (the next offset to be written) of ``topic``; {} if it does not exist."""
     consumer = kafka_consumer(settings)
     try:
@@ -59,13 +60,13 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def count_messages(settings: Settings, topic: str) -> int:
+def count_messages(settings: StreamSettings, topic: str) -> int:
     """Messages ever written to ``topic`` (duplicates included): the sum of its end offsets."""
     return sum(end_offsets(settings, topic).values())
 
 
 def committed_offsets(
-    settings: Settings, topic: str, group: str | None = None, *, timeout: float = 30.0
+    settings: StreamSettings, topic: str, group: str | None = None, *, timeout: float = 30.0
 ) -> dict[int, int]:
     """Partition -> offset the group (default: the settings' group) committed on ``topic``; absent if none.
 
@@ -89,7 +90,7 @@ def committed_offsets(
     return {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset >= 0}
 
 
-def assigned_partitions(settings: Settings, group: str | None = None, *, member: str | None = None) -> set[int]:
+def assigned_partitions(settings: StreamSettings, group: str | None = None, *, member: str | None = None) -> set[int]:
     """Partitions of the features topic the group's members (or the one whose client id is ``member``) hold now.
 
     Empty while the group is still joining or rebalancing.
@@ -116,7 +117,7 @@ def assigned_partitions(settings: Settings, group: str | None = None, *, member:
     }
 
 
-def all_committed(settings: Settings, topic: str | None = None, group: str | None = None) -> bool:
+def all_committed(settings: StreamSettings, topic: str | None = None, group: str | None = None) -> bool:
     """Whether the group has committed every message now on ``topic`` (default: the features topic)."""
     topic = topic or settings.features_topic
     ends = end_offsets(settings, topic)
@@ -124,7 +125,7 @@ def all_committed(settings: Settings, topic: str | None = None, group: str | Non
     return bool(ends) and all(done.get(p, 0) >= end for p, end in ends.items())
 
 
-def read_topic(settings: Settings, topic: str, *, timeout: float = 60.0) -> list[Any]:
+def read_topic(settings: StreamSettings, topic: str, *, timeout: float = 60.0) -> list[Any]:
     """Every message on ``topic`` now: each partition read from its start to the end offset seen first.
 
     Only committed messages: results of an exactly-once stream are read as ``read_committed``
@@ -154,6 +155,6 @@ def read_topic(settings: Settings, topic: str, *, timeout: float = 60.0) -> list
         consumer.close()
 
 
-def distinct_keys(settings: Settings, topic: str) -> set[bytes]:
+def distinct_keys(settings: StreamSettings, topic: str) -> set[bytes]:
     """The distinct message keys on ``topic`` now (event ids, for predictions and dead letters)."""
     return {m.key for m in read_topic(settings, topic)}

@@ -30,8 +30,8 @@ from kafka.errors import (
     TransactionalIdAuthorizationFailedError,
 )
 
-from scoring import Settings
 from streaming.clients import close_producer, rebuild_until_stopped, stream_producer
+from streaming.settings import StreamSettings
 
 log = logging.getLogger("scorepipe.stream")
 TRANSACTION_RETRY_BACKOFF_MS = 10
@@ -48,7 +48,7 @@ class TransactionStuck(KafkaError):
 class Transactions:
     """One open transaction at a time on one transactional producer, replaced after a fatal error."""
 
-    def __init__(self, settings: Settings, client_id: str, stopping: threading.Event | None = None) -> None:
+    def __init__(self, settings: StreamSettings, client_id: str, stopping: threading.Event | None = None) -> None:
         self.settings = settings
         self._stopping = stopping or threading.Event()
         self.client_id = client_id

@@ -17,7 +17,8 @@ from devservers.kafka import KafkaBroker
 from devservers.mlflow import MLflowServer
 from devservers.process import free_port
 from devservers.s3 import S3Server
-from scoring import ModelBundle, Registry, Scorer, Settings, synthetic
+from scorepipe.settings import Settings
+from scoring import ModelBundle, Registry, Scorer, synthetic
 from scoring.training import train_bundle
 
 # Fixtures that start or reach a real server: a test using one must carry the integration marker.

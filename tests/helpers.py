@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from scoring import Registry, Scorer, Settings
+from scorepipe.settings import Settings
+from scoring import Registry, Scorer
 from streaming.topics import all_committed, assigned_partitions, committed_offsets, read_topic
 
 T = TypeVar("T")

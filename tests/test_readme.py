@@ -17,7 +17,7 @@ import pytest
 from pydantic import Field, SecretStr
 
 from scorepipe.cli import parser
-from scoring.settings import Settings
+from scorepipe.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -1,9 +1,9 @@
-"""MkDocs hook: the configuration reference, generated from ``scoring.settings.Settings`` at build time.
+"""MkDocs hook: the configuration reference, generated from the settings sections at build time.
 
 ``mkdocs.yml`` names this file under ``hooks:``. A page holding the marker ``<!-- settings-reference -->``
-gets, in its place, a table of every setting: its environment variable(s), type, default and description,
-read from ``Settings.model_fields``. So the reference cannot drift from the code. A secret's default is
-never printed.
+gets, in its place, one table per section (``scorepipe.settings.SECTIONS``: the package that owns it and
+the fields it declares), each row a setting's environment variable(s), type, default and description.
+So the reference cannot drift from the code. A secret's default is never printed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import AliasChoices, SecretStr
 from pydantic.fields import FieldInfo
 
-from scoring.settings import Settings
+from scorepipe.settings import SECTIONS, Settings
+from scoring.settings import Section
 
 MARKER = "<!-- settings-reference -->"
 NAMES = {str: "str", int: "int", float: "float", bool: "bool", Path: "path", SecretStr: "secret"}
@@ -23,15 +24,32 @@ BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}  # annotated_types const
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """Replace the marker, on any page that has it, by the settings table."""
-    return markdown.replace(MARKER, settings_table()) if MARKER in markdown else markdown
+    """Replace the marker, on any page that has it, by the settings tables."""
+    return markdown.replace(MARKER, settings_reference()) if MARKER in markdown else markdown
 
 
-def settings_table(settings: type[Settings] = Settings) -> str:
-    """A markdown table with one row per field of ``settings``, in the order the class declares them."""
+def settings_reference() -> str:
+    """One heading and table per section, naming the class (and so the package) that owns it."""
+    parts = []
+    for title, section in SECTIONS:
+        where = f"{section.__module__}.{section.__qualname__}"
+        parts.append(f"### {title}\n\n`{where}`\n\n{settings_table(section, own_fields(section))}")
+    return "\n\n".join(parts)
+
+
+def own_fields(section: type[Section]) -> list[str]:
+    """The fields ``section`` declares itself (not those of the sections it builds on)."""
+    declared = section.__dict__.get("__annotations__", {})
+    return [name for name in section.model_fields if name in declared]
+
+
+def settings_table(settings: type[Section] = Settings, names: list[str] | None = None) -> str:
+    """A markdown table with one row per field of ``settings`` (or only ``names``), in declaration order."""
     prefix = settings.model_config.get("env_prefix", "")
     rows = ["| variable | type | default | description |", "|---|---|---|---|"]
     for name, field in settings.model_fields.items():
+        if names is not None and name not in names:
+            continue
         variables = ", ".join(f"`{v}`" for v in variable_names(name, field, prefix))
         cells = [variables, type_text(field), default_text(field), escape(field.description or "")]
         rows.append("| " + " | ".join(cells) + " |")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from scoring.errors import SettingsError
 
 if TYPE_CHECKING:
-    from scoring.settings import Settings
+    from integrations.mlflow.settings import MlflowSettings
 
 
 # MLflow's client retries an unreachable server 7 times with doubling waits (over 4 minutes) by
@@ -62,6 +62,6 @@ def shown(tracking_uri: str | None) -> str:
     return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
 
 
-def tracking_uri(settings: Settings) -> str | None:
+def tracking_uri(settings: MlflowSettings) -> str | None:
     """Where to log, or None when logging back is off."""
     return settings.mlflow_tracking_uri if settings.mlflow_log else None

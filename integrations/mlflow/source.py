@@ -30,8 +30,8 @@ from scoring.registry import Registry
 from scoring.training import check_quality_gate
 
 if TYPE_CHECKING:
+    from integrations.mlflow.settings import MlflowSettings
     from scoring.bundle import ModelBundle
-    from scoring.settings import Settings
 
 log = logging.getLogger("scorepipe.models")
 
@@ -45,7 +45,7 @@ class MLflowAlias:
     signature or not loadable is refused; the watcher keeps the old one serving.
     """
 
-    def __init__(self, registry: Registry, ref: str, settings: Settings | None) -> None:
+    def __init__(self, registry: Registry, ref: str, settings: MlflowSettings | None) -> None:
         self.registry = registry
         self.ref = ref
         self.uri = ref.removeprefix("mlflow:")

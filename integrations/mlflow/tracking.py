@@ -22,8 +22,8 @@ import sklearn
 
 from integrations.mlflow.client import mlflow_client, shown, tracking_uri
 from integrations.mlflow.models import MLflowSource, fetch, outside_trusted
+from integrations.mlflow.settings import MlflowSettings
 from scoring.bundle import ModelBundle
-from scoring.settings import Settings
 from scoring.storage import as_location
 
 log = logging.getLogger("scorepipe.mlflow")
@@ -50,7 +50,9 @@ class LoggedModel:
         return f"{self.serialization}{why}"
 
 
-def log_trained(settings: Settings, bundle: ModelBundle, *, data_source: str, train_rows: int) -> LoggedModel | None:
+def log_trained(
+    settings: MlflowSettings, bundle: ModelBundle, *, data_source: str, train_rows: int
+) -> LoggedModel | None:
     """Log a trained bundle as an MLflow run (params, metrics, reference data, model) and register it.
 
     The model is saved as skops when it holds only scikit-learn, numpy and scipy types (what
@@ -71,7 +73,7 @@ def log_trained(settings: Settings, bundle: ModelBundle, *, data_source: str, tr
 
 
 def _log_trained(
-    uri: str, settings: Settings, bundle: ModelBundle, *, data_source: str, train_rows: int
+    uri: str, settings: MlflowSettings, bundle: ModelBundle, *, data_source: str, train_rows: int
 ) -> LoggedModel:
     client = mlflow_client(uri)  # first: it sets the client defaults the fluent calls below read too
     import mlflow
@@ -124,7 +126,7 @@ def _log_trained(
 
 
 def tag_version(
-    settings: Settings, logged: LoggedModel, *, local_version: int, passed: bool, alias: str | None
+    settings: MlflowSettings, logged: LoggedModel, *, local_version: int, passed: bool, alias: str | None
 ) -> bool:
     """Tag the MLflow version with its scorepipe version and gate result; point ``alias`` at it. True if moved."""
     name, version = logged.source.name, logged.source.version
@@ -157,7 +159,7 @@ def _pinned(package: str) -> str:
     return f"{package}=={version(package)}"
 
 
-def _params(bundle: ModelBundle, data_source: str, train_rows: int, settings: Settings) -> dict[str, str]:
+def _params(bundle: ModelBundle, data_source: str, train_rows: int, settings: MlflowSettings) -> dict[str, str]:
     params: dict[str, Any] = {
         "data": data_source,
         "train_rows": train_rows,
@@ -185,7 +187,7 @@ class ReportRun:
     model_info: Mapping[str, Any] | None  # the version's provenance: its MLflow lineage ties the run to it
 
 
-def log_report(settings: Settings, report: ReportRun) -> str | None:
+def log_report(settings: MlflowSettings, report: ReportRun) -> str | None:
     """Log one report's figures and files as a run tied to the model version it judged; the run id.
 
     A model that came from MLflow (imported, or logged by ``train``) is named in the run's tags,
@@ -202,7 +204,7 @@ def log_report(settings: Settings, report: ReportRun) -> str | None:
         return None
 
 
-def _log_report(uri: str, settings: Settings, report: ReportRun) -> str:
+def _log_report(uri: str, settings: MlflowSettings, report: ReportRun) -> str:
     client = mlflow_client(uri)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(settings.mlflow_experiment)

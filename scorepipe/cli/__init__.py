@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     with _stop_on_signals_from_now(args) if getattr(args, "stoppable", False) else nullcontext():
         # Only now, with the arguments parsed: `--help` and a mistyped option import no model library.
         from scorepipe.render import console
+        from scorepipe.settings import load_settings
         from scoring import ScoringError
-        from scoring.settings import load_settings
 
         try:
             settings = load_settings()

@@ -9,7 +9,7 @@ from scorepipe.cli.options import label_options
 from scorepipe.render import console, print_comparison, print_outcomes, print_summary, progress_bar
 
 if TYPE_CHECKING:
-    from scoring import Settings
+    from scorepipe.settings import Settings
     from scoring.storage import Location
 
 

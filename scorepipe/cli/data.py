@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from scorepipe.render import console
 
 if TYPE_CHECKING:
-    from scoring import Settings
+    from scorepipe.settings import Settings
 
 
 def cmd_data_generate(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,7 +10,8 @@ from scorepipe.render import console, print_metrics, print_schema, print_version
 
 if TYPE_CHECKING:
     from integrations.mlflow.tracking import LoggedModel
-    from scoring import Registry, Settings
+    from scorepipe.settings import Settings
+    from scoring import Registry
     from scoring.bundle import ModelBundle
 
 

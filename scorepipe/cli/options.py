@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from scoring import Settings
+    from scorepipe.settings import Settings
 
 DRIFT_EXIT_CODE = 4  # drift detected, or performance degraded: a verdict to act on, not a crash
 

@@ -10,7 +10,7 @@ from scorepipe.cli.options import DRIFT_EXIT_CODE, label_options
 from scorepipe.render import console, print_drift, print_performance
 
 if TYPE_CHECKING:
-    from scoring import Settings
+    from scorepipe.settings import Settings
 
 
 def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:

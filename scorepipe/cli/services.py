@@ -12,7 +12,7 @@ from scorepipe.cli.options import kafka_options, stream_settings
 from scorepipe.render import console
 
 if TYPE_CHECKING:
-    from scoring import Settings
+    from scorepipe.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from scorepipe.cli.options import kafka_options, stream_settings
 from scorepipe.render import console, progress_bar
 
 if TYPE_CHECKING:
-    from scoring import Settings
+    from scorepipe.settings import Settings
 
 
 def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:

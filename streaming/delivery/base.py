@@ -13,11 +13,11 @@ from kafka.errors import AuthorizationError, KafkaError, TransactionalIdAuthoriz
 from kafka.structs import OffsetAndMetadata
 
 from monitoring.metrics import ScoringMetrics
-from scoring import Settings
 from streaming.ledger import OffsetLedger, Partition
 from streaming.outputs import Outputs
 from streaming.readiness import StreamReadiness
 from streaming.refusals import write_refusal
+from streaming.settings import StreamSettings
 from streaming.stats import StreamStats
 
 log = logging.getLogger("scorepipe.stream")
@@ -34,7 +34,7 @@ Process = Callable[[list[Any]], Callable[[], None]]
 class StreamParts:
     """What a delivery works with, built by the loop: the client, the outputs, the scoring step, what it reports to."""
 
-    settings: Settings
+    settings: StreamSettings
     consumer: Any
     outputs: Outputs
     process: Process

@@ -8,7 +8,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from batch import run_batch, score_file
+from batch.engine import score_file
+from batch.run import run_batch
 from batch.runners import SequentialRunner
 from scoring import Scorer, SourceError
 from scoring.sources import discover_inputs

@@ -7,7 +7,7 @@ import copy
 import pandas as pd
 import pytest
 
-from batch import run_batch
+from batch.run import run_batch
 from scoring import Scorer
 from scoring.compare import compare_outputs
 

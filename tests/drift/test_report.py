@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from batch import run_batch
+from batch.run import run_batch
 from drift.data import sample_current
 from drift.report import build_report
 from drift.summary import DriftSummary
 from reports.html import EXTERNAL_ASSET
-from scoring import Registry, Scorer, Settings, SourceError, synthetic
+from scorepipe.settings import Settings
+from scoring import Registry, Scorer, SourceError, synthetic
 from scoring.training import train_bundle
 
 

@@ -10,12 +10,13 @@ import httpx
 import pandas as pd
 import pytest
 
-from batch import run_batch
+from batch.run import run_batch
 from devservers.evidently import EvidentlyUI
 from drift.report import build_report
 from performance.report import build_performance_report
 from reports.workspace import ReportWorkspace, night_of
-from scoring import Scorer, Settings, synthetic
+from scorepipe.settings import Settings
+from scoring import Scorer, synthetic
 
 pytestmark = pytest.mark.integration
 

@@ -44,7 +44,7 @@ def test_flow_scores_partitions_and_publishes_a_summary_artifact(batch_env):
 @pytest.mark.integration
 def test_transient_failure_is_retried_and_persistent_failure_fails_the_run(batch_env, monkeypatch):
     import flows.score_batch as module
-    from batch import score_file
+    from batch.engine import score_file
 
     source, out = batch_env
     attempts: dict[str, int] = {}

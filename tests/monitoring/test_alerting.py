@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from batch import run_batch
+from batch.run import run_batch
 from devservers.prometheus import Alertmanager, PrometheusServer, Pushgateway
 from drift.report import build_report
 from monitoring.publish import publish_report
-from scoring import Scorer, Settings, synthetic
+from scorepipe.settings import Settings
+from scoring import Scorer, synthetic
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration

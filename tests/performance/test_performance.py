@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, log_loss, precision_score, recall_score, roc_auc_score
 
-from batch import run_batch
+from batch.run import run_batch
 from performance.join import join_labels
 from performance.labels import read_labels
 from performance.report import build_performance_report
 from reports.html import EXTERNAL_ASSET
 from scorepipe.cli import main
-from scoring import Registry, Scorer, Settings, synthetic
+from scorepipe.settings import Settings
+from scoring import Registry, Scorer, synthetic
 from scoring.training import train_bundle
 
 

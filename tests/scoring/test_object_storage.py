@@ -151,10 +151,11 @@ def test_reports_read_scored_data_and_labels_from_s3_and_write_there(s3_bucket, 
     """Local inputs scored to S3, then the drift and performance reports of that S3 data, saved on S3."""
     import pandas as pd
 
-    from batch import run_batch
+    from batch.run import run_batch
     from drift.report import build_report
     from performance.report import build_performance_report
-    from scoring import Scorer, Settings, synthetic
+    from scorepipe.settings import Settings
+    from scoring import Scorer, synthetic
 
     registry = make_registry()
     truth = synthetic.generate(3_000, seed=5)
@@ -189,7 +190,7 @@ def test_the_nightly_report_flows_run_on_s3_inputs_and_outputs(
     s3_bucket, make_registry, tmp_path, monkeypatch, prefect_server
 ):
     """drift-report and performance-report as flow runs: the newest date= partition found under an s3:// prefix."""
-    from batch import run_batch
+    from batch.run import run_batch
     from flows.drift_report import drift_report
     from flows.performance_report import performance_report
     from scoring import Scorer, synthetic

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from scoring import Scorer, Settings, synthetic
+from scorepipe.settings import Settings
+from scoring import Scorer, synthetic
 from serving.app import build_app
 from tests.helpers import wait_for
 

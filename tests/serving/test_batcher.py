@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from monitoring.metrics import ScoringMetrics
-from scoring import Settings, synthetic
+from scorepipe.settings import Settings
+from scoring import synthetic
 from scoring.watcher import ModelWatcher
 from serving.batcher import DynamicBatcher
 from serving.runtime import Runtime

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch import run_batch
+from batch.run import run_batch
 from devservers.process import ManagedProcess, free_port, http_ok
-from scoring import Registry, Scorer, Settings, fastpath, synthetic
+from scorepipe.settings import Settings
+from scoring import Registry, Scorer, fastpath, synthetic
 from streaming.consumer import score_stream
 from streaming.producer import produce
 from streaming.topics import ensure_topics

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from scoring import Settings
+from scorepipe.settings import Settings
 from streaming import clients
 
 ROOT = Path(__file__).resolve().parents[2]

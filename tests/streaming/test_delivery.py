@@ -16,7 +16,7 @@ from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, ProducerFe
 
 from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
-from scoring import Settings
+from scorepipe.settings import Settings
 from streaming.delivery import AtLeastOnce, ExactlyOnce, StreamParts
 from streaming.readiness import StreamReadiness
 from streaming.sinks import FutureDelivery

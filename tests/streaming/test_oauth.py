@@ -19,7 +19,8 @@ from urllib.parse import parse_qs
 import pytest
 from kafka.net.sasl.oauth import AbstractTokenProvider, SaslMechanismOAuth
 
-from scoring import Settings, SettingsError
+from scorepipe.settings import Settings
+from scoring import SettingsError
 from streaming import oauth
 from streaming.clients import connection_options, kafka_consumer
 from streaming.errors import KafkaAccessError

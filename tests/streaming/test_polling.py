@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from kafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, UnsupportedVersionError
 
-from scoring import Settings
+from scorepipe.settings import Settings
 from streaming.errors import KafkaAccessError
 from streaming.polling import Poller
 

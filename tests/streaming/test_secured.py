@@ -24,7 +24,8 @@ import pytest
 from devservers.certificates import LocalAuthority
 from devservers.kafka import KafkaBroker
 from monitoring.health import Health
-from scoring import Registry, Settings
+from scorepipe.settings import Settings
+from scoring import Registry
 from streaming.clients import kafka_consumer, kafka_producer
 from streaming.consumer import score_stream
 from streaming.errors import KafkaAccessError

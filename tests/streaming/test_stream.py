@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from kafka.errors import CoordinatorNotAvailableError
 
-from batch import run_batch
+from batch.run import run_batch
 from scoring import synthetic
 from streaming.clients import kafka_admin
 from streaming.consumer import score_stream

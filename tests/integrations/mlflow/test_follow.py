@@ -16,7 +16,8 @@ from devservers.process import free_port
 from integrations.mlflow.models import MLflowImportError
 from integrations.stores import model_stores
 from scorepipe.cli import main
-from scoring import Registry, Settings, synthetic
+from scorepipe.settings import Settings
+from scoring import Registry, synthetic
 from scoring.model_source import resolve_once
 from scoring.watcher import watch_models
 from tests.helpers import wait_for

@@ -12,7 +12,8 @@ from devservers.process import free_port
 from integrations.stores import model_stores
 from scorepipe.cli import main
 from scorepipe.cli.options import DRIFT_EXIT_CODE
-from scoring import Registry, Settings, synthetic
+from scorepipe.settings import Settings
+from scoring import Registry, synthetic
 from scoring.model_source import resolve_once
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from scoring import Settings, SettingsError
-from scoring.kafka_properties import parse_properties, settings_from_properties
-from scoring.settings import load_settings
+from scorepipe.settings import Settings, load_settings
+from scoring import SettingsError
+from streaming.kafka_properties import parse_properties, settings_from_properties
 
 CONFLUENT_CLOUD = """\
 # Required connection configs for Kafka producer, consumer, and admin

@@ -1,0 +1,17 @@
+"""The flows' settings: the sections of the batch engine and both reports, built the one way."""
+
+from __future__ import annotations
+
+from batch.settings import BatchSettings
+from drift.settings import DriftSettings
+from performance.settings import PerformanceSettings
+from scoring.settings import load
+
+
+class FlowSettings(BatchSettings, DriftSettings, PerformanceSettings):
+    """What ``score-batch``, ``drift-report`` and ``performance-report`` read (MLflow and monitoring included)."""
+
+
+def load_flow_settings() -> FlowSettings:
+    """The flows' settings from ``SCOREPIPE_*`` variables; a bad value is a ``SettingsError`` naming each variable."""
+    return load(FlowSettings)
