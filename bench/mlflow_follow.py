@@ -39,9 +39,9 @@ from integrations.mlflow.tracking import log_trained  # noqa: E402
 from scorepipe.settings import Settings  # noqa: E402
 from scoring import Registry, synthetic  # noqa: E402
 from scoring.training import train_bundle  # noqa: E402
-from streaming.clients import kafka_consumer  # noqa: E402
 from streaming.producer import produce  # noqa: E402
 from streaming.topics import assigned_partitions, ensure_topics  # noqa: E402
+from streaming.transport.kafka_python import KafkaPythonTransport  # noqa: E402
 
 NAME = "bench-follow"
 
@@ -52,7 +52,7 @@ class Predictions:
     def __init__(self, settings: Settings) -> None:
         from kafka import TopicPartition
 
-        self.reader = kafka_consumer(settings, fetch_max_wait_ms=50)
+        self.reader = KafkaPythonTransport().consumer(settings, fetch_max_wait_ms=50).client
         self.reader.assign([TopicPartition(settings.predictions_topic, p) for p in range(settings.topic_partitions)])
         self.reader.seek_to_end()
         self.seen: list[tuple[float, float, int]] = []

@@ -44,12 +44,12 @@ from scorepipe.settings import Settings  # noqa: E402
 from scoring import Registry, Scorer, synthetic  # noqa: E402
 from scoring.training import train_bundle  # noqa: E402
 from scoring.watcher import ModelWatcher  # noqa: E402
-from streaming.clients import kafka_consumer, kafka_producer  # noqa: E402
 from streaming.consumer import StreamConsumer  # noqa: E402
 from streaming.events import EventDecoder  # noqa: E402
 from streaming.process import long_running_scorer  # noqa: E402
 from streaming.producer import produce  # noqa: E402
 from streaming.topics import assigned_partitions, count_messages, ensure_topics  # noqa: E402
+from streaming.transport.kafka_python import KafkaPythonTransport  # noqa: E402
 
 
 def settings_for(bootstrap: str, name: str, **overrides) -> Settings:
@@ -66,20 +66,24 @@ def settings_for(bootstrap: str, name: str, **overrides) -> Settings:
 
 def group_consumer(settings: Settings, *, max_poll_records: int) -> KafkaConsumer:
     """A manually committing member of the settings' group, reading the features topic from the start."""
-    return kafka_consumer(
-        settings,
-        settings.features_topic,
-        group_id=settings.consumer_group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=max_poll_records,
+    return (
+        KafkaPythonTransport()
+        .consumer(
+            settings,
+            settings.features_topic,
+            group_id=settings.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max_poll_records,
+        )
+        .client
     )
 
 
 def passthrough(settings: Settings, events: int) -> float:
     """Raw client limit: poll a micro-batch, produce every value, flush, commit; events/s."""
     consumer = group_consumer(settings, max_poll_records=settings.stream_batch_events)
-    producer = kafka_producer(settings, acks="all", linger_ms=5, batch_size=256 * 1024)
+    producer = KafkaPythonTransport().raw_producer(settings, acks="all", linger_ms=5, batch_size=256 * 1024).client
     done = 0
     started = time.perf_counter()
     while done < events:
@@ -117,7 +121,7 @@ def scorepipe_consumer(settings: Settings, scorer, events: int, shadow=None) -> 
 def naive(settings: Settings, scorer: Scorer, events: int) -> float:
     """One message at a time: decode, score a one-row frame, produce, wait, commit."""
     consumer = group_consumer(settings, max_poll_records=1)
-    producer = kafka_producer(settings, acks="all")
+    producer = KafkaPythonTransport().raw_producer(settings, acks="all").client
     decoder = EventDecoder(scorer.bundle.schema)
     done = 0
     started = time.perf_counter()
@@ -190,7 +194,11 @@ def latency(settings: Settings, rate: float, seconds: float, reader_wait_ms: int
         [sys.executable, "-m", "scorepipe.cli", "stream"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     # read_committed: what an exactly-once reader must use
-    reader = kafka_consumer(settings, isolation_level="read_committed", fetch_max_wait_ms=reader_wait_ms)
+    reader = (
+        KafkaPythonTransport()
+        .consumer(settings, isolation_level="read_committed", fetch_max_wait_ms=reader_wait_ms)
+        .client
+    )
     partitions = [TopicPartition(settings.predictions_topic, p) for p in range(settings.topic_partitions)]
     reader.assign(partitions)
     reader.seek_to_end()

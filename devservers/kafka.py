@@ -258,18 +258,17 @@ class KafkaBroker(LocalServer):
 
     def admin(self) -> Any:
         """An admin client on the PLAINTEXT listener (a super user there: it also carries broker traffic)."""
-        from streaming.clients import kafka_admin
         from streaming.settings import KafkaSettings
+        from streaming.transport import transport_for
 
-        return kafka_admin(KafkaSettings(kafka_bootstrap_servers=self.bootstrap_servers), request_timeout_ms=10_000)
+        settings = KafkaSettings(kafka_bootstrap_servers=self.bootstrap_servers)
+        return transport_for(settings).admin(settings, request_timeout_ms=10_000)
 
     def add_user(self, name: str, password: str) -> None:
         """A SCRAM-SHA-512 user on the running broker (no restart), with no ACL yet."""
-        from kafka.admin import UserScramCredentialUpsertion
-
         admin = self.admin()
         try:
-            admin.alter_user_scram_credentials([UserScramCredentialUpsertion(name, SCRAM, password, iterations=8192)])
+            admin.add_scram_user(name, SCRAM, password)
         finally:
             admin.close()
 
@@ -386,19 +385,19 @@ class KafkaBroker(LocalServer):
         return port_in_use(self.port) and self._answers_metadata()
 
     def _answers_metadata(self) -> bool:
-        from kafka.errors import KafkaError
-
-        from streaming.clients import kafka_admin
         from streaming.settings import KafkaSettings
+        from streaming.transport import transport_for
+        from streaming.transport.base import TransportError
 
+        settings = KafkaSettings(kafka_bootstrap_servers=self.bootstrap_servers)
         try:
-            admin = kafka_admin(KafkaSettings(kafka_bootstrap_servers=self.bootstrap_servers), request_timeout_ms=5000)
-        except KafkaError:
+            admin = transport_for(settings).admin(settings, request_timeout_ms=5000)
+        except TransportError:
             return False
         try:
             admin.describe_cluster()
             return True
-        except KafkaError:
+        except TransportError:
             return False
         finally:
             admin.close()
@@ -433,36 +432,15 @@ def _ensure_credentials(home: Path) -> None:
 
 
 def _change_acls(broker: KafkaBroker, user: str, grants: tuple[tuple[str, str, str], ...], *, create: bool) -> None:
-    from kafka.admin import (
-        ACL,
-        ACLFilter,
-        ACLOperation,
-        ACLPermissionType,
-        ACLResourcePatternType,
-        ResourcePattern,
-        ResourcePatternFilter,
-        ResourceType,
-    )
+    from streaming.transport.base import TransportError
 
-    acls = []
-    for kind, name, operation in grants:
-        literal = name == "*" or not name.endswith("*")
-        resource = name if literal else name[:-1]
-        pattern_type = ACLResourcePatternType.LITERAL if literal else ACLResourcePatternType.PREFIXED
-        if create:
-            pattern: Any = ResourcePattern(ResourceType[kind], resource, pattern_type)
-            acls.append(ACL(f"User:{user}", "*", ACLOperation[operation], ACLPermissionType.ALLOW, pattern))
-        else:
-            pattern = ResourcePatternFilter(ResourceType[kind], resource, pattern_type)
-            acls.append(ACLFilter(f"User:{user}", "*", ACLOperation[operation], ACLPermissionType.ALLOW, pattern))
     admin = broker.admin()
     try:
-        result = admin.create_acls(acls) if create else admin.delete_acls(acls)
+        admin.change_acls(f"User:{user}", grants, create=create)
+    except TransportError as exc:
+        raise ServiceError(str(exc)) from exc
     finally:
         admin.close()
-    failed = result.get("failed") if isinstance(result, dict) else None
-    if failed:
-        raise ServiceError(f"changing ACLs for User:{user} failed: {failed}")
 
 
 def read_identity(home: Path) -> dict:

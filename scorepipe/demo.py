@@ -422,7 +422,7 @@ def _all_headers(settings: Settings, topic: str) -> list[dict[str, bytes]]:
     """The headers of every message on ``topic`` now, read from the beginning to its end offsets."""
     from streaming.topics import read_topic
 
-    return [dict(message.headers) for message in read_topic(settings, topic)]
+    return [dict(message.headers or []) for message in read_topic(settings, topic)]
 
 
 def _dead_letter_reasons(settings: Settings) -> Table:

@@ -40,38 +40,36 @@ def registry_table(settings: Settings) -> Table | str:
 
 def group_lag(settings: Settings) -> dict[str, Any]:
     """The consumer group's state, members and lag per partition of the features topic."""
-    from kafka import TopicPartition
-    from kafka.errors import KafkaError
-
-    from streaming.clients import kafka_admin, kafka_consumer
+    from streaming.transport import transport_for
+    from streaming.transport.base import TopicPartition, TransportError
 
     servers = settings.kafka_bootstrap_servers
     group = settings.consumer_group
+    transport = transport_for(settings)
     try:
-        admin = kafka_admin(settings, bootstrap_timeout_ms=3000, request_timeout_ms=5000)
-    except KafkaError as exc:
-        return {"error": f"broker {servers} unreachable: {type(exc).__name__}: {exc}"}
+        admin = transport.admin(settings, bootstrap_timeout_ms=3000, request_timeout_ms=5000)
+    except TransportError as exc:
+        return {"error": f"broker {servers} unreachable: {exc}"}
     consumer = None
     try:
-        described = admin.describe_groups([group])[group]
-        committed = admin.list_group_offsets(group)[group]
-        consumer = kafka_consumer(settings, request_timeout_ms=5000)
-        partitions = [TopicPartition(settings.features_topic, p) for p in consumer.partitions_for_topic(
-            settings.features_topic) or []]  # fmt: skip
+        described = admin.describe_group(group)
+        committed = admin.group_offsets(group)
+        consumer = transport.reader(settings, read_committed=False, request_timeout_ms=5000)
+        topic = settings.features_topic
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
         ends = consumer.end_offsets(partitions) if partitions else {}
-    except KafkaError as exc:
-        return {"error": f"broker {servers}: {type(exc).__name__}: {exc}"}
+    except TransportError as exc:
+        return {"error": f"broker {servers}: {exc}"}
     finally:
         admin.close()
         if consumer is not None:
             consumer.close()
     rows = []
     for tp in sorted(ends, key=lambda t: t.partition):
-        done = committed.get(tp)
-        offset = done.offset if done is not None and done.offset >= 0 else None
+        offset = committed.get(tp)
         rows.append({"partition": tp.partition, "end": ends[tp], "committed": offset,
                      "lag": ends[tp] - (offset or 0)})  # fmt: skip
-    return {"state": described.get("group_state"), "members": len(described.get("members") or []), "partitions": rows}
+    return {"state": described.state, "members": len(described.members), "partitions": rows}
 
 
 def lag_table(settings: Settings) -> Table | str:

@@ -7,7 +7,8 @@ ones as one frame, add one prediction per scored event to the predictions sink a
 event, unchanged, to the dead-letter sink with the reason in its headers. What happens next is the
 delivery guarantee's (``streaming.delivery``): at least once, pipelined up to
 ``stream_max_in_flight`` batches with ordered commits; or exactly once, in transactions. The loop
-knows neither; it holds back fetching while too many batches are in flight.
+knows neither, nor the Kafka client library (``streaming.transport``); it holds back fetching while
+too many batches are in flight.
 """
 
 from __future__ import annotations
@@ -18,15 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka.errors import KafkaError
-
 from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer, SinkError
 from scoring.agreement import Agreement
 from scoring.layout import SHADOW_DIR
 from scoring.watcher import FixedModel, ModelWatcher, model_origin
-from streaming.clients import stream_consumer
 from streaming.delivery import GUARANTEES, Delivery, StreamParts
 from streaming.live_window import LiveWindow
 from streaming.outputs import Outputs
@@ -35,6 +33,8 @@ from streaming.readiness import StreamReadiness
 from streaming.settings import StreamSettings
 from streaming.stats import StreamStats
 from streaming.transform import BatchTransform
+from streaming.transport import Transport, transport_for
+from streaming.transport.base import Record, TransportError
 
 log = logging.getLogger("scorepipe.stream")
 IDLE_POLL_MS = 500  # poll timeout with nothing in flight: joins and rebalances progress inside poll()
@@ -62,8 +62,10 @@ class StreamConsumer:
         health: Health | None = None,
         client_id: str = "scorepipe-stream",
         stopping: threading.Event | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.settings = settings
+        self.transport = transport or transport_for(settings)
         self.models = FixedModel(models) if isinstance(models, Scorer) else models
         self.shadow = shadow
         self.metrics = metrics or ScoringMetrics()
@@ -86,7 +88,7 @@ class StreamConsumer:
         self.health.add_note("model", lambda: _refused_note(self.models))
         if shadow is not None:
             self.health.add_note("shadow", lambda: _refused_note(shadow))
-        self.consumer = stream_consumer(settings, client_id)
+        self.consumer = self.transport.stream_consumer(settings, client_id)
         self.outputs = Outputs(
             settings,
             lambda: self.delivery.producer,
@@ -98,6 +100,7 @@ class StreamConsumer:
         )
         parts = StreamParts(
             settings,
+            self.transport,
             self.consumer,
             self.outputs,
             self._process,
@@ -107,7 +110,7 @@ class StreamConsumer:
             stopping=self._stopping,
         )
         self.delivery: Delivery = GUARANTEES[settings.stream_guarantee](parts, client_id=client_id)
-        self.consumer.subscribe([settings.features_topic], listener=self.delivery.listener)
+        self.consumer.subscribe([settings.features_topic], self.delivery.listener)
         self.poller = Poller(
             self.consumer,
             settings,
@@ -167,7 +170,7 @@ class StreamConsumer:
         try:
             ends = self.consumer.end_offsets(assigned, timeout_ms=2000)
             return all(self.consumer.position(tp, timeout_ms=2000) >= end for tp, end in ends.items())
-        except KafkaError as exc:
+        except TransportError as exc:
             log.info("not stopping for idleness: cannot tell whether events wait (%s)", exc)
             return False
 
@@ -185,7 +188,7 @@ class StreamConsumer:
         if self.readiness.check_broker(self.consumer, self.delivery.ledger.positions, self.metrics):
             self.delivery.on_broker_answered()
 
-    def _poll(self) -> list[Any]:
+    def _poll(self) -> list[Record]:
         """Whatever is buffered, at once (a partial batch never waits to fill)."""
         oldest = self.delivery.ledger.oldest()
         if oldest is None:
@@ -212,7 +215,7 @@ class StreamConsumer:
         elif not full and paused:
             self.consumer.resume(*paused)
 
-    def _process(self, records: list[Any]) -> Callable[[], None]:
+    def _process(self, records: list[Record]) -> Callable[[], None]:
         """Score one batch into the outputs; returns what counts it once it is delivered."""
         scorer = self.models.current()  # one version for the whole batch, swapped only between batches
         assert scorer is not None

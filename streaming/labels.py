@@ -22,15 +22,13 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from kafka import TopicPartition
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
 from scoring.layout import EVENT_ID, REJECTED_DIR
 from scoring.storage import Location, as_location
-from streaming.clients import kafka_consumer
 from streaming.polling import Poller
 from streaming.settings import StreamSettings
+from streaming.transport import Transport, transport_for
+from streaming.transport.base import Record, TopicPartition, TransportError
 
 log = logging.getLogger("scorepipe.labels")
 
@@ -61,6 +59,7 @@ class LabelSink:
         flush_rows: int = 10_000,
         flush_seconds: float = 5.0,
         stopping: threading.Event | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.out_dir = as_location(out_dir)
         self.flush_rows = flush_rows
@@ -71,17 +70,10 @@ class LabelSink:
         self._bad: list[dict[str, Any]] = []
         self._offsets: dict[TopicPartition, int] = {}
         self._opened = time.monotonic()
-        self.consumer = kafka_consumer(
-            settings,
-            topic,
-            group_id=f"{settings.consumer_group}-labels",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",  # labels written in transactions count once committed
-            # A commit waits this long at most (kafka-python's default is five minutes): with the broker
-            # away, the files are kept, the commit is retried at the next flush, and polling goes on.
-            request_timeout_ms=COMMIT_TIMEOUT_MS,
-        )
+        # A commit waits COMMIT_TIMEOUT_MS at most: with the broker away, the files are kept, the commit
+        # is retried at the next flush, and polling goes on.
+        transport = transport or transport_for(settings)
+        self.consumer = transport.label_consumer(settings, topic, commit_timeout_ms=COMMIT_TIMEOUT_MS)
         self.poller = Poller(self.consumer, settings, topic, self._stopping)
 
     def stop(self, *_: object) -> None:
@@ -106,7 +98,7 @@ class LabelSink:
             self.consumer.close()
         return self.stats
 
-    def _take(self, record: Any) -> None:
+    def _take(self, record: Record) -> None:
         if not self._good and not self._bad:
             self._opened = time.monotonic()
         self.stats.messages += 1
@@ -144,8 +136,8 @@ class LabelSink:
         self._good, self._bad = [], []
         if self._offsets:
             try:
-                self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in self._offsets.items()})
-            except KafkaError as exc:  # the files are written: read again, the labels come twice (the join keeps one)
+                self.consumer.commit(self._offsets)
+            except TransportError as exc:  # files written: read again, labels come twice (the join keeps one)
                 self.stats.commit_failures += 1
                 log.warning("label offsets not committed (%s): the next commit covers them", exc)
                 return

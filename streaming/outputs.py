@@ -7,14 +7,14 @@ to wait on (the shadow's apart: its failures are counted, never holding back a c
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from monitoring.metrics import ScoringMetrics
 from scoring.watcher import ModelWatcher
 from streaming.live_window import LiveWindow
 from streaming.settings import StreamSettings
 from streaming.shadow import ShadowScorer
-from streaming.sinks import DeadLetterSink, FutureDelivery, PredictionSink, WindowSink
+from streaming.sinks import DeadLetterSink, PredictionSink, WindowSink
+from streaming.transport.base import Delivery, Producer
 
 
 class Outputs:
@@ -23,7 +23,7 @@ class Outputs:
     def __init__(
         self,
         settings: StreamSettings,
-        producer: Callable[[], Any],
+        producer: Callable[[], Producer],
         same_partition: Callable[[str], bool],
         *,
         live_window: LiveWindow | None,
@@ -46,7 +46,7 @@ class Outputs:
         )
         self.topics = [settings.predictions_topic] + ([settings.shadow_topic] if shadow is not None else [])
 
-    def flush(self) -> tuple[FutureDelivery, FutureDelivery | None]:
+    def flush(self) -> tuple[Delivery, Delivery | None]:
         """What was sent since the last flush: the champion's results, and the shadow's (or None)."""
         results = self.predictions.flush() + self.dead_letters.flush()
         shadow = self.shadow.flush() if self.shadow is not None else None
@@ -57,7 +57,7 @@ class Outputs:
         """Forget what was sent since the last flush (its batch is read again)."""
         self.flush()
 
-    def count_shadow_failures(self, shadow: FutureDelivery | None) -> None:
+    def count_shadow_failures(self, shadow: Delivery | None) -> None:
         if shadow is not None and self.shadow is not None:
             self.shadow.count_failures(shadow)
 

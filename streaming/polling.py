@@ -1,6 +1,6 @@
 """Polling that outlives the broker: what the stream's loop and the label sink share.
 
-kafka-python's ``poll`` raises connection errors from its group coordinator while every broker
+A client's ``poll`` raises connection errors (from its group coordinator, say) while every broker
 is down; nothing was fetched then, so nothing is skipped by returning no records and trying again
 (with a doubling wait, logged every ``UNREACHABLE_LOG_S``). An ACL that refuses the read is the
 one error raised, as a ``KafkaAccessError`` naming the topic or group and the principal.
@@ -12,13 +12,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
-
-from kafka.errors import AuthorizationError, KafkaError, TopicAuthorizationFailedError
 
 from streaming.errors import KafkaAccessError
 from streaming.refusals import read_refusal
 from streaming.settings import StreamSettings
+from streaming.transport.base import Consumer, NotAuthorized, Record, TransportError
 
 log = logging.getLogger("scorepipe.stream")
 UNREACHABLE_LOG_S = 10.0  # while no broker answers: how often that is logged
@@ -30,7 +28,7 @@ class Poller:
 
     def __init__(
         self,
-        consumer: Any,
+        consumer: Consumer,
         settings: StreamSettings,
         topic: str,
         stopping: threading.Event,
@@ -45,13 +43,13 @@ class Poller:
         self._backoff = 0.0
         self._logged = float("-inf")
 
-    def poll(self, timeout_ms: int, limit: int | None = None) -> list[Any]:
+    def poll(self, timeout_ms: int, limit: int | None = None) -> list[Record]:
         """What the client has buffered (at most ``limit``); nothing while no broker answers."""
         try:
-            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=limit)
-        except AuthorizationError as exc:
+            polled = self.consumer.poll(timeout_ms, limit)
+        except NotAuthorized as exc:
             raise KafkaAccessError(read_refusal(self.settings, exc)) from None
-        except KafkaError as exc:
+        except TransportError as exc:
             if not exc.retriable:
                 raise
             self._unreachable(exc)
@@ -59,9 +57,9 @@ class Poller:
         self._backoff = 0.0
         if not polled and not self.consumer.assignment():
             self._raise_if_refused()
-        return [record for records in polled.values() for record in records]
+        return polled
 
-    def _unreachable(self, exc: KafkaError) -> None:
+    def _unreachable(self, exc: TransportError) -> None:
         self._on_unreachable(exc)
         now = time.monotonic()
         if now - self._logged >= UNREACHABLE_LOG_S:
@@ -71,7 +69,7 @@ class Poller:
         self._stopping.wait(self._backoff)
 
     def _raise_if_refused(self) -> None:
-        """kafka-python only logs a subscribed topic the ACLs hide, and then waits with no partitions."""
-        cluster = getattr(getattr(self.consumer, "_client", None), "cluster", None)
-        if cluster is not None and self.topic in getattr(cluster, "unauthorized_topics", ()):
-            raise KafkaAccessError(read_refusal(self.settings, TopicAuthorizationFailedError(self.topic)))
+        """A subscribed topic the ACLs hide may only be logged by the client, which then waits with no partitions."""
+        if self.topic in self.consumer.refused_topics():
+            refused = NotAuthorized(f"TopicAuthorizationFailedError: {self.topic}", resource="topic")
+            raise KafkaAccessError(read_refusal(self.settings, refused))

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from kafka.errors import KafkaError
 
 from scoring import SinkError, synthetic
 from scoring.layout import EVENT_ID
-from streaming.clients import close_producer, kafka_producer
 from streaming.events import encode_event, json_safe
 from streaming.settings import StreamSettings
+from streaming.transport import transport_for
+from streaming.transport.base import TransportError
 
 # Each kind of malformed event the demo sends, and how it spoils a good one.
 MALFORMED: dict[str, Callable[[dict], bytes]] = {
@@ -67,7 +67,7 @@ def produce(
     on_progress: Callable[[int], None] | None = None,
 ) -> ProduceStats:
     """Send ``count`` events to the features topic, at ``rate`` events/s (0 = as fast as possible)."""
-    producer = kafka_producer(settings, linger_ms=10, batch_size=256 * 1024, acks="all")
+    producer = transport_for(settings).producer(settings, linger_ms=10)
     stats = ProduceStats()
     started = time.monotonic()
     try:
@@ -82,9 +82,9 @@ def produce(
             if on_progress is not None and stats.sent % 1000 == 0:
                 on_progress(1000)
         producer.flush(timeout=60)
-    except KafkaError as exc:
+    except TransportError as exc:
         raise SinkError(f"producing to {settings.kafka_bootstrap_servers} failed: {exc}") from exc
     finally:
-        close_producer(producer, timeout=10)
+        producer.close(timeout=10)
     stats.seconds = time.monotonic() - started
     return stats

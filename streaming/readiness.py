@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from kafka.errors import KafkaError
 
 from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
+from streaming.transport.base import Consumer, TransportError
 
 BROKER_CHECK_S = 5.0  # how often end offsets are asked for (consumer lag, broker reachability)
 
@@ -36,7 +34,9 @@ class StreamReadiness:
         """Whether the broker should be asked again (every ``BROKER_CHECK_S``)."""
         return self._checked is None or time.monotonic() - self._checked >= BROKER_CHECK_S
 
-    def check_broker(self, consumer: Any, positions: Mapping[Any, int], metrics: ScoringMetrics) -> bool:
+    def check_broker(
+        self, consumer: Consumer, positions: Mapping[tuple[str, int], int], metrics: ScoringMetrics
+    ) -> bool:
         """Ask for the assigned partitions' end offsets; set the lag. True if the broker answered."""
         assigned = list(consumer.assignment())
         if not assigned:
@@ -44,8 +44,8 @@ class StreamReadiness:
         now = time.monotonic()
         try:
             ends = consumer.end_offsets(assigned, timeout_ms=2000)
-        except KafkaError as exc:
-            self._broker_error = f"{type(exc).__name__}: {exc}"
+        except TransportError as exc:
+            self._broker_error = str(exc)
             self._checked = now
             return False
         self._broker_error = None
@@ -59,7 +59,7 @@ class StreamReadiness:
 
     def broker_unreachable(self, exc: BaseException) -> None:
         """The client could not reach any broker (seen by a poll): not ready until an answer comes."""
-        self._broker_error = f"{type(exc).__name__}: {exc}"
+        self._broker_error = str(exc) if isinstance(exc, TransportError) else f"{type(exc).__name__}: {exc}"
 
     def _broker_reason(self) -> str | None:
         if self._broker_error is not None:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
-
-from kafka import ConsumerRebalanceListener
 
 from streaming.ledger import OffsetLedger, Partition
+from streaming.transport.base import TopicPartition
 
 log = logging.getLogger("scorepipe.stream")
 HANDOVER_WAIT_S = 2.0  # on revocation: the longest wait for acknowledgements (the IO thread is blocked)
 
 
-class HandOverOnRevoke(ConsumerRebalanceListener):
+class HandOverOnRevoke:
     """Before partitions move to another member, commit what was delivered for them.
 
     The ledger gives the offsets (after a short wait for the batches in flight); the rest are left
@@ -35,7 +33,7 @@ class HandOverOnRevoke(ConsumerRebalanceListener):
         self.commit = commit
         self.seek = seek
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         offsets = self.ledger.hand_over(set(revoked), HANDOVER_WAIT_S)
         if offsets:
             self.commit(offsets)
@@ -45,7 +43,7 @@ class HandOverOnRevoke(ConsumerRebalanceListener):
             {f"{p[0]}[{p[1]}]": o for p, o in sorted(offsets.items())},
         )
 
-    def on_partitions_lost(self, lost: Any) -> None:
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
         """Evicted from the group (a missed session, a fenced instance): nothing of these partitions is committed.
 
         Another member may already own them and read from their last commit; committing what this
@@ -59,12 +57,12 @@ class HandOverOnRevoke(ConsumerRebalanceListener):
             dropped,
         )
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.seek(self.ledger.returned(set(assigned)))
         log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
 
-class AbortOnRevoke(ConsumerRebalanceListener):
+class AbortOnRevoke:
     """Exactly once: before partitions move, the open transaction is aborted (its offsets were never committed).
 
     The new owner reads from the committed offsets, which only a committed transaction moves, so
@@ -73,18 +71,18 @@ class AbortOnRevoke(ConsumerRebalanceListener):
     back; those are sought back to where the aborted transaction began (``returned``).
     """
 
-    def __init__(self, abort: Callable[[], None], returned: Callable[[set[Any]], None]) -> None:
+    def __init__(self, abort: Callable[[], None], returned: Callable[[set[TopicPartition]], None]) -> None:
         self.abort = abort
         self.returned = returned
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.abort()
         log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
 
-    def on_partitions_lost(self, lost: Any) -> None:
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
         self.abort()  # evicted from the group: nothing of the open transaction may be committed
         log.info("partitions lost: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in lost))
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.returned(set(assigned))
         log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))

@@ -7,6 +7,7 @@ refusals), so "who" is worked out one way.
 from __future__ import annotations
 
 from streaming.settings import KafkaSettings, StreamSettings
+from streaming.transport.base import NotAuthorized
 
 
 def principal(settings: KafkaSettings) -> str:
@@ -34,10 +35,11 @@ def write_refusal(settings: StreamSettings, error: BaseException) -> str:
     )
 
 
-def read_refusal(settings: StreamSettings, error: BaseException) -> str:
+def read_refusal(settings: StreamSettings, error: NotAuthorized) -> str:
     """Which READ the ACLs refuse: the input topic, or the consumer group."""
-    if "Group" in type(error).__name__:
+    if error.resource == "group":
         what = f"READ for consumer group {settings.consumer_group}"
     else:
         what = f"READ on topic {settings.features_topic}"
-    return f"Kafka ACLs do not allow {what} ({principal(settings)}): {type(error).__name__}; grant it and start again"
+    refused = str(error).split(":", 1)[0]  # the client's name for the refusal
+    return f"Kafka ACLs do not allow {what} ({principal(settings)}): {refused}; grant it and start again"

@@ -11,14 +11,14 @@ import logging
 from typing import Any
 
 import pandas as pd
-from kafka.errors import KafkaError
 
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer
 from scoring.agreement import Agreement
 from scoring.scorer import REJECT_REASON
 from scoring.watcher import ModelWatcher
-from streaming.sinks import FutureDelivery, PredictionSink, WindowSink
+from streaming.sinks import PredictionSink, WindowSink
+from streaming.transport.base import Delivery, TransportError
 
 log = logging.getLogger("scorepipe.stream")
 
@@ -60,14 +60,14 @@ class ShadowScorer:
         self.window.add(mirrored, rows)
         try:
             self.predictions.add(challenger, rows, mirrored)
-        except KafkaError as exc:
+        except TransportError as exc:
             self.metrics.shadow_errors.labels("publish").inc(len(rows))
             log.warning("shadow: cannot publish to %s: %s", self.predictions.topic, exc)
 
-    def flush(self) -> FutureDelivery:
+    def flush(self) -> Delivery:
         return self.predictions.flush()
 
-    def count_failures(self, delivery: FutureDelivery) -> None:
+    def count_failures(self, delivery: Delivery) -> None:
         """Count the challenger's predictions that were not acknowledged (the champion is unaffected)."""
         failed = delivery.failures()
         if failed:

@@ -8,15 +8,11 @@ after a fatal error, so they look it up at each send); the live window writes Pa
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
 
 from scoring import Scorer
 from scoring.scorer import CONFIDENCE, PREDICTION, REJECT_REASON
@@ -31,48 +27,19 @@ from streaming.events import (
     iso_ms,
 )
 from streaming.live_window import LiveWindow
-
-
-class FutureDelivery:
-    """The acknowledgements of a batch's sends, from the client's futures."""
-
-    def __init__(self, futures: list[Any]) -> None:
-        self.futures = futures
-
-    def done(self) -> bool:
-        return all(f.is_done for f in self.futures)
-
-    def error(self) -> BaseException | None:
-        return next((f.exception for f in self.futures if f.failed()), None)
-
-    def failures(self) -> int:
-        return sum(1 for f in self.futures if f.is_done and f.failed())
-
-    def wait(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for every future; their outcome is read by ``error``."""
-        deadline = time.monotonic() + timeout
-        for future in self.futures:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            if not future.is_done:
-                with contextlib.suppress(KafkaError):  # failed or not yet done: ``error`` reads the future
-                    future.get(timeout=remaining)
-
-    def __add__(self, other: FutureDelivery) -> FutureDelivery:
-        return FutureDelivery(self.futures + other.futures)
+from streaming.transport.base import Delivery, Producer, Record
 
 
 class _TopicSink:
-    def __init__(self, producer: Callable[[], KafkaProducer], topic: str) -> None:
+    def __init__(self, producer: Callable[[], Producer], topic: str) -> None:
         self.producer = producer
         self.topic = topic
         self._futures: list[Any] = []
 
-    def flush(self) -> FutureDelivery:
+    def flush(self) -> Delivery:
         """The delivery of everything sent since the last flush."""
-        delivery, self._futures = FutureDelivery(self._futures), []
-        return delivery
+        sent, self._futures = self._futures, []
+        return self.producer().delivery(sent)
 
 
 class PredictionSink(_TopicSink):
@@ -83,9 +50,7 @@ class PredictionSink(_TopicSink):
     keep them, without kafka-python's per-message partitioner (a pure-Python murmur2 of the key).
     """
 
-    def __init__(
-        self, producer: Callable[[], KafkaProducer], topic: str, same_partition: Callable[[str], bool]
-    ) -> None:
+    def __init__(self, producer: Callable[[], Producer], topic: str, same_partition: Callable[[str], bool]) -> None:
         super().__init__(producer, topic)
         self.same_partition = same_partition
 
@@ -133,7 +98,7 @@ class PredictionSink(_TopicSink):
 class DeadLetterSink(_TopicSink):
     """Every event that cannot be scored, unchanged, with why, at which stage and where it came from."""
 
-    def add(self, record: Any, reason: str, stage: str) -> None:
+    def add(self, record: Record, reason: str, stage: str) -> None:
         headers = list(record.headers or []) + [
             (DLQ_REASON, reason.encode()),
             (DLQ_STAGE, stage.encode()),

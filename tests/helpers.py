@@ -90,13 +90,13 @@ def second_member_joins(settings: Settings, *, rate: float, seed: int, after_joi
     import signal
     import threading
 
-    from streaming.clients import close_producer, kafka_producer
     from streaming.producer import events
+    from streaming.transport import transport_for
 
     joined, stop, sent = threading.Event(), threading.Event(), [0]
 
     def feed() -> None:
-        producer = kafka_producer(settings, linger_ms=10, acks="all")
+        producer = transport_for(settings).producer(settings, linger_ms=10)
         started, after = time.monotonic(), 0
         try:
             for key, value, _ in events(MOST_EVENTS, seed=seed):
@@ -110,7 +110,7 @@ def second_member_joins(settings: Settings, *, rate: float, seed: int, after_joi
                     time.sleep(ahead)
             producer.flush(timeout=60)
         finally:
-            close_producer(producer, timeout=10)
+            producer.close(timeout=10)
 
     feeder = threading.Thread(target=feed)
     feeder.start()

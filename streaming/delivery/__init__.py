@@ -8,20 +8,19 @@ what is read again after a failure or a rebalance) is the guarantee's alone:
   whose every result was acknowledged. A failed send drops that batch and every later one and
   re-reads from its first offsets; a crash re-reads from the last commit. Duplicates, never loss.
 - ``ExactlyOnce``: the batches of a short window and the input offsets after them commit in one
-  Kafka transaction (``streaming.transactions``). A failure or a rebalance aborts it and reads
+  Kafka transaction (the transport's ``Transactions``). A failure or a rebalance aborts it and reads
   again from the committed offsets: a ``read_committed`` reader sees every result exactly once.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-from kafka import ConsumerRebalanceListener
+from typing import Protocol
 
 from streaming.delivery.at_least_once import AtLeastOnce
 from streaming.delivery.base import Process, StreamParts
 from streaming.delivery.exactly_once import ExactlyOnce
 from streaming.ledger import OffsetLedger
+from streaming.transport.base import Producer, RebalanceListener, Record
 
 __all__ = ["GUARANTEES", "AtLeastOnce", "Delivery", "ExactlyOnce", "Process", "StreamParts"]
 
@@ -29,15 +28,17 @@ __all__ = ["GUARANTEES", "AtLeastOnce", "Delivery", "ExactlyOnce", "Process", "S
 class Delivery(Protocol):
     """What the loop asks of a delivery guarantee."""
 
-    listener: ConsumerRebalanceListener  # subscribed with the input topic
     ledger: OffsetLedger  # the batches in flight
 
     @property
-    def producer(self) -> Any: ...
+    def listener(self) -> RebalanceListener: ...  # subscribed with the input topic
+
+    @property
+    def producer(self) -> Producer: ...
 
     def mark(self) -> int: ...
 
-    def send(self, records: list[Any], mark: int) -> None: ...
+    def send(self, records: list[Record], mark: int) -> None: ...
 
     def settle(self, *, polled_nothing: bool) -> int: ...
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
-
-from kafka.errors import AuthorizationError, KafkaError
 
 from scoring import SinkError
-from streaming.clients import close_producer, rebuild_until_stopped, stream_producer
 from streaming.delivery.base import (
     ACK_TIMEOUT_S,
     BACKPRESSURE_WAIT_S,
@@ -21,7 +17,9 @@ from streaming.delivery.base import (
 )
 from streaming.ledger import Partition, Settled, span
 from streaming.rebalance import HandOverOnRevoke
+from streaming.reconnect import rebuild_until_stopped
 from streaming.refusals import write_refusal
+from streaming.transport.base import NotAuthorized, Producer, Record, TransportError
 
 log = logging.getLogger("scorepipe.stream")
 
@@ -29,26 +27,28 @@ log = logging.getLogger("scorepipe.stream")
 class AtLeastOnce(Guarantee):
     """Pipelined batches; the ledger commits, in order, those whose every result was acknowledged."""
 
-    def __init__(self, parts: StreamParts, *, client_id: str, new_producer: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, parts: StreamParts, *, client_id: str, new_producer: Callable[[], Producer] | None = None
+    ) -> None:
         super().__init__(parts)
         settings = parts.settings
-        self._new_producer = new_producer or (lambda: stream_producer(settings, client_id))
+        self._new_producer = new_producer or (lambda: parts.transport.stream_producer(settings, client_id))
         self._producer = self._new_producer()
         # The producer fails a result by its delivery timeout; one that says nothing well past it is stuck.
         self._stuck_after = settings.stream_delivery_timeout_ms / 1000 * 1.5 + STUCK_MARGIN_S
         self.listener = HandOverOnRevoke(self.ledger, commit=self.commit_offsets, seek=self.read_again_from)
 
     @property
-    def producer(self) -> Any:
+    def producer(self) -> Producer:
         return self._producer
 
-    def send(self, records: list[Any], mark: int) -> None:
+    def send(self, records: list[Record], mark: int) -> None:
         """Score and send one batch; its offsets wait in the ledger for the acknowledgements."""
         first, after = span((r.topic, r.partition, r.offset) for r in records)
         try:
             with self.metrics.batch_duration.time():
                 account = self.process(records)
-        except AuthorizationError as exc:
+        except NotAuthorized as exc:
             self._refused(exc, first)
             return
         self._hand_to_ledger(first, after, account)
@@ -76,16 +76,16 @@ class AtLeastOnce(Guarantee):
         if dropped := self.ledger.drop_unacknowledged():
             log.warning("stopping with %d batch(es) unacknowledged: they will be read again", dropped)
         assigned = self.consumer.assignment()
-        owned = {p: o for p, o in self.ledger.positions.items() if p in assigned}
+        owned: dict[Partition, int] = {p: o for p, o in self.ledger.positions.items() if p in assigned}
         if owned:
             try:
                 self.consumer.commit(to_commit(owned))
-            except KafkaError as exc:
+            except TransportError as exc:
                 self.metrics.commit_failures.inc()
                 log.warning("final commit failed (%s): the last batches will be read again", exc)
 
     def close(self) -> None:
-        if not close_producer(self._producer, timeout=10):
+        if not self._producer.close(timeout=10):
             log.warning("results still unsent after 10 s were dropped on close: they will be read again")
 
     def _deliver_leading(self) -> int:
@@ -113,7 +113,7 @@ class AtLeastOnce(Guarantee):
             f"{settled.dropped} batch(es) dropped uncommitted, re-reading {where}",
         )
 
-    def _refused(self, error: AuthorizationError, first: dict[Partition, int]) -> None:
+    def _refused(self, error: NotAuthorized, first: dict[Partition, int]) -> None:
         """The broker refused a send before it left (an ACL): the batch is read again, later.
 
         What the sinks had sent of it is forgotten (the batch is not committed, so it is scored
@@ -132,7 +132,7 @@ class AtLeastOnce(Guarantee):
         epoch); a new one starts clean, and the dropped batches' leftovers go with the old one.
         After timeouts (broker unreachable) the producer resets itself and is kept.
         """
-        close_producer(self._producer, timeout=0)
+        self._producer.close(timeout=0)
         try:
             self._producer = rebuild_until_stopped(
                 self._new_producer,
@@ -140,15 +140,15 @@ class AtLeastOnce(Guarantee):
                 max_delay=self.settings.stream_retry_max_seconds,
                 what="create a producer",
             )
-        except KafkaError as exc:
+        except TransportError as exc:
             raise SinkError(f"cannot reconnect a producer to {self.settings.kafka_bootstrap_servers}") from exc
 
     def commit_offsets(self, offsets: dict[Partition, int]) -> None:
         """Commit without waiting: a lost commit is redone (``OffsetLedger.commit_due``) or covered by the next."""
-        self.consumer.commit_async(to_commit(offsets), callback=self._committed)
+        self.consumer.commit_async(to_commit(offsets), self._committed)
 
-    def _committed(self, offsets: Any, result: Any) -> None:
-        if isinstance(result, BaseException):
+    def _committed(self, error: BaseException | None) -> None:
+        if error is not None:
             self.metrics.commit_failures.inc()
             self.ledger.commit_failed()
-            log.warning("offset commit failed (%s); it is made again", result)
+            log.warning("offset commit failed (%s); it is made again", error)

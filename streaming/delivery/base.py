@@ -8,10 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import TopicPartition
-from kafka.errors import AuthorizationError, KafkaError, TransactionalIdAuthorizationFailedError
-from kafka.structs import OffsetAndMetadata
-
 from monitoring.metrics import ScoringMetrics
 from streaming.ledger import OffsetLedger, Partition
 from streaming.outputs import Outputs
@@ -19,6 +15,8 @@ from streaming.readiness import StreamReadiness
 from streaming.refusals import write_refusal
 from streaming.settings import StreamSettings
 from streaming.stats import StreamStats
+from streaming.transport import Transport
+from streaming.transport.base import Consumer, NotAuthorized, Producer, Record, TopicPartition, TransportError
 
 log = logging.getLogger("scorepipe.stream")
 ACK_TIMEOUT_S = 60.0  # on stop: the longest wait for the batches in flight
@@ -26,16 +24,17 @@ BACKPRESSURE_WAIT_S = 1.0  # at the in-flight bound: one wait for the oldest bat
 TRANSACTION_LINGER_S = 0.2  # exactly-once: the oldest a transaction gets before it is committed
 STUCK_MARGIN_S = 5.0  # past 1.5 x the delivery timeout and this, a batch with no outcome counts as failed
 
-Process = Callable[[list[Any]], Callable[[], None]]
+Process = Callable[[list[Record]], Callable[[], None]]
 """Scores a batch of records into the outputs; returns what counts the batch once it is delivered."""
 
 
 @dataclass(frozen=True)
 class StreamParts:
-    """What a delivery works with, built by the loop: the client, the outputs, the scoring step, what it reports to."""
+    """What a delivery works with, built by the loop: transport, consumer, outputs, scoring step, what it reports to."""
 
     settings: StreamSettings
-    consumer: Any
+    transport: Transport
+    consumer: Consumer
     outputs: Outputs
     process: Process
     stats: StreamStats
@@ -49,6 +48,7 @@ class Guarantee:
 
     def __init__(self, parts: StreamParts) -> None:
         self.settings = parts.settings
+        self.transport = parts.transport
         self.consumer = parts.consumer
         self.outputs = parts.outputs
         self.process = parts.process
@@ -61,7 +61,7 @@ class Guarantee:
         self._retry_delay = 0.0
 
     @property
-    def producer(self) -> Any:
+    def producer(self) -> Producer:
         raise NotImplementedError
 
     def mark(self) -> int:
@@ -74,8 +74,8 @@ class Guarantee:
     def same_partition_count(self, topic: str) -> bool:
         """Whether ``topic`` has as many partitions as the input (then results keep their event's partition)."""
         if topic not in self._same_partitions:
-            output = self.producer.partitions_for(topic) or set()
-            source = self.consumer.partitions_for_topic(self.settings.features_topic) or set()
+            output = self.producer.partitions_for(topic)
+            source = self.consumer.partitions_for_topic(self.settings.features_topic)
             self._same_partitions[topic] = bool(output) and output == source
         return self._same_partitions[topic]
 
@@ -92,7 +92,7 @@ class Guarantee:
         for p in partitions:
             try:
                 offset = self.consumer.committed(TopicPartition(*p))
-            except KafkaError as exc:
+            except TransportError as exc:
                 log.warning("cannot read the committed offset of %s[%d] (%s): reading again from sent offsets", *p, exc)
                 continue
             if offset is not None:
@@ -126,10 +126,12 @@ class Guarantee:
 
     def _failure_reason(self, error: BaseException, what: str) -> str:
         """An ACL refusing a write is named as such (topic, user); any other error as ``what`` failed."""
-        if isinstance(error, AuthorizationError) and not isinstance(error, TransactionalIdAuthorizationFailedError):
+        if isinstance(error, NotAuthorized) and error.resource != "transactional_id":
             return write_refusal(self.settings, error)
+        if isinstance(error, TransportError):
+            return f"{what}: {error}"  # the message names the client's own error
         return f"{what}: {type(error).__name__}: {error}"
 
 
-def to_commit(offsets: dict[Partition, int]) -> dict[TopicPartition, OffsetAndMetadata]:
-    return {TopicPartition(*p): OffsetAndMetadata(offset, "", -1) for p, offset in offsets.items()}
+def to_commit(offsets: dict[Partition, int]) -> dict[TopicPartition, int]:
+    return {TopicPartition(*p): offset for p, offset in offsets.items()}

@@ -5,15 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
-
-from kafka import TopicPartition
-from kafka.errors import KafkaError
 
 from streaming.delivery.base import TRANSACTION_LINGER_S, Guarantee, StreamParts, to_commit
 from streaming.ledger import Partition, earliest_firsts, merge_earliest, span
 from streaming.rebalance import AbortOnRevoke
-from streaming.transactions import Transactions, is_fatal
+from streaming.transport.base import Producer, ProducerFenced, Record, TopicPartition, Transactions, TransportError
 
 log = logging.getLogger("scorepipe.stream")
 
@@ -23,7 +19,7 @@ class ExactlyOnce(Guarantee):
 
     def __init__(self, parts: StreamParts, *, client_id: str, transactions: Transactions | None = None) -> None:
         super().__init__(parts)
-        self.transactions = transactions or Transactions(parts.settings, client_id, self._stopping)
+        self.transactions = transactions or parts.transport.transactions(parts.settings, client_id, self._stopping)
         self._transaction_started = 0.0
         # kafka-python revokes partitions on its IO thread, while the loop runs; the lock keeps a
         # transaction's sends and commit apart from the abort a revocation makes.
@@ -33,18 +29,18 @@ class ExactlyOnce(Guarantee):
         self.listener = AbortOnRevoke(self._abort_on_revoke, self._seek_returned)
 
     @property
-    def producer(self) -> Any:
+    def producer(self) -> Producer:
         return self.transactions.producer
 
     def mark(self) -> int:
         return self._revocations
 
-    def send(self, records: list[Any], mark: int) -> None:
+    def send(self, records: list[Record], mark: int) -> None:
         """The batch joins the open transaction, unless partitions were revoked since it was polled."""
         first, after = span((r.topic, r.partition, r.offset) for r in records)
         for topic in self.outputs.topics:
             self.same_partition_count(topic)  # may ask the broker: not while holding the lock
-        error: KafkaError | None = None
+        error: TransportError | None = None
         with self._lock:
             stale = self._revocations != mark  # polled before a revocation: maybe not ours now
             if not stale:
@@ -55,7 +51,7 @@ class ExactlyOnce(Guarantee):
                     with self.metrics.batch_duration.time():
                         account = self.process(records)
                     self._hand_to_ledger(first, after, account)
-                except KafkaError as exc:  # refused by an ACL, or the transaction could not begin
+                except TransportError as exc:  # refused by an ACL, or the transaction could not begin
                     error = exc
         if stale:
             self._read_from_committed(set(first))
@@ -79,14 +75,14 @@ class ExactlyOnce(Guarantee):
 
     def _commit(self) -> int:
         """Commit the open transaction: its batches' results and the offsets after them, or none of it."""
-        error: KafkaError | None = None
+        error: TransportError | None = None
         with self._lock:
             batches, after = self.ledger.take_all()
             if not batches:
                 return 0
             try:
-                self.transactions.commit(to_commit(after), self.consumer.group_metadata())
-            except KafkaError as exc:
+                self.transactions.commit(to_commit(after), self.consumer)
+            except TransportError as exc:
                 error = exc
             else:
                 self.ledger.committed(after)
@@ -102,12 +98,11 @@ class ExactlyOnce(Guarantee):
         """Abort (or, after a fatal error, replace the producer) and read the aborted batches again."""
         with self._lock:
             merge_earliest(rewind, self.ledger.drop_all())
-            if is_fatal(error):
+            if isinstance(error, ProducerFenced):
                 log.error(
-                    "transactional producer %s cannot go on (%s: %s); starting a new one (is another member "
+                    "transactional producer %s cannot go on (%s); starting a new one (is another member "
                     "using the same --client-id?)",
                     self.transactions.transactional_id,
-                    type(error).__name__,
                     error,
                 )
                 self.transactions.replace()
@@ -130,7 +125,7 @@ class ExactlyOnce(Guarantee):
         if dropped:
             log.info("rebalance: aborted the open transaction (%d partition(s) to be read again)", len(dropped))
 
-    def _seek_returned(self, assigned: set[Any]) -> None:
+    def _seek_returned(self, assigned: set[TopicPartition]) -> None:
         """Partitions back after a revocation are read again from where the aborted transaction began."""
         with self._lock:
             returned, self._aborted_from = self._aborted_from, {}

@@ -1,4 +1,4 @@
-"""One Kafka client factory: every consumer, producer and admin client of the project is built by it."""
+"""One Kafka client factory: every consumer, producer and admin client is built by the kafka-python transport."""
 
 from __future__ import annotations
 
@@ -8,22 +8,27 @@ from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
+import streaming.transport.kafka_python as factory
 from scorepipe.settings import Settings
-from streaming import clients
+from streaming.transport.kafka_python import KafkaPythonTransport
+from streaming.transport.kafka_python import options as clients
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_CLASSES = {"KafkaConsumer", "KafkaProducer", "KafkaAdminClient"}
-FACTORY = ROOT / "streaming" / "clients.py"
+FACTORY = ROOT / "streaming" / "transport" / "kafka_python" / "__init__.py"
 
 
 def client_constructions(path: Path) -> list[int]:
-    """Line numbers where ``path`` calls a kafka-python client class itself."""
+    """Line numbers where ``path`` calls a kafka-python client class, or hands one to a call that builds it."""
     lines = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call):
             func = node.func
             name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-            if name in CLIENT_CLASSES:
+            handed = {
+                arg.id for arg in node.args if isinstance(arg, ast.Name)
+            }  # built by a helper: f(KafkaConsumer, ...)
+            if name in CLIENT_CLASSES or handed & CLIENT_CLASSES:
                 lines.append(node.lineno)
     return lines
 
@@ -34,7 +39,7 @@ def test_no_kafka_client_is_built_outside_the_factory():
     elsewhere = {
         str(p.relative_to(ROOT)): lines for p in sources if p != FACTORY and (lines := client_constructions(p))
     }
-    assert not elsewhere, f"Kafka clients built outside streaming/clients.py: {elsewhere}"
+    assert not elsewhere, f"Kafka clients built outside the kafka-python transport: {elsewhere}"
     assert client_constructions(FACTORY)  # the scan does find constructions where they are
 
 
@@ -48,11 +53,12 @@ def test_every_client_gets_the_settings_connection_options(monkeypatch):
         return build
 
     for cls in (KafkaConsumer, KafkaProducer, KafkaAdminClient):
-        monkeypatch.setattr(clients, cls.__name__, recorder(cls))
+        monkeypatch.setattr(factory, cls.__name__, recorder(cls))
     settings = Settings(kafka_bootstrap_servers="10.1.2.3:9093")
-    clients.kafka_consumer(settings, "features", group_id="g")
-    clients.kafka_producer(settings, acks="all")
-    clients.kafka_admin(settings, request_timeout_ms=5)
+    transport = KafkaPythonTransport()
+    transport.consumer(settings, "features", group_id="g")
+    transport.raw_producer(settings, acks="all")
+    transport.admin(settings, request_timeout_ms=5)
     assert [name for name, _, _ in built] == ["KafkaConsumer", "KafkaProducer", "KafkaAdminClient"]
     assert all(kwargs["bootstrap_servers"] == "10.1.2.3:9093" for _, _, kwargs in built)
     assert built[0][1] == ("features",) and built[0][2]["group_id"] == "g"
@@ -124,7 +130,7 @@ def test_aws_msk_iam_options_are_what_kafka_python_signs_with(monkeypatch):
 
 
 def test_plaintext_clients_are_not_preflighted(monkeypatch):
-    from streaming import preflight
+    from streaming.transport.kafka_python import preflight
 
     attempts = []
     monkeypatch.setattr(preflight, "_attempt", lambda options, probe: attempts.append(options) or True)

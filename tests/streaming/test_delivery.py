@@ -1,4 +1,4 @@
-"""Both delivery guarantees without a broker: a fake consumer, producer and transactions stand in for the client.
+"""Both delivery guarantees without a broker: a fake transport (consumer, producer, transactions) stands in.
 
 The integration tests run the same objects on a real broker (``test_stream``, ``test_exactly_once``,
 ``test_durability``); these pin down each rule where a broker cannot be made to misbehave on cue.
@@ -11,23 +11,21 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from kafka import TopicPartition
-from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, ProducerFencedError
 
 from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
 from scorepipe.settings import Settings
 from streaming.delivery import AtLeastOnce, ExactlyOnce, StreamParts
 from streaming.readiness import StreamReadiness
-from streaming.sinks import FutureDelivery
 from streaming.stats import StreamStats
+from streaming.transport.base import NotAuthorized, ProducerFenced, TopicPartition, TransportError, TransportTimeout
 
 TOPIC = "features"
 P0, P1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
 
 
 class Future:
-    """One send's outcome, settled by the test (the shape of kafka-python's futures)."""
+    """One send's outcome, settled by the test."""
 
     def __init__(self) -> None:
         self.is_done = False
@@ -60,6 +58,31 @@ class Producer:
     def flush(self, timeout: float = 0) -> None:
         pass
 
+    def delivery(self, sent: list[Future]) -> FakeDelivery:
+        return FakeDelivery(sent)
+
+
+class FakeDelivery:
+    """The outcome of a batch's sends, as a transport's ``Delivery``."""
+
+    def __init__(self, futures: list[Future]) -> None:
+        self.futures = futures
+
+    def done(self) -> bool:
+        return all(f.is_done for f in self.futures)
+
+    def error(self) -> BaseException | None:
+        return next((f.exception for f in self.futures if f.failed()), None)
+
+    def failures(self) -> int:
+        return sum(1 for f in self.futures if f.failed())
+
+    def wait(self, timeout: float) -> None:
+        pass
+
+    def __add__(self, other: FakeDelivery) -> FakeDelivery:
+        return FakeDelivery(self.futures + other.futures)
+
 
 class Consumer:
     """What the deliveries ask of the client: assignment, seeks, commits, committed offsets."""
@@ -76,14 +99,14 @@ class Consumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
 
-    def seek_to_beginning(self, tp: TopicPartition) -> None:
-        self.seeks.append((tp, 0))
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self.seeks.extend((tp, 0) for tp in partitions)
 
     def commit_async(self, offsets: dict, callback: Any) -> None:
-        self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+        self.commits.append(dict(offsets))
 
     def commit(self, offsets: dict) -> None:
-        self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+        self.commits.append(dict(offsets))
 
     def committed(self, tp: TopicPartition) -> int | None:
         return self.committed_offsets.get(tp)
@@ -104,9 +127,9 @@ class Outputs:
         self.pending: list[Future] = []
         self.discarded = 0
 
-    def flush(self) -> tuple[FutureDelivery, None]:
+    def flush(self) -> tuple[FakeDelivery, None]:
         sent, self.pending = self.pending, []
-        return FutureDelivery(sent), None
+        return FakeDelivery(sent), None
 
     def discard(self) -> None:
         self.discarded += 1
@@ -133,11 +156,11 @@ class Transactions:
             self.open = True
             self.steps.append("begin")
 
-    def commit(self, offsets: dict, group_metadata: Any) -> None:
+    def commit(self, offsets: dict, consumer: Any) -> None:
         if self.fail_next_commit is not None:
             error, self.fail_next_commit = self.fail_next_commit, None
             raise error
-        self.committed.append({tp: meta.offset for tp, meta in offsets.items()})
+        self.committed.append(dict(offsets))
         self.open = False
         self.steps.append("commit")
 
@@ -172,6 +195,7 @@ class Stream:
         self.readiness = StreamReadiness(Health(), "fake:9092", lambda: 1)
         parts = StreamParts(
             self.settings,
+            None,  # type: ignore[arg-type]  # the fakes are handed to the delivery directly
             self.consumer,
             self.outputs,
             self.process,
@@ -236,7 +260,7 @@ def test_a_failed_send_rewinds_to_its_batch_drops_the_later_ones_and_backs_off()
     later = stream.send(records(0, 4))
     for future in delivered + later:
         future.ack()
-    failed[0].fail(MessageSizeTooLargeError("too large"))
+    failed[0].fail(TransportError("MessageSizeTooLargeError: too large", retriable=False))
     for future in failed[1:]:
         future.ack()
     assert stream.delivery.settle(polled_nothing=False) == 1
@@ -250,7 +274,7 @@ def test_a_failed_send_rewinds_to_its_batch_drops_the_later_ones_and_backs_off()
 def test_a_retriable_failure_keeps_the_producer():
     stream = at_least_once()
     failed = stream.send(records(0, 1))
-    failed[0].fail(KafkaTimeoutError("broker away"))
+    failed[0].fail(TransportTimeout("KafkaTimeoutError: broker away"))
     stream.delivery.settle(polled_nothing=False)
     assert len(stream.producers) == 1 and stream.consumer.seeks == [(P0, 1)]
 
@@ -284,12 +308,10 @@ def test_lost_partitions_are_never_committed_even_when_their_results_arrive_late
 
 
 def test_a_write_the_acls_refuse_is_read_again_and_named():
-    from kafka.errors import TopicAuthorizationFailedError
-
     stream = at_least_once()
 
     def refused(batch: list[Any]) -> Any:
-        raise TopicAuthorizationFailedError("predictions")
+        raise NotAuthorized("TopicAuthorizationFailedError: predictions", resource="topic")
 
     stream.delivery.process = refused
     stream.delivery.send(records(0, 9), 0)
@@ -328,7 +350,7 @@ def test_a_fenced_producer_is_replaced_and_the_batches_are_read_from_the_committ
     stream, transactions = exactly_once()
     stream.consumer.committed_offsets = {P0: 1}
     stream.send(records(0, 1, 2, 3))
-    transactions.fail_next_commit = ProducerFencedError("another member took the transactional id")
+    transactions.fail_next_commit = ProducerFenced("ProducerFencedError: another member took the transactional id")
     assert stream.delivery.settle(polled_nothing=True) == 0
     assert transactions.steps == ["begin", "replace"] and transactions.committed == []
     assert stream.consumer.seeks == [(P0, 1)] and stream.accounted == []
@@ -338,7 +360,7 @@ def test_a_fenced_producer_is_replaced_and_the_batches_are_read_from_the_committ
 def test_a_transaction_that_fails_otherwise_is_aborted_and_read_again():
     stream, transactions = exactly_once()
     stream.send(records(1, 5, 6))
-    transactions.fail_next_commit = KafkaTimeoutError("no answer")
+    transactions.fail_next_commit = TransportTimeout("KafkaTimeoutError: no answer")
     stream.delivery.settle(polled_nothing=True)
     assert transactions.steps == ["begin", "abort"]
     assert stream.consumer.seeks == [(P1, 5)]  # nothing committed for partition 1: from the batch's start

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections import Counter
 
@@ -17,7 +18,8 @@ from devservers.kafka import KafkaBroker
 from streaming.consumer import score_stream
 from streaming.producer import events, produce
 from streaming.topics import ensure_topics, read_topic
-from streaming.transactions import Transactions, TransactionStuck
+from streaming.transport import transport_for
+from streaming.transport.base import TransactionStuck
 from tests.helpers import (
     committed_at_least,
     committed_total,
@@ -119,20 +121,20 @@ def test_a_transaction_the_broker_never_answers_fails_within_its_timeout(stream_
             kafka_bootstrap_servers=broker.bootstrap_servers, stream_transaction_timeout_ms=2000, **EXACTLY_ONCE
         )
         ensure_topics(settings)
-        transactions = Transactions(settings, "stuck-test")
+        transactions = transport_for(settings).transactions(settings, "stuck-test", threading.Event())
         transactions.begin()
-        transactions.producer.send(settings.predictions_topic, b"x").get(timeout=10)
+        sent(transactions.producer, settings.predictions_topic, b"x")
         os.killpg(broker.pid, signal.SIGSTOP)
         try:
             started = time.monotonic()
             with pytest.raises(TransactionStuck, match="within 2000 ms"):
-                transactions.commit({}, None)
+                transactions.commit({}, None)  # type: ignore[arg-type]  # no offsets: no consumer asked
             assert time.monotonic() - started < 5
         finally:
             os.killpg(broker.pid, signal.SIGCONT)
         transactions.replace()  # a new producer fences the stuck one and aborts its transaction
         transactions.begin()
-        transactions.producer.send(settings.predictions_topic, b"y").get(timeout=10)
+        sent(transactions.producer, settings.predictions_topic, b"y")
         transactions.commit({}, None)
         # The stuck commit had reached the broker, which may carry it out once it runs again: its
         # outcome is the broker's (the stream reads the committed offsets to know it). Never twice.
@@ -153,3 +155,12 @@ def test_in_process_exactly_once_counts_and_commits_like_at_least_once(stream_se
     assert stats.predictions == 1500 - sent.malformed
     assert consumer.delivery.transactions.commits == stats.commits > 0
     assert_exactly_once(settings, ids(1500, 45, 0.05))
+
+
+def sent(producer, topic: str, value: bytes) -> None:
+    """Send one record and wait for its acknowledgement (raising its error, if it failed)."""
+    delivery = producer.delivery([producer.send(topic, value)])
+    delivery.wait(10)
+    assert delivery.done(), "no acknowledgement within 10 s"
+    if delivery.error() is not None:
+        raise delivery.error()

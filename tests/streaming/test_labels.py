@@ -9,11 +9,11 @@ import pytest
 
 from performance.report import build_performance_report
 from scoring import Registry, Scorer, synthetic
-from streaming.clients import kafka_producer
 from streaming.consumer import score_stream
 from streaming.labels import LabelSink
 from streaming.producer import produce
 from streaming.topics import ensure_topics
+from streaming.transport import transport_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def test_labels_from_kafka_join_the_live_window(stream_settings, tmp_path):
     score_stream(settings, Scorer.from_registry(Registry(settings.registry_dir))).run(idle_exit_seconds=3)
 
     truth = synthetic.generate(2000, seed=61)
-    producer = kafka_producer(settings)
+    producer = transport_for(settings).producer(settings)
     for event_id, label in zip(truth["transaction_id"][:1500], truth["is_fraud"][:1500], strict=True):
         producer.send(topic, json.dumps({"event_id": event_id, "label": int(label)}).encode())
     producer.send(topic, b"{not json")
@@ -65,7 +65,7 @@ def test_the_label_sink_rides_out_a_broker_outage(stream_settings, tmp_path):
         ensure_topics(settings, topic)
 
         def send(first: int, count: int) -> None:
-            producer = kafka_producer(settings)
+            producer = transport_for(settings).producer(settings)
             for i in range(first, first + count):
                 producer.send(topic, json.dumps({"event_id": f"e-{i}", "label": i % 2}).encode())
             producer.flush(timeout=60)

@@ -21,12 +21,13 @@ from kafka.net.sasl.oauth import AbstractTokenProvider, SaslMechanismOAuth
 
 from scorepipe.settings import Settings
 from scoring import SettingsError
-from streaming import oauth
-from streaming.clients import connection_options, kafka_consumer
 from streaming.errors import KafkaAccessError
-from streaming.oauth import ClientCredentialsTokenProvider, TokenError, named_provider
 from streaming.producer import produce
 from streaming.topics import count_messages, ensure_topics
+from streaming.transport import transport_for
+from streaming.transport.kafka_python import oauth
+from streaming.transport.kafka_python.oauth import ClientCredentialsTokenProvider, TokenError, named_provider
+from streaming.transport.kafka_python.options import connection_options
 from tests.helpers import wait_for
 
 CLIENT_ID, CLIENT_SECRET = "scorer", "s3cr3t-" + uuid.uuid4().hex[:8]
@@ -165,5 +166,5 @@ def test_the_stream_clients_log_in_with_oidc_tokens_on_the_broker(secure_broker,
     denied = settings.model_copy(update={"kafka_sasl_oauth_client_secret": "wrong"})
     started = time.monotonic()
     with pytest.raises(KafkaAccessError, match="refused client scorer: HTTP 401 .*kafka_sasl_oauth_client_secret"):
-        kafka_consumer(denied)
+        transport_for(denied).reader(denied)
     assert time.monotonic() - started < 10

@@ -6,20 +6,23 @@ import threading
 from types import SimpleNamespace
 
 import pytest
-from kafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, UnsupportedVersionError
 
 from scorepipe.settings import Settings
 from streaming.errors import KafkaAccessError
 from streaming.polling import Poller
+from streaming.transport.base import NotAuthorized, TransportError
 
 
 class Consumer:
     def __init__(self, *outcomes, assigned=("features", 0), unauthorized=()) -> None:
         self.outcomes = list(outcomes)
         self.assigned = {assigned} if assigned else set()
-        self._client = SimpleNamespace(cluster=SimpleNamespace(unauthorized_topics=set(unauthorized)))
+        self.unauthorized = set(unauthorized)
 
-    def poll(self, timeout_ms: int, max_records: int | None) -> dict:
+    def refused_topics(self) -> set[str]:
+        return self.unauthorized
+
+    def poll(self, timeout_ms: int, max_records: int | None) -> list:
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, BaseException):
             raise outcome
@@ -38,7 +41,8 @@ def poller(consumer: Consumer, seen: list | None = None) -> Poller:
 def test_an_unreachable_broker_gives_no_records_and_is_reported_then_polling_goes_on():
     seen: list = []
     records = [SimpleNamespace(offset=1), SimpleNamespace(offset=2)]
-    consumer = Consumer(KafkaConnectionError("down"), KafkaConnectionError("down"), {("features", 0): records})
+    down = TransportError("KafkaConnectionError: down", retriable=True)
+    consumer = Consumer(down, down, records)
     polling = poller(consumer, seen)
     assert polling.poll(10) == [] and polling.poll(10) == []
     assert len(seen) == 2 and polling._backoff > 0
@@ -47,15 +51,15 @@ def test_an_unreachable_broker_gives_no_records_and_is_reported_then_polling_goe
 
 def test_a_read_the_acls_refuse_is_named_not_waited_out():
     with pytest.raises(KafkaAccessError, match="READ for consumer group scorepipe"):
-        poller(Consumer(GroupAuthorizationFailedError("no"))).poll(10)
+        poller(Consumer(NotAuthorized("GroupAuthorizationFailedError: no", resource="group"))).poll(10)
 
 
 def test_a_topic_the_acls_hide_is_named_once_nothing_is_assigned():
-    consumer = Consumer({}, assigned=None, unauthorized=("features",))
+    consumer = Consumer([], assigned=None, unauthorized=("features",))
     with pytest.raises(KafkaAccessError, match="READ on topic features"):
         poller(consumer).poll(10)
 
 
 def test_an_error_that_retrying_cannot_mend_is_raised():
-    with pytest.raises(UnsupportedVersionError):
-        poller(Consumer(UnsupportedVersionError("old broker"))).poll(10)
+    with pytest.raises(TransportError, match="old broker"):
+        poller(Consumer(TransportError("UnsupportedVersionError: old broker", retriable=False))).poll(10)

@@ -26,11 +26,11 @@ from devservers.kafka import KafkaBroker
 from monitoring.health import Health
 from scorepipe.settings import Settings
 from scoring import Registry
-from streaming.clients import kafka_consumer, kafka_producer
 from streaming.consumer import score_stream
 from streaming.errors import KafkaAccessError
 from streaming.producer import produce
 from streaming.topics import ensure_topics, read_topic
+from streaming.transport import transport_for
 from tests.conftest import topic_names
 from tests.helpers import committed_total, everything_committed, scorer_for, wait_for
 
@@ -146,7 +146,7 @@ def test_the_stream_end_to_end_over_sasl_ssl_with_the_brokers_properties_file_an
     assert status.returncode == 0 and names["consumer_group"] in status.stdout, status.stdout + status.stderr
 
     labels_env = {**env, "SCOREPIPE_KAFKA_CONFIG": config}  # the variable instead of the option
-    producer = kafka_producer(settings)
+    producer = transport_for(settings).producer(settings)
     for m in predictions[:50]:
         producer.send(
             f"labels-{names['consumer_group']}", json.dumps({"event_id": m.key.decode(), "label": 1}).encode()
@@ -245,10 +245,11 @@ def test_a_certificate_that_does_not_name_the_host_is_named(tmp_path_factory):
         settings = broker.sasl_settings()
         started = time.monotonic()
         with pytest.raises(KafkaAccessError, match="does not name that host") as refused:
-            kafka_consumer(settings)
+            transport_for(settings).reader(settings)
         assert time.monotonic() - started < ERROR_WITHIN_S
         assert "kafka_ssl_check_hostname" in str(refused.value) and "127.0.0.1" in str(refused.value)
-        kafka_consumer(broker.sasl_settings(kafka_ssl_check_hostname=False)).close()  # the way out it names
+        way_out = broker.sasl_settings(kafka_ssl_check_hostname=False)
+        transport_for(way_out).reader(way_out).close()  # the way out it names
     finally:
         broker.stop()
 
@@ -334,7 +335,7 @@ def test_settings_from_the_secured_brokers_properties_file_match_its_listener(se
     assert settings.kafka_sasl_password.get_secret_value() == secure_broker.password("scorepipe")
     assert secure_broker.password("scorepipe") not in repr(settings)
     mtls = Settings(kafka_config=Path(secure_broker.mtls_properties))
-    kafka_consumer(mtls).close()
+    transport_for(mtls).reader(mtls).close()
 
 
 def test_kafka_up_secure_prints_how_to_connect_and_its_properties_file_works(tmp_path):

@@ -10,15 +10,15 @@ from collections import Counter
 
 import pandas as pd
 import pytest
-from kafka.errors import CoordinatorNotAvailableError
 
 from batch.run import run_batch
 from scoring import synthetic
-from streaming.clients import kafka_admin
 from streaming.consumer import score_stream
 from streaming.events import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
 from streaming.producer import events, produce
 from streaming.topics import assigned_partitions, count_messages, ensure_topics, read_topic
+from streaming.transport import transport_for
+from streaming.transport.base import TransportError
 from tests.helpers import (
     committed_at_least,
     committed_total,
@@ -124,18 +124,16 @@ def test_two_consumers_in_a_group_share_the_partitions(stream_settings):
     ensure_topics(settings)
     consumers = [stream_process(settings, "--client-id", f"member-{i}") for i in range(2)]
     try:
-        admin = kafka_admin(settings)
+        admin = transport_for(settings).admin(settings)
 
         def assignments():
             try:
-                group = admin.describe_groups([settings.consumer_group])[settings.consumer_group]
-            except CoordinatorNotAvailableError:  # a broker that just started is still electing one
+                group = admin.describe_group(settings.consumer_group)
+            except TransportError as exc:  # a broker that just started is still electing a coordinator
+                if not exc.retriable:
+                    raise
                 return []
-            return [
-                {p for topic in m["member_assignment"]["assigned_partitions"] for p in topic["partitions"]}
-                for m in group["members"]
-                if m["member_assignment"]
-            ]
+            return [{tp.partition for tp in m.assigned} for m in group.members if m.assigned]
 
         wait_for(lambda: len([a for a in assignments() if a]) == 2, timeout=90, what="two members with partitions")
         assigned = assignments()

@@ -1,4 +1,4 @@
-"""The exactly-once stream's transactional producer: begin, commit with the input offsets, abort, each bounded.
+"""The exactly-once stream's transactional producer on kafka-python: begin, commit with offsets, abort, bounded.
 
 kafka-python's ``commit_transaction``, ``abort_transaction`` and ``send_offsets_to_transaction``
 wait with no timeout; a broker that stops answering would hold the stream forever. The same
@@ -18,39 +18,36 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from kafka import KafkaProducer
-from kafka.errors import (
-    InvalidProducerEpochError,
-    KafkaError,
-    KafkaTimeoutError,
-    ProducerFencedError,
-    TransactionalIdAuthorizationFailedError,
-)
+from kafka.errors import KafkaError, KafkaTimeoutError
 
-from streaming.clients import close_producer, rebuild_until_stopped, stream_producer
+from streaming.reconnect import rebuild_until_stopped
 from streaming.settings import StreamSettings
+from streaming.transport.base import Consumer, TopicPartition, TransactionStuck, TransportError
+from streaming.transport.kafka_python.consumer import to_commit
+from streaming.transport.kafka_python.errors import translate
+from streaming.transport.kafka_python.producer import Producer
 
 log = logging.getLogger("scorepipe.stream")
 TRANSACTION_RETRY_BACKOFF_MS = 10
 REGISTRATION_MIN_S = 30.0  # the least time a transactional id is given to register
-FATAL = (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError)
-
-
-class TransactionStuck(KafkaError):
-    """A transaction step had no outcome within ``stream_transaction_timeout_ms``."""
-
-    retriable = False
 
 
 class Transactions:
     """One open transaction at a time on one transactional producer, replaced after a fatal error."""
 
-    def __init__(self, settings: StreamSettings, client_id: str, stopping: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        settings: StreamSettings,
+        client_id: str,
+        stopping: threading.Event | None,
+        new_producer: Callable[..., Producer],
+    ) -> None:
         self.settings = settings
         self._stopping = stopping or threading.Event()
+        self._build = new_producer
         self.client_id = client_id
         self.transactional_id = f"{settings.consumer_group}.{client_id}"
         self.timeout_ms = settings.stream_transaction_timeout_ms
@@ -59,10 +56,8 @@ class Transactions:
         self.aborts = 0
         self.producer = self._new_producer()
 
-    def _new_producer(self) -> KafkaProducer:
-        producer = stream_producer(
-            self.settings,
-            self.client_id,
+    def _new_producer(self) -> Producer:
+        producer = self._build(
             transactional_id=self.transactional_id,
             max_block_ms=self.timeout_ms,
             transaction_timeout_ms=max(60_000, 2 * self.timeout_ms),
@@ -77,23 +72,30 @@ class Transactions:
         deadline = time.monotonic() + max(self.timeout_ms / 1000, REGISTRATION_MIN_S)
         while True:
             try:
-                producer.init_transactions()
+                producer.client.init_transactions()
                 return producer
-            except KafkaTimeoutError:
+            except KafkaTimeoutError as exc:
                 if time.monotonic() >= deadline or self._stopping.is_set():
-                    close_producer(producer, timeout=0)
-                    raise
+                    producer.close(timeout=0)
+                    raise translate(exc) from exc
+            except KafkaError as exc:
+                producer.close(timeout=0)
+                raise translate(exc) from exc
 
     def begin(self) -> None:
         if not self.open:
-            self.producer.begin_transaction()
+            try:
+                self.producer.client.begin_transaction()
+            except KafkaError as exc:
+                raise translate(exc) from exc
             self.open = True
 
-    def commit(self, offsets: dict[Any, Any], group_metadata: Any) -> None:
+    def commit(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None:
         """Add the input ``offsets`` to the transaction and commit it; raises if either step fails."""
-        manager = self.producer._transaction_manager
+        manager = self.producer.client._transaction_manager
         if offsets:
-            self._wait(lambda: manager.send_offsets_to_transaction(offsets, group_metadata), "adding offsets")
+            group = consumer.group_metadata()
+            self._wait(lambda: manager.send_offsets_to_transaction(to_commit(offsets), group), "adding offsets")
         self._wait(manager.begin_commit, "commit")
         self.open = False
         self.commits += 1
@@ -101,13 +103,13 @@ class Transactions:
     def abort(self) -> None:
         """Abort the open transaction; after a fatal error or a stuck abort, start a new producer instead."""
         self.aborts += 1
-        manager = self.producer._transaction_manager
+        manager = self.producer.client._transaction_manager
         try:
             if manager.has_fatal_error():
-                raise manager.last_error or KafkaError("fatal transaction error")
+                raise translate(manager.last_error or KafkaError("fatal transaction error"))
             self._wait(manager.begin_abort, "abort")
-        except (KafkaError, TransactionStuck) as exc:
-            log.warning("abort failed (%s: %s): replacing the transactional producer", type(exc).__name__, exc)
+        except TransportError as exc:
+            log.warning("abort failed (%s): replacing the transactional producer", exc)
             self.replace()
         self.open = False
 
@@ -117,7 +119,7 @@ class Transactions:
         While no broker answers, registering is retried with back-off (a stream outlives an outage);
         only a stop ends the retries, with the error.
         """
-        close_producer(self.producer, timeout=0)
+        self.producer.close(timeout=0)
         self.open = False
         self.producer = rebuild_until_stopped(
             self._new_producer,
@@ -131,17 +133,16 @@ class Transactions:
         if self.open:
             try:
                 self.abort()
-            except KafkaError as exc:
+            except TransportError as exc:
                 log.warning("could not abort on close (%s): the broker aborts it after its timeout", exc)
-        return close_producer(self.producer, timeout=timeout)
+        return self.producer.close(timeout=timeout)
 
     def _wait(self, start: Callable[[], Any], what: str) -> None:
-        result = start()
-        self.producer._sender.wakeup()
-        if not result.wait(timeout_ms=self.timeout_ms):
+        try:
+            result = start()
+            self.producer.client._sender.wakeup()
+            answered = result.wait(timeout_ms=self.timeout_ms)  # raises the step's error, if it failed
+        except KafkaError as exc:
+            raise translate(exc) from exc
+        if not answered:
             raise TransactionStuck(f"transaction {what} had no outcome within {self.timeout_ms} ms")
-
-
-def is_fatal(error: BaseException) -> bool:
-    """Errors after which the producer cannot go on (fenced by a newer one, or refused its transactional id)."""
-    return isinstance(error, (*FATAL, TransactionStuck))

@@ -26,9 +26,9 @@ from kafka.protocol.parser import KafkaProtocol
 from kafka.protocol.sasl import SaslHandshakeRequest
 
 from streaming.errors import KafkaAccessError
-from streaming.oauth import TokenError
 from streaming.refusals import principal
 from streaming.settings import KafkaSettings
+from streaming.transport.kafka_python.oauth import TokenError
 
 PREFLIGHT_TIMEOUT_S = 8.0
 HANDSHAKE_TIMEOUT_S = 3.0
