@@ -28,6 +28,7 @@ COPY flows/ flows/
 COPY streaming/ streaming/
 COPY drift/ drift/
 COPY performance/ performance/
+COPY gate/ gate/
 COPY devservers/ devservers/
 COPY scorepipe/ scorepipe/
 RUN pip install --no-deps . \

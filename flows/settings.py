@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from batch.settings import BatchSettings
 from drift.settings import DriftSettings
+from gate.settings import GateSettings
 from performance.settings import PerformanceSettings
 from scoring.settings import load
 
 
-class FlowSettings(BatchSettings, DriftSettings, PerformanceSettings):
-    """What ``score-batch``, ``drift-report`` and ``performance-report`` read (MLflow and monitoring included)."""
+class FlowSettings(BatchSettings, DriftSettings, PerformanceSettings, GateSettings):
+    """What the flows read: ``score-batch``, both reports, ``canary-analysis`` (MLflow and monitoring included)."""
 
 
 def load_flow_settings() -> FlowSettings:

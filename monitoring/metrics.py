@@ -23,6 +23,24 @@ CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 DIFF_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
+class GateMetrics:
+    """The canary controller's own figures: its decisions and the weight it set."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.decisions = Counter(
+            "scorepipe_canary_decisions",
+            "Canary judgements, by verdict (pass, fail, wait) and action (next_step, promoted, held, rolled_back)",
+            ["verdict", "action"],
+            registry=r,
+        )
+        self.weight = Gauge(
+            "scorepipe_canary_weight", "Percent of keys the canary takes (0: none)", ["version"], registry=r
+        )
+        self.failures = Gauge("scorepipe_canary_failures", "Failed judgements of the running plan", registry=r)
+
+
 class ScoringMetrics:
     """Every metric a scorer process exports, in a registry of its own."""
 
@@ -35,6 +53,22 @@ class ScoringMetrics:
             "Predictions made, by model version and predicted label",
             ["model_version", "label"],
             registry=r,
+        )
+        self.arm_events = Counter(
+            "scorepipe_arm_events",
+            "Events by arm of a split (champion, canary), version and outcome: predicted, rejected (by the "
+            "model's validation), undecodable (not an event), error (the model failed)",
+            ["arm", "model_version", "outcome"],
+            registry=r,
+        )
+        self.canary_weight = Gauge(
+            "scorepipe_canary_weight", "Percent of keys the canary takes (0: none)", ["version"], registry=r
+        )
+        self.rate_limited = Counter(
+            "scorepipe_http_rate_limited", "HTTP requests refused with 429: over the rate limit", registry=r
+        )
+        self.feedback = Counter(
+            "scorepipe_feedback_labels", "Labels received through the server's /feedback", registry=r
         )
         self.dead_letters = Counter(
             "scorepipe_dead_letters", "Events sent to the dead-letter topic, by stage", ["stage"], registry=r

@@ -137,6 +137,11 @@ def _run(settings: Settings, console: Console, tracking: str | None) -> int:
 
     console.rule("[bold]8. performance: the delayed labels of both nights joined to their scores")
     _performance_act(settings, console, data, day)
+
+    console.rule("[bold]9. canary releases judged on live traffic: one promoted, one rolled back")
+    from scorepipe.demo_canary import canary_act
+
+    canary_act(settings, console)
     return 0
 
 

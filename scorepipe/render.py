@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from batch.results import BatchSummary
     from drift.summary import DriftSummary
     from performance.summary import PerformanceSummary
+    from scoring.canary import CanaryPlan
     from scoring.registry import VersionInfo
     from scoring.schema import FeatureSchema
 
@@ -175,3 +176,42 @@ def print_performance(summary: PerformanceSummary) -> None:
     if summary.challenger is not None:
         print_outcomes(summary.challenger)
     console.print(f"report: {summary.html}\nsummary: {summary.json_path}", soft_wrap=True)
+
+
+def print_canary(plan: CanaryPlan) -> None:
+    """A canary plan: versions, weight and step, state and the last reason."""
+    table = Table(title=f"canary v{plan.canary} against champion v{plan.champion}")
+    for column in ("state", "weight", "step", "failures", "started", "updated", "reason"):
+        table.add_column(column)
+    step = f"{plan.step + 1}/{len(plan.steps)} ({', '.join(f'{s:g}%' for s in plan.steps)})" if plan.steps else "A/B"
+    table.add_row(
+        plan.state,
+        f"{plan.weight:g}%",
+        step,
+        f"{plan.failures}/{plan.failure_limit}",
+        plan.started_at,
+        plan.updated_at,
+        plan.reason,
+    )
+    console.print(table)
+
+
+def print_canary_decisions(decisions: list[dict]) -> None:
+    """The gate's judgements: when, at which weight, the verdict and action, and each check's figure."""
+    table = Table(title="decisions (the audit log)")
+    for column in ("time", "weight", "verdict", "action", "checks"):
+        table.add_column(column)
+    for decision in decisions:
+        shown = []
+        for check in decision.get("checks", []):
+            figure = check.get("figure")
+            value = "-" if figure is None else f"{figure:.4g}"
+            shown.append(f"{check['name']} {check['verdict']} ({value} vs {check.get('threshold')})")
+        table.add_row(
+            decision.get("time", ""),
+            f"{decision.get('weight', 0):g}%",
+            decision.get("verdict", ""),
+            decision.get("action", ""),
+            "\n".join(shown),
+        )
+    console.print(table)

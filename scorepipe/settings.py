@@ -10,6 +10,7 @@ from __future__ import annotations
 from batch.settings import BatchSettings
 from drift.settings import DriftSettings
 from flows.settings import FlowSettings
+from gate.settings import GateSettings
 from integrations.mlflow.settings import MlflowSettings
 from monitoring.settings import MonitoringSettings
 from performance.settings import PerformanceSettings
@@ -37,6 +38,7 @@ SECTIONS: tuple[tuple[str, type[Section]], ...] = (
     ("Reports", ReportSettings),
     ("Drift", DriftSettings),
     ("Performance", PerformanceSettings),
+    ("The canary gate", GateSettings),
     ("MLflow", MlflowSettings),
 )
 """Each section's title and class, in the order the configuration reference lists them.

@@ -2,7 +2,7 @@
 
 Layout::
 
-    ROOT/index.json            versions (file hashes, metrics, note) and alias histories
+    ROOT/index.json            versions (file hashes, metrics, note), alias histories, the canary plan
     ROOT/versions/000003/      one bundle per version, never changed once written
     ROOT/.lock                 serialises writers
 
@@ -29,13 +29,14 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from scoring.bundle import ModelBundle, read_bundle, read_info, write_bundle
+from scoring.canary import CanaryPlan
 from scoring.errors import RegistryError
 from scoring.storage import Location, as_location
 
@@ -182,6 +183,109 @@ class Registry:
             history.pop()
             return int(history[-1])
 
+    # -- canary releases -----------------------------------------------------------------------
+
+    def canary(self) -> CanaryPlan | None:
+        """The canary plan, running or ended (None if there never was one)."""
+        data = self._read_index().get("canary")
+        return CanaryPlan.from_json(data) if data else None
+
+    def start_canary(self, ref: str | int, **plan: Any) -> CanaryPlan:
+        """Start a canary of ``ref`` against the champion now; refused while another plan runs."""
+        with self._locked() as index:
+            current = index.get("canary")
+            if current and current.get("state") == "running":
+                raise RegistryError(
+                    f"a canary of v{current['canary']} is running: promote or abort it first (`scorepipe canary abort`)"
+                )
+            champion = self._resolve(index, "champion")
+            started = CanaryPlan(canary=self._resolve(index, ref), champion=champion, **plan)
+            index["canary"] = started.to_json()
+        return started
+
+    def update_canary(
+        self,
+        change: Callable[[CanaryPlan], CanaryPlan],
+        *,
+        decision: dict[str, Any] | None = None,
+        holder: str | None = None,
+        expected: CanaryPlan | None = None,
+    ) -> CanaryPlan:
+        """Apply ``change`` to the plan under the lock; the plan it returns is kept, with ``decision`` in the log.
+
+        A controller passes its ``holder`` id and the plan it judged (``expected``): the change is
+        refused unless it still holds the lease and the plan is still that one, running (an operator's
+        abort or a new plan meanwhile wins), so two controllers never both act on one judgement.
+        """
+        with self._locked() as index:
+            if not index.get("canary"):
+                raise RegistryError("no canary plan: start one with `scorepipe canary start VERSION`")
+            if holder is not None and not _holds(index, holder):
+                raise RegistryError(f"controller {holder} no longer holds the canary lease: it may not act")
+            current = CanaryPlan.from_json(index["canary"])
+            if expected is not None and not (current.same_as(expected) and current.state == "running"):
+                raise RegistryError("the canary plan changed while it was judged: the judgement is dropped")
+            plan = change(current)
+            index["canary"] = plan.to_json()
+            if decision is not None:
+                index.setdefault("canary_log", []).append(decision)
+        return plan
+
+    def canary_log(self) -> list[dict[str, Any]]:
+        """Every decision taken on canary plans, oldest first (the audit log)."""
+        return list(self._read_index().get("canary_log", []))
+
+    def take_canary_lease(self, holder: str, seconds: float) -> bool:
+        """Take or renew the lease that lets one controller act on the plan; False while another holds it."""
+        with self._locked() as index:
+            lease = index.get("canary_lease") or {}
+            if lease.get("holder") not in (None, holder) and float(lease.get("until", 0)) > time.time():
+                return False
+            index["canary_lease"] = {"holder": holder, "until": time.time() + seconds}
+        return True
+
+    def release_canary_lease(self, holder: str) -> None:
+        with self._locked() as index:
+            if (index.get("canary_lease") or {}).get("holder") == holder:
+                index.pop("canary_lease")
+
+    def promote_canary(
+        self,
+        reason: str,
+        *,
+        decision: dict[str, Any] | None = None,
+        holder: str | None = None,
+        expected: CanaryPlan | None = None,
+    ) -> CanaryPlan:
+        """The running canary becomes champion (the old one stays one ``rollback`` away); the plan ends.
+
+        Refused if the champion alias moved during the plan (a rollback would then go elsewhere than
+        the plan says), and, for a controller, as ``update_canary`` refuses.
+        """
+        with self._locked() as index:
+            data = index.get("canary")
+            if not data or data.get("state") != "running":
+                raise RegistryError("no running canary to promote")
+            if holder is not None and not _holds(index, holder):
+                raise RegistryError(f"controller {holder} no longer holds the canary lease: it may not act")
+            if expected is not None and not CanaryPlan.from_json(data).same_as(expected):
+                raise RegistryError("the canary plan changed while it was judged: the judgement is dropped")
+            champion = index["aliases"].get("champion") or [None]
+            if champion[-1] != data["champion"]:
+                raise RegistryError(
+                    f"the champion moved from v{data['champion']} to v{champion[-1]} during the plan: "
+                    "not promoted (start a new plan against the new champion)"
+                )
+            if decision is not None:
+                index.setdefault("canary_log", []).append(decision)
+            plan = CanaryPlan.from_json(data)
+            history = index["aliases"].setdefault("champion", [])
+            if not history or history[-1] != plan.canary:
+                history.append(plan.canary)
+            ended = plan.with_changes(state="promoted", weight=0.0, reason=reason)
+            index["canary"] = ended.to_json()
+        return ended
+
     # -- internals ---------------------------------------------------------------------------
 
     def _version_dir(self, version: int) -> Location:
@@ -234,6 +338,11 @@ class Registry:
             aliases=aliases,
             origin=entry.get("origin"),
         )
+
+
+def _holds(index: dict[str, Any], holder: str) -> bool:
+    lease = index.get("canary_lease") or {}
+    return lease.get("holder") == holder and float(lease.get("until", 0)) > time.time()
 
 
 def _matching(index: dict[str, Any], origin: dict[str, str | None]) -> list[int]:

@@ -93,6 +93,10 @@ class CoreSettings(Section):
         default="scorepipe",
         description="The model's name: in Open Inference Protocol paths, and the Evidently project of its reports.",
     )
+    live_window_rows: int = Field(
+        default=5_000, gt=0, description="Rows per rolled live-window Parquet file (the stream's and the server's)."
+    )
+    live_window_seconds: float = Field(default=30.0, gt=0, description="Longest a live-window file stays open.")
     model_check_seconds: float = Field(
         default=1.0, gt=0, description="How often a long-running scorer checks whether its alias moved."
     )

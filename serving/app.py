@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import time
+import uuid
 from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -21,25 +24,42 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
 
 from integrations.stores import model_stores
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer
+from scoring.canary_models import CanaryModels, follow_canary
+from scoring.label_files import label_file_path, write_label_file
+from scoring.layout import EVENT_ID, SHADOW_DIR
+from scoring.live_window import LiveWindow
+from scoring.records import short
+from scoring.storage import as_location
 from scoring.watcher import ModelWatcher, model_origin, watch_models
 from serving.batcher import DynamicBatcher
 from serving.errors import ApiError, RequestError, UnknownModelError, status_of
+from serving.rate_limit import RateLimiter, Refusal, caller_of
 from serving.runtime import Runtime
 from serving.settings import ServeSettings
+from serving.shadow import HttpShadow
 
 log = logging.getLogger("scorepipe.serve")
 OPEN_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready", "/metrics"})
 MODEL_VERSION_HEADER = "x-model-version"
+MODEL_ARM_HEADER = "x-model-arm"
 
 
-def create_app(settings: ServeSettings, models: ModelWatcher, metrics: ScoringMetrics | None = None) -> FastAPI:
-    """The API over ``models`` (a started watcher); the caller owns the watcher's lifetime."""
+def create_app(
+    settings: ServeSettings,
+    models: ModelWatcher,
+    metrics: ScoringMetrics | None = None,
+    canary: CanaryModels | None = None,
+    window: LiveWindow | None = None,
+    shadow: HttpShadow | None = None,
+) -> FastAPI:
+    """The API over ``models`` (a started watcher), a canary follower, a live window, a shadow; the caller owns them."""
     metrics = metrics or ScoringMetrics()
-    runtime = Runtime(settings, models, metrics)
+    runtime = Runtime(settings, models, metrics, canary, window, shadow)
     batcher = DynamicBatcher(runtime, max_records=settings.serve_max_batch_records)
     app = FastAPI(title="scorepipe", version=_package_version(), docs_url="/docs", redoc_url=None)
     app.state.runtime = runtime
@@ -48,7 +68,10 @@ def create_app(settings: ServeSettings, models: ModelWatcher, metrics: ScoringMe
     name = settings.serve_model_name
     key = settings.api_key.get_secret_value().encode() if settings.api_key else None
 
-    app.add_middleware(GuardAndMeasure, key=key, metrics=metrics)
+    limiter = None
+    if settings.serve_rate_limit:
+        limiter = RateLimiter(settings.serve_rate_limit, settings.serve_rate_limit_storage or "memory://")
+    app.add_middleware(GuardAndMeasure, key=key, metrics=metrics, limiter=limiter)
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
@@ -109,16 +132,18 @@ def create_app(settings: ServeSettings, models: ModelWatcher, metrics: ScoringMe
             raise ApiError(400, "`inputs` must be a list of tensors {name, shape, datatype, data}")
         wanted = _requested_outputs(payload.get("outputs"))
         _check_name(name, model_name)
-        scorer, scored = await asyncio.wrap_future(batcher.submit_infer(inputs, model_version))
+        key = _request_key(request, settings) if model_version is None and runtime.split().active else None
+        submitted = batcher.submit_infer(inputs, model_version, key.encode() if key else None)
+        scorer, scored, arm = await asyncio.wrap_future(submitted)
         outputs = _outputs(scorer, scored, wanted)
         body: dict[str, Any] = {
             "model_name": name,
             "model_version": str(scorer.version),
             "id": str(payload.get("id")) if payload.get("id") is not None else "",
-            "parameters": {"content_type": "pd"},
+            "parameters": {"content_type": "pd", "arm": arm, **({"canary_key": key} if key else {})},
             "outputs": outputs,
         }
-        return _versioned(scorer, body)
+        return _versioned(scorer, body, arm=arm)
 
     app.get("/v2/models/{model_name}")(lambda model_name: model_metadata(model_name, None))
     app.get("/v2/models/{model_name}/versions/{model_version}")(model_metadata)
@@ -162,10 +187,14 @@ def create_app(settings: ServeSettings, models: ModelWatcher, metrics: ScoringMe
         record = await _json_body(request, settings, status=422)
         if not isinstance(record, dict):
             raise ApiError(422, "/predict takes one record, a JSON object (use /predict_batch for a list)")
-        scorer, [result] = await asyncio.wrap_future(batcher.submit([record]))
+        records, keys = _arm_keys(request, settings, [record], runtime.split().active)
+        scorer, [result] = await asyncio.wrap_future(batcher.submit(records, keys))
         if result.error is not None:
             raise ApiError(422, "the record cannot be scored", result.error.split("; "))
-        return _versioned(scorer, result.scores or {})
+        scores = result.scores or {}
+        if keys:
+            scores["canary_key"] = keys[0].decode()
+        return _versioned(scorer, scores, arm=scores.get("arm"))
 
     @app.post("/predict_batch")
     async def predict_batch(request: Request) -> JSONResponse:
@@ -178,7 +207,12 @@ def create_app(settings: ServeSettings, models: ModelWatcher, metrics: ScoringMe
         limit = settings.serve_max_batch_records
         if len(records) > limit:
             raise ApiError(413, f"{len(records)} records is more than the limit of {limit} per request")
-        scorer, results = await asyncio.wrap_future(batcher.submit(records))
+        records, keys = _arm_keys(request, settings, records, runtime.split().active)
+        scorer, results = await asyncio.wrap_future(batcher.submit(records, keys))
+        if keys:
+            for result, key in zip(results, keys, strict=True):
+                if result.scores is not None:
+                    result.scores["canary_key"] = key.decode()
         rejected = [r for r in results if r.error is not None]
         if len(rejected) == len(results):
             raise ApiError(422, "no record can be scored", [f"record {r.index}: {r.error}" for r in rejected])
@@ -193,13 +227,57 @@ def create_app(settings: ServeSettings, models: ModelWatcher, metrics: ScoringMe
         }
         return _versioned(scorer, body)
 
+    @app.post("/feedback")
+    async def feedback(request: Request) -> JSONResponse:
+        """Labels for earlier predictions, by their ``prediction_id``: all stored as one label file, or none."""
+        payload = await _json_body(request, settings, status=422)
+        items = payload.get("feedback") if isinstance(payload, dict) and "feedback" in payload else payload
+        items = items if isinstance(items, list) else [items]
+        if not items:
+            raise ApiError(422, "no feedback given")
+        if len(items) > settings.serve_max_batch_records:
+            raise ApiError(413, f"{len(items)} labels is more than the limit of {settings.serve_max_batch_records}")
+        classes = {str(_plain(c)): _plain(c) for c in runtime.scorer().bundle.classes}
+        rows, problems = feedback_rows(items, classes)
+        if problems:
+            raise ApiError(422, f"no feedback was stored: {len(problems)} of {len(items)} item(s) are wrong", problems)
+        path = await run_in_threadpool(
+            write_label_file, rows, label_file_path(as_location(settings.labels_dir), "feedback")
+        )
+        metrics.feedback.inc(len(rows))
+        return FastJSON({"stored": len(rows), "file": str(path)})
+
     return app
+
+
+def feedback_rows(items: list[Any], classes: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Label rows for the label store, or every problem, each naming its item, field and value."""
+    rows, problems = [], []
+    now = datetime.now(UTC)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            problems.append(f"item {i}: expected an object with prediction_id and label, got {short(item)}")
+            continue
+        prediction_id, label = item.get("prediction_id", item.get("id")), item.get("label")
+        if not isinstance(prediction_id, str) or not prediction_id.strip() or len(prediction_id) > 200:
+            problems.append(f"item {i}: prediction_id must be the id a prediction returned, got {short(prediction_id)}")
+        if label is None or str(_label_text(label)) not in classes:
+            problems.append(f"item {i}: label {short(label)} is not one of the model's classes {list(classes)}")
+        if not problems or not problems[-1].startswith(f"item {i}:"):
+            rows.append({EVENT_ID: prediction_id, "label": str(_label_text(label)), "label_time": now})
+    return rows, problems
+
+
+def _label_text(value: Any) -> Any:
+    return int(value) if isinstance(value, bool) or (isinstance(value, float) and value.is_integer()) else value
 
 
 def build_app(settings: ServeSettings, model: str = "champion") -> tuple[FastAPI, ModelWatcher]:
     """A watcher following ``model`` (hot reload, hash-checked) and the app over it."""
     metrics = ScoringMetrics()
-    models, _ = watch_models(settings, model, listeners=[metrics.on_reload], stores=model_stores())
+    models, challenger = watch_models(
+        settings, model, shadow=settings.serve_shadow, listeners=[metrics.on_reload], stores=model_stores()
+    )
     serving = models.current()
     metrics.set_model(
         models.ref,
@@ -207,7 +285,35 @@ def build_app(settings: ServeSettings, model: str = "champion") -> tuple[FastAPI
         small_frame_shortcut=serving.small_frame_shortcut if serving else None,
         origin=model_origin(serving.bundle.info) if serving else None,
     )
-    return create_app(settings, models, metrics), models
+    canary = follow_canary(settings, models)
+    window = None
+    if settings.serve_live_window:
+        window = LiveWindow(
+            settings.live_dir,
+            roll_rows=settings.live_window_rows,
+            roll_seconds=settings.live_window_seconds,
+            name=f"serve-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+        )
+    shadow = None
+    if challenger is not None:
+        metrics.set_model(challenger.ref, challenger.version)
+        shadow_window = None
+        if settings.serve_live_window:
+            shadow_window = LiveWindow(
+                settings.live_dir / SHADOW_DIR,
+                roll_rows=settings.live_window_rows,
+                roll_seconds=settings.live_window_seconds,
+                name=f"serve-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+            )
+        shadow = HttpShadow(challenger, metrics, shadow_window)
+    app = create_app(settings, models, metrics, canary, window, shadow)
+    if canary is not None:
+        app.router.on_shutdown.append(canary.stop)
+    if window is not None:
+        app.router.on_shutdown.append(window.close)  # after the batcher stopped: no row is lost on a clean stop
+    if shadow is not None:
+        app.router.on_shutdown.append(shadow.drain)
+    return app, models
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -220,10 +326,13 @@ class GuardAndMeasure:
     streaming cost a measurable share of a one-record request.
     """
 
-    def __init__(self, app: Any, *, key: bytes | None, metrics: ScoringMetrics) -> None:
+    def __init__(
+        self, app: Any, *, key: bytes | None, metrics: ScoringMetrics, limiter: RateLimiter | None = None
+    ) -> None:
         self.app = app
         self.key = key
         self.metrics = metrics
+        self.limiter = limiter
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -247,11 +356,30 @@ class GuardAndMeasure:
                 headers={"WWW-Authenticate": "Bearer"},
             )
             await denied(scope, receive, watched)
+        elif (
+            self.limiter is not None and scope["path"] not in OPEN_PATHS and (refused := await self._over_limit(scope))
+        ):
+            self.metrics.rate_limited.inc()
+            limited = JSONResponse(
+                {"error": f"rate limit {refused.limit} exceeded; retry after {refused.retry_after} s"},
+                status_code=429,
+                headers={"Retry-After": str(refused.retry_after)},
+            )
+            await limited(scope, receive, watched)
         else:
             await self.app(scope, receive, watched)
         endpoint = getattr(scope.get("route"), "path", "unmatched")
         self.metrics.http_requests.labels(endpoint, str(seen["status"]), seen["version"]).inc()
         self.metrics.http_duration.labels(endpoint).observe(time.perf_counter() - started)
+
+    async def _over_limit(self, scope: MutableMapping[str, Any]) -> Refusal | None:
+        """Whether this request is over its caller's limit: the API key it proved (else its address)."""
+        assert self.limiter is not None
+        client = scope.get("client")
+        caller = caller_of(self.key.decode() if self.key is not None else None, client[0] if client else None)
+        if self.limiter.blocking:
+            return await run_in_threadpool(self.limiter.refuse, caller)
+        return self.limiter.refuse(caller)
 
 
 def _authorised(request: Request, key: bytes) -> bool:
@@ -354,8 +482,43 @@ class FastJSON(JSONResponse):
         return orjson.dumps(content)
 
 
-def _versioned(scorer: Scorer, body: dict[str, Any]) -> JSONResponse:
-    return FastJSON(body, headers={MODEL_VERSION_HEADER: str(scorer.version)})
+def _versioned(scorer: Scorer, body: dict[str, Any], *, arm: str | None = None) -> JSONResponse:
+    headers = {MODEL_VERSION_HEADER: str(scorer.version)}
+    if arm is not None:
+        headers[MODEL_ARM_HEADER] = arm
+    return FastJSON(body, headers=headers)
+
+
+def _request_key(request: Request, settings: ServeSettings) -> str:
+    """The request's arm key: the configured header's value, else a random draw (reported in the response)."""
+    return request.headers.get(settings.serve_canary_key_header) or uuid.uuid4().hex
+
+
+def _arm_keys(
+    request: Request, settings: ServeSettings, records: list[Any], active: bool
+) -> tuple[list[Any], list[bytes] | None]:
+    """The records to score and each one's arm key, while a canary takes traffic (else no keys).
+
+    A record's key is its ``serve_canary_key_field`` (taken out: it is not a feature), else the
+    request's header, else a random draw per record, reported in the response so a client can
+    send it again to meet the same model.
+    """
+    field = settings.serve_canary_key_field
+    if not active:
+        if field is None:
+            return records, None
+        return [_without(r, field) for r in records], None
+    header = request.headers.get(settings.serve_canary_key_header)
+    keys, kept = [], []
+    for record in records:
+        own = record.get(field) if field is not None and isinstance(record, dict) else None
+        keys.append(str(own if own is not None else header or uuid.uuid4().hex).encode())
+        kept.append(_without(record, field) if field is not None else record)
+    return kept, keys
+
+
+def _without(record: Any, field: str) -> Any:
+    return {k: v for k, v in record.items() if k != field} if isinstance(record, dict) and field in record else record
 
 
 def _plain(value: Any) -> Any:

@@ -7,7 +7,9 @@ V2 tensors (``submit_infer``). One scoring thread takes everything queued when i
 waiting to fill a batch: an idle server scores a lone request at once), scores each run of
 requests for the same model as one frame with the model of that moment, and hands each request
 its own rows back. Under load batches grow by themselves. Rows are scored independently, so a
-record gets the same score alone or batched.
+record gets the same score alone or batched. Under a canary plan each record (a V2 request as a
+whole) meets the arm its key gives (``scoring.canary``), decided with the split of the moment the
+run is scored, and is scored by that arm's version.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import pandas as pd
 import sklearn
 
 from scoring import SchemaError, Scorer, ScoringError
+from scoring.canary import CANARY, CHAMPION, canary_mask
+from scoring.canary_models import Split
 from serving.runtime import RecordResult, Runtime
 
 log = logging.getLogger("scorepipe.serve")
@@ -35,6 +39,7 @@ class _Job:
     payload: Any  # JSON records, or V2 input tensors
     rows: int
     version: str | None = None  # a pinned version (V2 paths), or None for the champion at scoring time
+    keys: list[bytes] | None = None  # what decides each record's arm (one for a V2 request); None: champion
     future: Future = field(default_factory=Future)
 
 
@@ -52,14 +57,16 @@ class DynamicBatcher:
         self._thread = threading.Thread(target=self._run, name="dynamic-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, records: list[Any]) -> Future:
-        """Queue one JSON request's ``records``; the future holds ``(scorer, [RecordResult, ...])``."""
-        return self._queue_job(_Job("records", records, len(records)))
+    def submit(self, records: list[Any], keys: list[bytes] | None = None) -> Future:
+        """Queue one JSON request's ``records`` (with each one's arm key); the future holds ``(scorer, results)``."""
+        return self._queue_job(_Job("records", records, len(records), keys=keys))
 
-    def submit_infer(self, inputs: list[dict[str, Any]], version: str | None = None) -> Future:
-        """Queue one V2 request's input tensors; the future holds ``(scorer, scored frame)`` or its error."""
+    def submit_infer(
+        self, inputs: list[dict[str, Any]], version: str | None = None, key: bytes | None = None
+    ) -> Future:
+        """Queue one V2 request's input tensors; the future holds ``(scorer, scored frame, arm)`` or its error."""
         rows = max((len(t["data"]) for t in inputs if isinstance(t.get("data"), list)), default=0)
-        return self._queue_job(_Job("infer", inputs, rows, version))
+        return self._queue_job(_Job("infer", inputs, rows, version, keys=[key] if key is not None else None))
 
     def stop(self) -> None:
         with self._ready:
@@ -112,29 +119,81 @@ class DynamicBatcher:
         records = [r for job in jobs for r in job.payload]
         self.batches += 1
         self.records += len(records)
+        split = self.runtime.split() if jobs[0].version is None else None
         try:
-            merged = self.runtime.score_records(records, scorer)
+            merged = self._score_split(scorer, split, records, [k for job in jobs for k in _keys(job)])
         except SchemaError:
             # A frame-level problem in one request must not fail the others: score them apart.
             for job in jobs:
-                job.future.set_result((scorer, self._records_alone(scorer, job)))
+                self._answer_records(job, scorer, split, self._records_alone(scorer, split, job))
             return
         start = 0
         for job in jobs:
             part = merged[start : start + len(job.payload)]
             for i, result in enumerate(part):
                 result.index = i
-            job.future.set_result((scorer, part))
+            self._answer_records(job, scorer, split, part)
             start += len(job.payload)
 
-    def _records_alone(self, scorer: Scorer, job: _Job) -> list[RecordResult]:
+    def _score_split(
+        self, scorer: Scorer, split: Split | None, records: list[Any], keys: list[bytes | None]
+    ) -> list[RecordResult]:
+        """Each record scored by its arm's version (all by ``scorer`` when no canary takes traffic)."""
+        if split is None or not split.active or split.canary is None or all(k is None for k in keys):
+            return self.runtime.score_records(records, scorer)
+        to_canary = canary_mask([k if k is not None else b"" for k in keys], split.weight)
+        to_canary &= [k is not None for k in keys]
+        results: list[RecordResult | None] = [None] * len(records)
+        champion_part = [i for i, take in enumerate(~to_canary) if take]
+        canary_part = [i for i, take in enumerate(to_canary) if take]
+        if champion_part:  # a SchemaError here reaches the caller, before anything of the run was recorded
+            scored = self.runtime.score_records([records[i] for i in champion_part], scorer)
+            results = _placed(results, champion_part, scored)
+        if canary_part:
+            part = [records[i] for i in canary_part]
+            try:
+                scored = self.runtime.score_records(part, split.canary, CANARY)
+            except Exception as exc:  # noqa: BLE001 - a broken canary must not fail a request: the champion answers
+                self.runtime.canary_failed(split.canary, exc, len(part))
+                scored = self.runtime.score_records(part, scorer)
+            results = _placed(results, canary_part, scored)
+        return [r for r in results if r is not None]
+
+    def _answer_records(self, job: _Job, scorer: Scorer, split: Split | None, results: list[RecordResult]) -> None:
+        """The request's results; the version named in its header is its records' (the canary's if all met it)."""
+        for i, result in enumerate(results):
+            result.index = i  # positions within this request, whichever way its records were scored
+        arms = {r.scores.get("arm") for r in results if r.scores is not None}
+        if arms == {CANARY} and split is not None and split.canary is not None:
+            scorer = split.canary
+        job.future.set_result((scorer, results))
+
+    def _records_alone(self, scorer: Scorer, split: Split | None, job: _Job) -> list[RecordResult]:
         try:
-            return self.runtime.score_records(job.payload, scorer)
+            return self._score_split(scorer, split, job.payload, _keys(job))
         except SchemaError as exc:
             return [RecordResult(i, error="; ".join(exc.problems)) for i in range(len(job.payload))]
 
     def _infer(self, scorer: Scorer, jobs: list[_Job]) -> None:
-        """V2 requests: each checked alone, the valid ones scored as one frame, each answered with its rows."""
+        """V2 requests by arm (a request is one key): each checked alone, the valid ones scored as one frame."""
+        split = self.runtime.split() if jobs[0].version is None else None
+        if split is None or not split.active or split.canary is None:
+            self._infer_arm(scorer, CHAMPION, jobs)
+            return
+        keyed = [job for job in jobs if job.keys]
+        to_canary = canary_mask([job.keys[0] for job in keyed if job.keys], split.weight)
+        canary_jobs = [job for job, take in zip(keyed, to_canary, strict=True) if take]
+        champion_jobs = [job for job in jobs if not any(job is c for c in canary_jobs)]
+        if champion_jobs:
+            self._infer_arm(scorer, CHAMPION, champion_jobs)
+        if canary_jobs:
+            try:
+                self._infer_arm(split.canary, CANARY, canary_jobs)
+            except Exception as exc:  # noqa: BLE001 - a broken canary must not fail a request: the champion answers
+                self.runtime.canary_failed(split.canary, exc, sum(job.rows for job in canary_jobs))
+                self._infer_arm(scorer, CHAMPION, [job for job in canary_jobs if not job.future.done()])
+
+    def _infer_arm(self, scorer: Scorer, arm: str, jobs: list[_Job]) -> None:
         frames: list[tuple[_Job, pd.DataFrame]] = []
         for job in jobs:
             try:
@@ -149,16 +208,30 @@ class DynamicBatcher:
             scored = scorer.score(pd.concat([f for _, f in frames], ignore_index=True))
         except SchemaError:
             for job, frame in frames:
-                self._answer(job, scorer, frame, None)
+                self._answer(job, scorer, arm, frame, None)
             return
         start = 0
         for job, frame in frames:
-            self._answer(job, scorer, frame, scored.iloc[start : start + len(frame)].reset_index(drop=True))
+            self._answer(job, scorer, arm, frame, scored.iloc[start : start + len(frame)].reset_index(drop=True))
             start += len(frame)
 
-    def _answer(self, job: _Job, scorer: Scorer, frame: pd.DataFrame, scored: pd.DataFrame | None) -> None:
+    def _answer(self, job: _Job, scorer: Scorer, arm: str, frame: pd.DataFrame, scored: pd.DataFrame | None) -> None:
         try:
             scored = scorer.score(frame) if scored is None else scored
-            job.future.set_result((scorer, self.runtime.infer_result(frame, scorer, scored)))
+            job.future.set_result((scorer, self.runtime.infer_result(frame, scorer, scored, arm), arm))
         except ScoringError as exc:
             job.future.set_exception(exc)
+
+
+def _keys(job: _Job) -> list[bytes | None]:
+    """Each record's arm key (None: the champion's, whatever the split)."""
+    return list(job.keys) if job.keys is not None else [None] * len(job.payload)
+
+
+def _placed(
+    results: list[RecordResult | None], where: list[int], scored: list[RecordResult]
+) -> list[RecordResult | None]:
+    """``scored`` (one result per position in ``where``) put back at those positions."""
+    for i, result in zip(where, scored, strict=True):
+        results[i] = result
+    return results

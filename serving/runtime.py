@@ -8,6 +8,7 @@ in the batch flow and the stream; the batcher makes the call, for many requests 
 from __future__ import annotations
 
 import math
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +18,16 @@ import pandas as pd
 
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer, ScoringError
+from scoring.canary import CHAMPION
+from scoring.canary_models import NO_SPLIT, CanaryModels, Split
+from scoring.layout import EVENT_ID
+from scoring.live_window import LiveWindow
 from scoring.records import RecordShape, json_type, short
 from scoring.scorer import CONFIDENCE, PREDICTION, REJECT_REASON
 from scoring.watcher import ModelWatcher
 from serving.errors import ModelUnavailableError, RequestError, TooLargeError, UnknownModelError
 from serving.settings import ServeSettings
+from serving.shadow import HttpShadow
 
 NUMERIC_DATATYPES = frozenset({"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32"})
 VERSION_CACHE = 4  # pinned versions asked for by path, kept loaded
@@ -48,9 +54,21 @@ class PreparedRecords:
 class Runtime:
     """The serving side of one process: the followed champion, pinned versions, metrics."""
 
-    def __init__(self, settings: ServeSettings, models: ModelWatcher, metrics: ScoringMetrics) -> None:
+    def __init__(
+        self,
+        settings: ServeSettings,
+        models: ModelWatcher,
+        metrics: ScoringMetrics,
+        canary: CanaryModels | None = None,
+        window: LiveWindow | None = None,
+        shadow: HttpShadow | None = None,
+    ) -> None:
         self.settings = settings
         self.models = models
+        self.canary = canary
+        self.window = window
+        self.shadow = shadow
+        self._weighted: str | None = None  # the canary version whose weight the gauge shows
         self.metrics = metrics
         self.registry = models.registry
         self._pinned: OrderedDict[int, Scorer] = OrderedDict()
@@ -83,16 +101,34 @@ class Runtime:
         self._pinned.move_to_end(number)
         return self._pinned[number]
 
+    def split(self) -> Split:
+        """The canary split for the next scoring run (none unless the champion alias is served)."""
+        split = self.canary.split() if self.canary is not None else NO_SPLIT
+        version = str(split.canary.version) if split.canary is not None else None
+        if version != self._weighted:  # the gauge of a canary no longer in force goes to 0
+            if self._weighted is not None:
+                self.metrics.canary_weight.labels(self._weighted).set(0)
+            self._weighted = version
+        if version is not None:
+            self.metrics.canary_weight.labels(version).set(split.weight)
+        return split
+
+    def canary_failed(self, canary: Scorer, error: BaseException, rows: int) -> None:
+        """The canary failed to score: counted, and taken off traffic in this worker (the champion answers)."""
+        self.metrics.arm_events.labels("canary", str(canary.version), "error").inc(rows)
+        if self.canary is not None:
+            self.canary.refuse(canary.version, f"{type(error).__name__}: {error}")
+
     def versions(self) -> list[str]:
         return [str(v.version) for v in self.registry.versions()]
 
     # -- the simple JSON API -------------------------------------------------------------------
 
-    def score_records(self, records: list[Any], scorer: Scorer) -> list[RecordResult]:
+    def score_records(self, records: list[Any], scorer: Scorer, arm: str = CHAMPION) -> list[RecordResult]:
         """Score every well-formed record as one frame; the others come back with their reasons, in order."""
         prepared = self.records_frame(records, scorer)
         scored = scorer.score(prepared.frame) if prepared.good else None
-        return self.records_results(prepared, scorer, scored)
+        return self.records_results(prepared, scorer, scored, arm)
 
     def records_frame(self, records: list[Any], scorer: Scorer) -> PreparedRecords:
         """The well-formed records as one frame, and a result per record (with its reason if it is not)."""
@@ -110,10 +146,11 @@ class Runtime:
         return PreparedRecords(results, good, frame)
 
     def records_results(
-        self, prepared: PreparedRecords, scorer: Scorer, scored: pd.DataFrame | None
+        self, prepared: PreparedRecords, scorer: Scorer, scored: pd.DataFrame | None, arm: str = CHAMPION
     ) -> list[RecordResult]:
         """Each record's scores (or the reason validation gave) from the scored frame of its good records."""
         results = prepared.results
+        kept: list[int] = []  # rows of ``scored`` that got scores
         if prepared.good and scored is not None:
             reasons = scored[REJECT_REASON].to_numpy()
             proba = scored[scorer.proba_columns].to_numpy()
@@ -129,13 +166,24 @@ class Runtime:
                     "probabilities": dict(zip(classes, proba[row].tolist(), strict=True)),
                     "confidence": float(confidence[row]),
                     "model_version": scorer.version,
+                    "arm": arm,
                 }
+                kept.append(row)
+            ids = [""] * len(scored)  # each scored row's prediction id ("" where the row was refused)
+            if self.window is not None and kept:
+                for row in kept:
+                    ids[row] = uuid.uuid4().hex
+                    results[prepared.good[row]].scores["prediction_id"] = ids[row]  # type: ignore[index]
+                self._remember(scored.iloc[kept] if len(kept) < len(scored) else scored, [ids[r] for r in kept])
+            if self.shadow is not None and arm == CHAMPION and prepared.frame is not None:
+                self.shadow.offer(scorer, prepared.frame, scored, ids if self.window is not None else None)
         ok = [r.scores for r in results if r.scores is not None]
         self._count(
             scorer,
             np.asarray([s["prediction"] for s in ok], dtype=object),
             np.asarray([s["confidence"] for s in ok], dtype=float),
             rejected=len(results) - len(ok),
+            arm=arm,
         )
         return results
 
@@ -185,24 +233,44 @@ class Runtime:
         """Score the frame alone (the batcher scores many at once and calls ``infer_result``)."""
         return self.infer_result(frame, scorer, scorer.score(frame))
 
-    def infer_result(self, frame: pd.DataFrame, scorer: Scorer, scored: pd.DataFrame) -> pd.DataFrame:
+    def infer_result(
+        self, frame: pd.DataFrame, scorer: Scorer, scored: pd.DataFrame, arm: str = CHAMPION
+    ) -> pd.DataFrame:
         """The scored frame of a V2 request; every row must be scorable (``RequestError`` naming each otherwise)."""
         reasons = scored[REJECT_REASON]
         bad = reasons.notna().to_numpy()
         good = scored[~bad]
-        self._count(scorer, good[PREDICTION].to_numpy(dtype=object), good[CONFIDENCE].to_numpy(float), int(bad.sum()))
+        self._count(
+            scorer, good[PREDICTION].to_numpy(dtype=object), good[CONFIDENCE].to_numpy(float), int(bad.sum()), arm=arm
+        )
         if bad.any():
             problems = [f"row {i}: {reasons.iloc[i]}" for i in np.flatnonzero(bad)]
             raise RequestError(f"{int(bad.sum())} of {len(frame)} rows cannot be scored", problems)
+        ids = [uuid.uuid4().hex for _ in range(len(scored))] if self.window is not None else None
+        if ids is not None:
+            self._remember(scored, ids)
+        if self.shadow is not None and arm == CHAMPION:
+            self.shadow.offer(scorer, frame, scored, ids)
         return scored
+
+    def _remember(self, scored: pd.DataFrame, ids: list[str]) -> None:
+        """Scored rows into the live window, each with its prediction id (what ``/feedback`` labels)."""
+        assert self.window is not None
+        columns: dict[str, Any] = {EVENT_ID: np.asarray(ids, dtype=object)}
+        columns.update({c: scored[c] for c in scored.columns if c != REJECT_REASON})
+        self.window.append(columns)
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _count(self, scorer: Scorer, labels: np.ndarray, confidence: np.ndarray, rejected: int) -> None:
+    def _count(
+        self, scorer: Scorer, labels: np.ndarray, confidence: np.ndarray, rejected: int, *, arm: str = CHAMPION
+    ) -> None:
         if len(labels):
             self.metrics.record_predictions(scorer.version, labels, confidence)
+            self.metrics.arm_events.labels(arm, str(scorer.version), "predicted").inc(len(labels))
         if rejected:
             self.metrics.rejected.labels("validate").inc(rejected)
+            self.metrics.arm_events.labels(arm, str(scorer.version), "rejected").inc(rejected)
 
 
 def _column(tensor: dict[str, Any], *, numeric: bool) -> tuple[list[Any] | None, list[str]]:

@@ -44,7 +44,10 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # every worker writes its metrics here
-        os.environ.update(settings.model_copy(update={"serve_model": model}).as_env())
+        shared: dict[str, object] = {"serve_model": model}
+        if settings.serve_rate_limit and not settings.serve_rate_limit_storage:
+            shared["serve_rate_limit_storage"] = f"sqlite:///{metrics_dir / 'rate-limits.sqlite'}"  # one count
+        os.environ.update(settings.model_copy(update=shared).as_env())
         uvicorn.run("scorepipe.serve_app:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", ssl_certfile=tls.get("ssl_certfile"), ssl_keyfile=tls.get("ssl_keyfile"),
                     ssl_keyfile_password=tls.get("ssl_keyfile_password"))  # fmt: skip

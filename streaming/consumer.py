@@ -4,7 +4,9 @@ Each poll returns whatever is buffered (at most ``stream_batch_events``), and it
 once: a quiet stream is scored event by event, a busy one in full batches, because events pile up
 while the previous batch is scored. For each micro-batch: decode every event, score the decodable
 ones as one frame, add one prediction per scored event to the predictions sink and every other
-event, unchanged, to the dead-letter sink with the reason in its headers. What happens next is the
+event, unchanged, to the dead-letter sink with the reason in its headers. Under a canary plan the
+batch is split by key (``scoring.canary``) and each part scored by its arm's version, within the
+same delivery. What happens next is the
 delivery guarantee's (``streaming.delivery``): at least once, pipelined up to
 ``stream_max_in_flight`` batches with ordered commits; or exactly once, in transactions. The loop
 knows neither, nor the Kafka client library (``streaming.transport``); it holds back fetching while
@@ -23,16 +25,18 @@ from monitoring.health import Health
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer, SinkError
 from scoring.agreement import Agreement
+from scoring.canary import CANARY, CHAMPION, canary_mask
+from scoring.canary_models import CanaryModels, Split
 from scoring.layout import SHADOW_DIR
+from scoring.live_window import LiveWindow
 from scoring.watcher import FixedModel, ModelWatcher, model_origin
 from streaming.delivery import GUARANTEES, Delivery, StreamParts
-from streaming.live_window import LiveWindow
 from streaming.outputs import Outputs
 from streaming.polling import Poller
 from streaming.readiness import StreamReadiness
 from streaming.settings import StreamSettings
 from streaming.stats import StreamStats
-from streaming.transform import BatchTransform
+from streaming.transform import BatchTransform, ScoredBatch
 from streaming.transport import Transport, transport_for
 from streaming.transport.base import Record, TransportError
 
@@ -56,6 +60,7 @@ class StreamConsumer:
         models: Scorer | ModelWatcher | FixedModel,
         *,
         shadow: ModelWatcher | None = None,
+        canary: CanaryModels | None = None,
         live_window: LiveWindow | None = None,
         shadow_window: LiveWindow | None = None,
         metrics: ScoringMetrics | None = None,
@@ -68,6 +73,8 @@ class StreamConsumer:
         self.transport = transport or transport_for(settings)
         self.models = FixedModel(models) if isinstance(models, Scorer) else models
         self.shadow = shadow
+        self.canary = canary
+        self._weighted: str | None = None  # the canary version whose weight the gauge shows
         self.metrics = metrics or ScoringMetrics()
         self.health = health or Health()
         self.stats = StreamStats()
@@ -88,6 +95,8 @@ class StreamConsumer:
         self.health.add_note("model", lambda: _refused_note(self.models))
         if shadow is not None:
             self.health.add_note("shadow", lambda: _refused_note(shadow))
+        if canary is not None:
+            self.health.add_note("canary", lambda: canary.last_error)
         self.consumer = self.transport.stream_consumer(settings, client_id)
         self.outputs = Outputs(
             settings,
@@ -179,6 +188,8 @@ class StreamConsumer:
         self.delivery.close()
         self.consumer.close()  # leaves the group, so its partitions move at once
         self.models.stop()
+        if self.canary is not None:
+            self.canary.stop()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -216,20 +227,68 @@ class StreamConsumer:
             self.consumer.resume(*paused)
 
     def _process(self, records: list[Record]) -> Callable[[], None]:
-        """Score one batch into the outputs; returns what counts it once it is delivered."""
-        scorer = self.models.current()  # one version for the whole batch, swapped only between batches
+        """Score one batch into the outputs (split by arm under a canary); returns what counts it once delivered."""
+        scorer = self.models.current()  # one version per arm for the whole batch, swapped only between batches
         assert scorer is not None
-        batch = self.transform(scorer, records)
+        split = self.canary.split() if self.canary is not None else None
+        self._show_weight(split)
+        if split is None or not split.active or split.canary is None:
+            batches = [self._score(scorer, records)]
+        else:
+            to_canary = canary_mask([arm_key(r) for r in records], split.weight)
+            batches = []
+            if (~to_canary).any():
+                batches.append(self._score(scorer, [r for r, take in zip(records, ~to_canary, strict=True) if take]))
+            if to_canary.any():
+                part = [r for r, take in zip(records, to_canary, strict=True) if take]
+                batches.append(self._score_canary(split.canary, scorer, part))
+
+        def account() -> None:
+            for batch in batches:
+                self.stats.account(batch, self.metrics)
+
+        return account
+
+    def _show_weight(self, split: Split | None) -> None:
+        """``scorepipe_canary_weight``: the canary in force, and 0 for one no longer in force."""
+        version = str(split.canary.version) if split is not None and split.canary is not None else None
+        if version != self._weighted and self._weighted is not None:
+            self.metrics.canary_weight.labels(self._weighted).set(0)
+        self._weighted = version
+        if split is not None and version is not None:
+            self.metrics.canary_weight.labels(version).set(split.weight)
+
+    def _score_canary(self, canary: Scorer, champion: Scorer, records: list[Record]) -> ScoredBatch:
+        """The canary's part; if the canary itself fails to score, the champion does and the canary is taken off.
+
+        Only scoring is guarded: nothing of the part reached the outputs yet, so nothing is sent twice,
+        and a refused send (an ACL) still reaches the delivery as it should.
+        """
+        try:
+            batch = self.transform(canary, records, CANARY)
+        except Exception as exc:  # noqa: BLE001 - a broken canary must not take the stream down, whatever it raises
+            assert self.canary is not None
+            self.canary.refuse(canary.version, f"{type(exc).__name__}: {exc}")
+            self.metrics.arm_events.labels(CANARY, str(canary.version), "error").inc(len(records))
+            batch = self.transform(champion, records, CHAMPION)
+        return self._emit(batch)
+
+    def _score(self, scorer: Scorer, records: list[Record], arm: str = CHAMPION) -> ScoredBatch:
+        return self._emit(self.transform(scorer, records, arm))
+
+    def _emit(self, batch: ScoredBatch) -> ScoredBatch:
+        """A scored part's results into the outputs: predictions, live window, shadow, dead letters."""
+        scorer, arm = batch.scorer, batch.arm
         outputs = self.outputs
         if batch.accepted is not None and len(batch.kept):
-            outputs.predictions.add(scorer, batch.kept, batch.accepted)
+            outputs.predictions.add(scorer, batch.kept, batch.accepted, arm)
             outputs.window.add(batch.accepted, batch.kept)
-            if outputs.shadow is not None and batch.frame is not None:
+            if outputs.shadow is not None and arm == CHAMPION and batch.frame is not None:
                 outputs.shadow.score(scorer, batch.frame[batch.valid], batch.accepted, batch.kept)
         for record, reason, stage in batch.dead:
             outputs.dead_letters.add(record, reason, stage)
             log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-        return lambda: self.stats.account(batch, self.metrics)
+        return batch
 
 
 def score_stream(
@@ -251,3 +310,8 @@ def _refused_note(models: ModelWatcher | FixedModel) -> str | None:
     if not models.last_error:
         return None
     return f"serving v{models.version}; {models.failures} reload(s) refused, the last: {models.last_error}"
+
+
+def arm_key(record: Record) -> bytes:
+    """What a record's arm is decided by: its key, else where it sits (the same on every read of it)."""
+    return record.key if record.key is not None else f"{record.topic}/{record.partition}/{record.offset}".encode()

@@ -89,14 +89,16 @@ def encode_prediction(
     model_version: int,
     event_time: str,
     scored_at: str,
+    arm: str = "champion",
 ) -> bytes:
-    """One prediction message body: label, per-class probabilities, version and both clocks."""
+    """One prediction message body: label, per-class probabilities, version, arm and both clocks."""
     body = {
         EVENT_ID: event_id,
         "prediction": _plain(prediction),
         "probabilities": probabilities,
         "confidence": confidence,
         "model_version": model_version,
+        "arm": arm,
         "event_time": event_time,
         "scored_at": scored_at,
     }

@@ -14,15 +14,13 @@ import logging
 import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from scoring.label_files import label_file_path, write_label_file
 from scoring.layout import EVENT_ID, REJECTED_DIR
 from scoring.storage import Location, as_location
 from streaming.polling import Poller
@@ -122,13 +120,13 @@ class LabelSink:
     def _flush(self) -> None:
         """Write what is buffered (labels and rejects), then commit the offsets it came from."""
         now = datetime.now(UTC)
-        stamp = f"{now.strftime('%H%M%S')}-{uuid.uuid4().hex[:8]}"
         for rows, folder, kind in (
             (self._good, self.out_dir, "labels"),
             (self._bad, self.out_dir / REJECTED_DIR, "rejected"),
         ):
             if rows:
-                self._write(rows, folder / f"date={now.date().isoformat()}" / f"{kind}-{stamp}.parquet")
+                write_label_file(rows, label_file_path(folder, kind, now))
+                self.stats.files += 1
         self.stats.labels += len(self._good)
         self.stats.rejected += len(self._bad)
         if self._bad:
@@ -142,14 +140,6 @@ class LabelSink:
                 log.warning("label offsets not committed (%s): the next commit covers them", exc)
                 return
             self._offsets = {}
-
-    def _write(self, rows: list[dict[str, Any]], path: Location) -> None:
-        """One file, whole or not at all (a temporary twin moved into place), local or on S3."""
-        path.parent.mkdir()
-        tmp = path.temporary_sibling()
-        pq.write_table(pa.Table.from_pylist(rows), tmp.path, filesystem=tmp.fs)
-        tmp.move_to(path)
-        self.stats.files += 1
 
 
 def _label_of(value: bytes | None) -> tuple[dict[str, Any] | None, str | None]:

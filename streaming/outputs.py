@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from monitoring.metrics import ScoringMetrics
+from scoring.live_window import LiveWindow
 from scoring.watcher import ModelWatcher
-from streaming.live_window import LiveWindow
 from streaming.settings import StreamSettings
 from streaming.shadow import ShadowScorer
 from streaming.sinks import DeadLetterSink, PredictionSink, WindowSink

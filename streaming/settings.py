@@ -115,10 +115,6 @@ class StreamSettings(CoreSettings, KafkaSettings):
         default=10_000, gt=0, description="How soon a dead consumer's partitions move to the others."
     )
 
-    # The live window (what the stream scored, for drift and performance reports)
-    live_window_rows: int = Field(default=5_000, gt=0, description="Rows per rolled live-window Parquet file.")
-    live_window_seconds: float = Field(default=30.0, gt=0, description="Longest a live-window file stays open.")
-
 
 def kafka_security_problems(settings: KafkaSettings) -> list[str]:
     """What is missing or contradictory in the Kafka security settings, each naming its setting."""

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from scoring import Scorer
+from scoring.live_window import LiveWindow
 from scoring.scorer import CONFIDENCE, PREDICTION, REJECT_REASON
 from streaming.events import (
     DLQ_OFFSET,
@@ -26,7 +27,6 @@ from streaming.events import (
     encode_prediction,
     iso_ms,
 )
-from streaming.live_window import LiveWindow
 from streaming.transport.base import Delivery, Producer, Record
 
 
@@ -54,8 +54,8 @@ class PredictionSink(_TopicSink):
         super().__init__(producer, topic)
         self.same_partition = same_partition
 
-    def add(self, scorer: Scorer, events: list[tuple[Any, Any]], scored: pd.DataFrame) -> None:
-        """``events`` are (record, decoded event) pairs, row for row with ``scored``."""
+    def add(self, scorer: Scorer, events: list[tuple[Any, Any]], scored: pd.DataFrame, arm: str = "champion") -> None:
+        """``events`` are (record, decoded event) pairs, row for row with ``scored``; ``arm`` is the split's side."""
         if not events:
             return
         proba = scored[scorer.proba_columns].to_numpy()
@@ -66,6 +66,7 @@ class PredictionSink(_TopicSink):
         scored_at = scored["scored_at"].iloc[0].isoformat(timespec="milliseconds")
         version_header = str(version).encode()
         scored_at_header = scored_at.encode()
+        arm_header = arm.encode()
         event_times = iso_ms([record.timestamp for record, _ in events])
         keep_partition = self.same_partition(self.topic)
         producer = self.producer()
@@ -78,11 +79,13 @@ class PredictionSink(_TopicSink):
                 model_version=version,
                 event_time=event_times[i],
                 scored_at=scored_at,
+                arm=arm,
             )
             headers = [
                 ("model_version", version_header),
                 ("event_time_ms", str(record.timestamp).encode()),
                 ("scored_at", scored_at_header),
+                ("arm", arm_header),
             ]
             self._futures.append(
                 producer.send(

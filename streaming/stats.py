@@ -46,6 +46,11 @@ class StreamStats:
         self.batches += 1
         metrics.events.labels("predicted").inc(predicted)
         metrics.events.labels("dead_letter").inc(len(dead))
+        version = str(batch.scorer.version)
+        rejected = sum(1 for _, _, stage in dead if stage == "validate")
+        metrics.arm_events.labels(batch.arm, version, "predicted").inc(predicted)
+        metrics.arm_events.labels(batch.arm, version, "rejected").inc(rejected)  # the model's schema refused it
+        metrics.arm_events.labels(batch.arm, version, "undecodable").inc(len(dead) - rejected)  # the input's fault
         for stage in ("decode", "validate"):
             if n := sum(1 for _, _, s in dead if s == stage):
                 metrics.dead_letters.labels(stage).inc(n)

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from scoring import FeatureSchema, SchemaError, Scorer
+from scoring.canary import CHAMPION
 from scoring.scorer import REJECT_REASON
 from streaming.events import Decoded, EventDecoder
 
@@ -23,6 +24,7 @@ class ScoredBatch:
 
     scorer: Scorer
     records: list[Any]
+    arm: str = CHAMPION  # which side of a canary split scored it
     frame: pd.DataFrame | None = None  # the decodable events' features, as scored
     accepted: pd.DataFrame | None = None  # scored rows that passed validation
     valid: Any = None  # per row of ``frame``: passed validation
@@ -37,11 +39,11 @@ class BatchTransform:
         self._schema = schema
         self._decoder = EventDecoder(schema)
 
-    def __call__(self, scorer: Scorer, records: list[Any]) -> ScoredBatch:
+    def __call__(self, scorer: Scorer, records: list[Any], arm: str = CHAMPION) -> ScoredBatch:
         if scorer.bundle.schema != self._schema:  # a reload passed the compatibility check: same fields
             self._schema = scorer.bundle.schema
             self._decoder = EventDecoder(self._schema)
-        batch = ScoredBatch(scorer, records)
+        batch = ScoredBatch(scorer, records, arm)
         decoded = [self._decoder.decode(r.value) for r in records]
         batch.dead = [(r, d.error, "decode") for r, d in zip(records, decoded, strict=True) if d.error]
         good = [(r, d) for r, d in zip(records, decoded, strict=True) if d.error is None]

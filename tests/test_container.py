@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from setuptools import find_packages
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SERVICES = ("setup", "worker", "consumer", "serve")
@@ -41,9 +42,18 @@ def test_the_image_is_slim_locked_non_root_and_carries_every_package():
     users = [rest for keyword, rest in steps if keyword == "USER"]
     assert users and users[-1] not in {"root", "0"}
     assert ("ENTRYPOINT", '["scorepipe"]') in steps
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    copied = {rest.split()[0].rstrip("/") for keyword, rest in steps if keyword == "COPY"}
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = set(find_packages(where=str(ROOT), include=include))
     tops = {p.split(".")[0] for p in packages}
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in tops
+        for init in (ROOT / top).rglob("__init__.py")
+        if not {".venv", ".cache", "__pycache__"} & set(init.parts)
+    }
+    assert on_disk <= packages, f"packages not installed: {sorted(on_disk - packages)}"
+    assert {"streaming.transport.kafka_python", "streaming.delivery", "gate"} <= packages
+    copied = {rest.split()[0].rstrip("/") for keyword, rest in steps if keyword == "COPY"}
     assert tops <= copied, f"packages missing from the image: {tops - copied}"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".scorepipe", ".git"} <= set(ignored)

@@ -10,9 +10,9 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
-from scorepipe.cli import batch, data, models, reports, serve, services, stream
+from scorepipe.cli import batch, canary, data, models, reports, serve, services, stream
 
-GROUPS = (data, models, batch, stream, serve, reports, services)
+GROUPS = (data, models, canary, batch, stream, serve, reports, services)
 
 
 def parser() -> argparse.ArgumentParser:

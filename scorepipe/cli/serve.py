@@ -22,6 +22,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from scoring import Registry
     from scoring.model_source import open_source
 
+    if args.shadow:
+        settings = settings.model_copy(update={"serve_shadow": args.shadow})
+
     following = (
         "following"
         if open_source(Registry(settings.registry_dir), args.model, settings, model_stores()).follows
@@ -32,7 +35,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     console.print(
         f"serving {following} {args.model} on {scheme}://{args.host}:{args.port} "
         f"with {args.workers} worker(s) ({auth}): "
-        f"/v2/models/{settings.serve_model_name}/infer, /predict, /predict_batch, /metrics",
+        f"/v2/models/{settings.serve_model_name}/infer, /predict, /predict_batch, /feedback, /metrics"
+        + (f"; shadow {settings.serve_shadow} scored off the request path" if settings.serve_shadow else ""),
         soft_wrap=True,
     )
     serve(
@@ -55,6 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         default="champion",
         help="alias to follow (hot reload) or version to pin; mlflow:models:/NAME@ALIAS follows an MLflow alias",
     )
+    serve.add_argument("--shadow", help="also score this alias or version (e.g. challenger), off the request path")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")

@@ -18,6 +18,7 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     from integrations.stores import model_stores
     from monitoring.health import Health, OpsServer
     from monitoring.metrics import ScoringMetrics
+    from scoring.canary_models import follow_canary
     from scoring.watcher import watch_models
     from streaming.consumer import score_stream
     from streaming.process import long_running_scorer
@@ -44,7 +45,14 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     if port is not None:
         server = OpsServer(metrics.registry, health, port=port, host=args.metrics_host).start()
     consumer = score_stream(
-        settings, models, shadow=shadow, metrics=metrics, health=health, client_id=args.client_id, stopping=stopping
+        settings,
+        models,
+        shadow=shadow,
+        canary=follow_canary(settings, models),
+        metrics=metrics,
+        health=health,
+        client_id=args.client_id,
+        stopping=stopping,
     )
     following = f"following {models.ref}" if models.follows else "pinned"
     console.print(

@@ -149,7 +149,7 @@ def test_cli_exits_non_zero_on_drift(scored, monkeypatch, capsys):
 
 def test_a_time_window_of_the_live_feed_is_reported(scored):
     """The stream's live window (written by LiveWindow) is a current dataset like a batch partition."""
-    from streaming.live_window import LiveWindow
+    from scoring.live_window import LiveWindow
 
     root, settings = scored
     scorer = Scorer.from_registry(Registry(settings.registry_dir))

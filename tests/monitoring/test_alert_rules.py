@@ -152,6 +152,22 @@ CASES = {
         {},
         "HTTP p99 latency 995ms (model v4)",
     ),
+    "ScorepipeCanaryRolledBack": (
+        [
+            {
+                "series": 'scorepipe_canary_decisions_total{verdict="fail",action="rolled_back",job="canary"}',
+                "values": "0x10 1x20",
+            },
+            {
+                "series": 'scorepipe_canary_decisions_total{verdict="pass",action="next_step",job="canary"}',
+                "values": "0+1x30",
+            },
+        ],
+        8,
+        12,
+        {"job": "canary"},
+        "The canary gate rolled a canary back (canary); the champion kept serving",
+    ),
 }
 
 

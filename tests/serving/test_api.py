@@ -118,7 +118,8 @@ def test_simple_api_predicts_one_and_a_partly_bad_batch_in_order(make_client, bu
     client, _ = make_client()
     rows = records(6)
     one = client.post("/predict", json=rows[0]).json()
-    assert set(one) == {"prediction", "probabilities", "confidence", "model_version"}
+    assert set(one) == {"prediction", "probabilities", "confidence", "model_version", "arm", "prediction_id"}
+    assert one["arm"] == "champion" and len(one["prediction_id"]) == 32
     assert one["model_version"] == 1 and abs(sum(one["probabilities"].values()) - 1) < 1e-9
     rows[1]["amount"] = -3.0
     rows[3] = {"amount": 1.0}

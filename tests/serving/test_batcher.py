@@ -98,7 +98,8 @@ def test_v2_requests_go_through_the_batcher_together_and_a_bad_one_fails_alone(r
     answers = [f.result(timeout=30) for f in futures[:3]]
     batcher.stop()
     assert batcher.batches < 5
-    for n, (scorer, scored) in zip((3, 4, 5), answers, strict=True):
+    for n, (scorer, scored, arm) in zip((3, 4, 5), answers, strict=True):
+        assert arm == "champion"
         alone = runtime.infer(original(v2_inputs(n), scorer), scorer)
         assert scored["proba_1"].tolist() == alone["proba_1"].tolist()
     with pytest.raises(RequestError, match="cannot be scored") as refused:

@@ -1,10 +1,13 @@
-"""The live window: scored stream events appended to rolling Parquet files for drift reports.
+"""The live window: what the stream and the server score, appended to rolling Parquet files.
+
+Drift and performance reports and the canary gate read it; each row keeps its event (or prediction)
+id, features, scores and model version.
 
 Rows are buffered and written as one file per roll (by row count or age), atomically, under
 ``ROOT/date=YYYY-MM-DD/``. A consumer killed with SIGKILL loses at most its open buffer from the
 window (never a prediction): the window is a sample for drift, not a ledger.
 
-The consumer appends a micro-batch's columns after every batch, so appending must cost next to
+A scorer appends a micro-batch's columns after every batch, so appending must cost next to
 nothing and rolling a file must not stall the scoring loop: a batch's columns are kept as arrays
 (no frame per batch), and each roll is joined per column and written by one background thread.
 """

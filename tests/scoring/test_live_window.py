@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from streaming.live_window import LiveWindow
+from scoring.live_window import LiveWindow
 
 
 def batch(n: int, start: int, *, classes=("0", "1")) -> dict:
