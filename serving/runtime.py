@@ -49,6 +49,7 @@ class PreparedRecords:
     results: list[RecordResult]
     good: list[int]  # positions of the records in ``frame``, in order
     frame: pd.DataFrame | None
+    records: list[dict[str, Any]] | None = None  # the good records themselves, row for row with ``frame``
 
 
 class Runtime:
@@ -142,8 +143,9 @@ class Runtime:
                 results[i].error = "; ".join(problems)
             else:
                 good.append(i)
-        frame = pd.DataFrame.from_records([records[i] for i in good], columns=list(shape.names)) if good else None
-        return PreparedRecords(results, good, frame)
+        kept = [records[i] for i in good]
+        frame = pd.DataFrame.from_records(kept, columns=list(shape.names)) if good else None
+        return PreparedRecords(results, good, frame, kept)
 
     def records_results(
         self, prepared: PreparedRecords, scorer: Scorer, scored: pd.DataFrame | None, arm: str = CHAMPION
@@ -176,7 +178,8 @@ class Runtime:
                     results[prepared.good[row]].scores["prediction_id"] = ids[row]  # type: ignore[index]
                 self._remember(scored.iloc[kept] if len(kept) < len(scored) else scored, [ids[r] for r in kept])
             if self.shadow is not None and arm == CHAMPION and prepared.frame is not None:
-                self.shadow.offer(scorer, prepared.frame, scored, ids if self.window is not None else None)
+                features = prepared.records if prepared.records is not None else prepared.frame
+                self.shadow.offer(scorer, features, scored, ids if self.window is not None else None)
         ok = [r.scores for r in results if r.scores is not None]
         self._count(
             scorer,
