@@ -123,3 +123,65 @@ def test_a_canary_that_fails_its_checks_takes_no_request(canary_client):
     client, _ = canary_client(weight=100, min_roc_auc=0.9999)  # overrides the fixture's 0.5: v2 fails the gate
     body = client.post("/predict", json=records(1)[0]).json()
     assert body["arm"] == CHAMPION and body["model_version"] == 1
+
+
+@pytest.mark.integration
+def test_moving_the_weight_under_a_running_server_fails_no_request(make_registry, challenger_bundle, tmp_path):
+    import concurrent.futures
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from tests.serving.test_server import serve
+
+    registry = make_registry(versions=1)
+    registry.register(challenger_bundle, note="canary")
+    registry.start_canary("v2", weight=10)
+    settings = Settings(home=tmp_path / "home", registry=registry.root, min_roc_auc=0.5)
+    server, url = serve(settings, tmp_path, "--workers", "2")
+    body = json.dumps(records(1)[0]).encode()
+    outcomes: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def call(i: int) -> tuple[int, str]:
+        headers = {"Content-Type": "application/json", "x-canary-key": f"customer-{i % 500}"}
+        request = urllib.request.Request(f"{url}/predict", data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())["arm"]
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+
+    def load() -> None:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            i = 0
+            while not stop.is_set() and i < 20_000:  # bounded
+                outcomes.extend(pool.map(call, range(i, i + 40)))
+                i += 40
+
+    loader = threading.Thread(target=load)
+    try:
+        loader.start()
+        wait_for(lambda: len(outcomes) >= 200, timeout=60, what="requests at weight 10")
+        registry.update_canary(lambda plan: plan.with_changes(weight=60))
+        moved = len(outcomes)
+        wait_for(
+            lambda: sum(arm == CANARY for _, arm in outcomes[moved:]) > 150,
+            timeout=60,
+            what="the workers to take the new weight",
+        )
+        registry.update_canary(lambda plan: plan.with_changes(state="aborted", weight=0.0, reason="test"))
+        ended = len(outcomes)
+        wait_for(
+            lambda: len(outcomes) - ended >= 200 and all(a == CHAMPION for _, a in outcomes[-100:]),
+            timeout=60,
+            what="every key back on the champion",
+        )
+    finally:
+        stop.set()
+        loader.join(timeout=120)
+        server.stop()
+    assert all(status == 200 for status, _ in outcomes), [o for o in outcomes if o[0] != 200][:5]
+    early = outcomes[:200]
+    assert sum(arm == CANARY for _, arm in early) / len(early) < 0.3  # weight 10 held before the move
