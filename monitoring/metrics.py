@@ -64,6 +64,7 @@ class ScoringMetrics:
         self.canary_weight = Gauge(
             "scorepipe_canary_weight", "Percent of keys the canary takes (0: none)", ["version"], registry=r
         )
+        self._canary_shown: str | None = None  # the canary version the gauge shows
         self.rate_limited = Counter(
             "scorepipe_http_rate_limited", "HTTP requests refused with 429: over the rate limit", registry=r
         )
@@ -187,6 +188,16 @@ class ScoringMetrics:
         )
         self._info: dict[str, str] = {}
         self._origins: dict[str, tuple[str, str]] = {}  # alias -> (version, origin) now in service
+
+    def show_canary_weight(self, version: int | None, weight: float) -> None:
+        """``scorepipe_canary_weight``: the canary in force (None: none), and 0 for one no longer in force."""
+        shown = str(version) if version is not None else None
+        previous = self._canary_shown
+        if previous is not None and previous != shown:
+            self.canary_weight.labels(previous).set(0)
+        self._canary_shown = shown
+        if shown is not None:
+            self.canary_weight.labels(shown).set(weight)
 
     def record_predictions(self, version: int, labels: np.ndarray, confidence: np.ndarray) -> None:
         values, counts = np.unique(labels.astype(str), return_counts=True)

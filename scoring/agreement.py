@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoring.scorer import PREDICTION, PROBA_PREFIX, REJECT_REASON
+from scoring.scorer import PREDICTION, PROBA_PREFIX, REJECT_REASON, Scorer
 
 BINS = 1000  # differences live in [0, 1]; bin i holds [i/BINS, (i+1)/BINS)
 
@@ -115,3 +115,15 @@ class Agreement:
             abs_diff_sum=float(data["abs_diff_sum"]),
             histogram=histogram,
         )
+
+
+def compare_batch(
+    totals: dict[tuple[int, int], Agreement], champion: Scorer, challenger: Scorer, scored: Any, shadow: Any
+) -> tuple[Agreement, np.ndarray, Agreement]:
+    """One batch's agreement of two versions, added to their running total: (batch, differences, total)."""
+    key = (champion.version, challenger.version)
+    total = totals.setdefault(key, Agreement(*key))
+    batch = Agreement(*key)
+    diff = batch.add(scored, shadow, champion.bundle.classes)
+    total.merge(batch)
+    return batch, diff, total

@@ -69,7 +69,6 @@ class Runtime:
         self.canary = canary
         self.window = window
         self.shadow = shadow
-        self._weighted: str | None = None  # the canary version whose weight the gauge shows
         self.metrics = metrics
         self.registry = models.registry
         self._pinned: OrderedDict[int, Scorer] = OrderedDict()
@@ -105,13 +104,7 @@ class Runtime:
     def split(self) -> Split:
         """The canary split for the next scoring run (none unless the champion alias is served)."""
         split = self.canary.split() if self.canary is not None else NO_SPLIT
-        version = str(split.canary.version) if split.canary is not None else None
-        if version != self._weighted:  # the gauge of a canary no longer in force goes to 0
-            if self._weighted is not None:
-                self.metrics.canary_weight.labels(self._weighted).set(0)
-            self._weighted = version
-        if version is not None:
-            self.metrics.canary_weight.labels(version).set(split.weight)
+        self.metrics.show_canary_weight(split.canary.version if split.canary is not None else None, split.weight)
         return split
 
     def canary_failed(self, canary: Scorer, error: BaseException, rows: int) -> None:

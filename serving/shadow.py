@@ -26,7 +26,7 @@ import pandas as pd
 
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer
-from scoring.agreement import Agreement
+from scoring.agreement import Agreement, compare_batch
 from scoring.layout import EVENT_ID
 from scoring.live_window import LiveWindow
 from scoring.scorer import PREDICTION, REJECT_REASON
@@ -112,12 +112,7 @@ class HttpShadow:
         if refused.any():
             self.metrics.shadow_errors.labels("validate").inc(int(refused.sum()))
         both = ~refused & scored[REJECT_REASON].isna().to_numpy()  # rows the champion answered, and the challenger took
-        key = (champion.version, challenger.version)
-        total = self.agreements.setdefault(key, Agreement(*key))
-        batch = Agreement(*key)
-        diff = batch.add(scored, shadow, champion.bundle.classes)
-        total.merge(batch)
-        self.metrics.record_agreement(batch, diff, total)
+        self.metrics.record_agreement(*compare_batch(self.agreements, champion, challenger, scored, shadow))
         if self.window is not None and both.any():
             mirrored = shadow[both]
             columns: dict[str, Any] = {}

@@ -26,7 +26,7 @@ from monitoring.metrics import ScoringMetrics
 from scoring import Scorer, SinkError
 from scoring.agreement import Agreement
 from scoring.canary import CANARY, CHAMPION, canary_mask
-from scoring.canary_models import CanaryModels, Split
+from scoring.canary_models import CanaryModels
 from scoring.layout import SHADOW_DIR
 from scoring.live_window import LiveWindow
 from scoring.watcher import FixedModel, ModelWatcher, model_origin
@@ -74,7 +74,6 @@ class StreamConsumer:
         self.models = FixedModel(models) if isinstance(models, Scorer) else models
         self.shadow = shadow
         self.canary = canary
-        self._weighted: str | None = None  # the canary version whose weight the gauge shows
         self.metrics = metrics or ScoringMetrics()
         self.health = health or Health()
         self.stats = StreamStats()
@@ -231,7 +230,8 @@ class StreamConsumer:
         scorer = self.models.current()  # one version per arm for the whole batch, swapped only between batches
         assert scorer is not None
         split = self.canary.split() if self.canary is not None else None
-        self._show_weight(split)
+        if split is not None:
+            self.metrics.show_canary_weight(split.canary.version if split.canary else None, split.weight)
         if split is None or not split.active or split.canary is None:
             batches = [self._score(scorer, records)]
         else:
@@ -248,15 +248,6 @@ class StreamConsumer:
                 self.stats.account(batch, self.metrics)
 
         return account
-
-    def _show_weight(self, split: Split | None) -> None:
-        """``scorepipe_canary_weight``: the canary in force, and 0 for one no longer in force."""
-        version = str(split.canary.version) if split is not None and split.canary is not None else None
-        if version != self._weighted and self._weighted is not None:
-            self.metrics.canary_weight.labels(self._weighted).set(0)
-        self._weighted = version
-        if split is not None and version is not None:
-            self.metrics.canary_weight.labels(version).set(split.weight)
 
     def _score_canary(self, canary: Scorer, champion: Scorer, records: list[Record]) -> ScoredBatch:
         """The canary's part; if the canary itself fails to score, the champion does and the canary is taken off.

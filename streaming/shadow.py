@@ -14,7 +14,7 @@ import pandas as pd
 
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer
-from scoring.agreement import Agreement
+from scoring.agreement import Agreement, compare_batch
 from scoring.scorer import REJECT_REASON
 from scoring.watcher import ModelWatcher
 from streaming.sinks import PredictionSink, WindowSink
@@ -49,12 +49,7 @@ class ShadowScorer:
         both = shadow[REJECT_REASON].isna().to_numpy()
         if not both.all():
             self.metrics.shadow_errors.labels("validate").inc(int((~both).sum()))
-        key = (champion.version, challenger.version)
-        total = self.agreements.setdefault(key, Agreement(*key))
-        batch = Agreement(*key)
-        diff = batch.add(accepted, shadow, champion.bundle.classes)
-        total.merge(batch)
-        self.metrics.record_agreement(batch, diff, total)
+        self.metrics.record_agreement(*compare_batch(self.agreements, champion, challenger, accepted, shadow))
         mirrored = shadow[both]
         rows = [e for e, ok in zip(events, both, strict=True) if ok]
         self.window.add(mirrored, rows)
