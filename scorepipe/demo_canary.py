@@ -13,7 +13,6 @@ import dataclasses
 import os
 import sys
 import threading
-import time
 
 from rich.console import Console
 
@@ -115,20 +114,6 @@ class _Feeder:
         self._thread.join(timeout=60)
 
     def _feed(self) -> None:
-        from streaming.producer import events
-        from streaming.transport import transport_for
+        from streaming.producer import produce
 
-        producer = transport_for(self.settings).producer(self.settings, linger_ms=10)
-        started, sent = time.monotonic(), 0
-        try:
-            for key, value, _ in events(self.most, seed=2031, malformed_share=0.01):
-                if self._stop.is_set():
-                    break
-                producer.send(self.settings.features_topic, value, key=key)
-                sent += 1
-                ahead = sent / self.rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-            producer.flush(timeout=30)
-        finally:
-            producer.close(timeout=10)
+        produce(self.settings, count=self.most, rate=self.rate, seed=2031, malformed_share=0.01, stopping=self._stop)

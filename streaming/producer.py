@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -65,13 +66,19 @@ def produce(
     malformed_share: float = 0.0,
     topic: str | None = None,
     on_progress: Callable[[int], None] | None = None,
+    stopping: threading.Event | None = None,
 ) -> ProduceStats:
-    """Send ``count`` events to the features topic, at ``rate`` events/s (0 = as fast as possible)."""
+    """Send ``count`` events to the features topic, at ``rate`` events/s (0 = as fast as possible).
+
+    ``stopping``, when set, ends it early (live traffic fed for as long as a caller needs it).
+    """
     producer = transport_for(settings).producer(settings, linger_ms=10)
     stats = ProduceStats()
     started = time.monotonic()
     try:
         for key, value, kind in events(count, seed=seed, drifted=drifted, malformed_share=malformed_share):
+            if stopping is not None and stopping.is_set():
+                break
             producer.send(topic or settings.features_topic, key=key, value=value)
             stats.sent += 1
             stats.malformed += kind is not None

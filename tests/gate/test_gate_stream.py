@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import threading
-import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -20,9 +19,8 @@ import pytest
 from devservers.process import ManagedProcess, free_port
 from gate.controller import CanaryController
 from scoring import Registry
-from streaming.producer import events
+from streaming.producer import produce
 from streaming.topics import assigned_partitions, ensure_topics, read_topic
-from streaming.transport import transport_for
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,24 +38,10 @@ class Feeder:
     def __init__(self, settings, rate: float = 400.0, most: int = 60_000) -> None:
         self.settings, self.rate, self.most = settings, rate, most
         self.stopping = threading.Event()
-        self.sent = 0
         self.thread = threading.Thread(target=self._feed)
 
     def _feed(self) -> None:
-        producer = transport_for(self.settings).producer(self.settings, linger_ms=10)
-        started = time.monotonic()
-        try:
-            for key, value, _ in events(self.most, seed=71):
-                if self.stopping.is_set():
-                    break
-                producer.send(self.settings.features_topic, value, key=key)
-                self.sent += 1
-                ahead = self.sent / self.rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-            producer.flush(timeout=60)
-        finally:
-            producer.close(timeout=10)
+        produce(self.settings, count=self.most, rate=self.rate, seed=71, stopping=self.stopping)
 
     def __enter__(self) -> Feeder:
         self.thread.start()

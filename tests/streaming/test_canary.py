@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 
 import pandas as pd
 import pytest
@@ -15,9 +14,8 @@ from scoring.canary import CANARY, CHAMPION, bucket_of, threshold
 from scoring.canary_models import follow_canary
 from scoring.watcher import watch_models
 from streaming.consumer import score_stream
-from streaming.producer import events, produce
+from streaming.producer import produce
 from streaming.topics import assigned_partitions, ensure_topics, read_topic
-from streaming.transport import transport_for
 from tests.helpers import committed_at_least, everything_committed, stream_process, wait_for
 
 pytestmark = pytest.mark.integration
@@ -80,21 +78,9 @@ def test_raising_the_weight_under_a_running_stream_loses_no_event_and_scores_non
     registry.start_canary(f"v{canary_version}", weight=10)
     ensure_topics(settings)
     total, rate = 6000, 1500.0
-    sent = [0]
 
     def feed() -> None:
-        producer = transport_for(settings).producer(settings, linger_ms=10)
-        started = time.monotonic()
-        try:
-            for key, value, _ in events(total, seed=33):
-                producer.send(settings.features_topic, value, key=key)
-                sent[0] += 1
-                ahead = sent[0] / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-            producer.flush(timeout=60)
-        finally:
-            producer.close(timeout=10)
+        produce(settings, count=total, rate=rate, seed=33)
 
     process = stream_process(settings, "--client-id", f"canary-{guarantee}")
     feeder = threading.Thread(target=feed)
