@@ -70,6 +70,45 @@ def error_ratio(
     )
 
 
+def latency(
+    champion: float | None,
+    canary: float | None,
+    canary_parts: float,
+    *,
+    min_parts: int,
+    max_ratio: float,
+    slack_seconds: float,
+) -> Check:
+    """The canary's p95 scoring time against the champion's, over the same interval.
+
+    Fails only when the canary is both ``max_ratio`` times slower and slower by more than
+    ``slack_seconds`` (so two sub-millisecond figures a bucket apart do not fail a good model). A
+    champion that scored nothing this interval (the canary takes every key) is not compared, and said so.
+    """
+    if canary is None or canary_parts < min_parts:
+        return Check(
+            "latency_p95",
+            "wait",
+            None,
+            max_ratio,
+            f"the canary scored {canary_parts:.0f} parts this interval; {min_parts} are needed for a p95",
+        )
+    if champion is None:
+        return Check(
+            "latency_p95", "skip", None, max_ratio, f"canary p95 {canary * 1000:.1f} ms; no champion traffic to compare"
+        )
+    ratio = canary / champion if champion > 0 else float("inf")
+    slower = canary > champion * max_ratio and canary - champion > slack_seconds
+    return Check(
+        "latency_p95",
+        "fail" if slower else "pass",
+        ratio,
+        max_ratio,
+        f"p95 scoring time: canary {canary * 1000:.1f} ms, champion {champion * 1000:.1f} ms "
+        f"(fails above {max_ratio:g}x and {slack_seconds * 1000:g} ms slower)",
+    )
+
+
 def agreement(
     canary_rows: pd.DataFrame,
     champion_scores: pd.DataFrame | None,

@@ -23,7 +23,15 @@ import pandas as pd
 from gate import checks
 from gate.evidence import labelled, live_rows
 from gate.settings import GateSettings
-from gate.traffic import PrometheusTraffic, ScrapedTraffic, Totals, TrafficError, arm_traffic, increase
+from gate.traffic import (
+    PrometheusTraffic,
+    Reading,
+    ScrapedTraffic,
+    TrafficError,
+    arm_buckets,
+    arm_traffic,
+    quantile,
+)
 from monitoring.metrics import GateMetrics
 from scoring import Registry, RegistryError, Scorer, ScoringError
 from scoring.canary import CANARY, CHAMPION, CanaryPlan, now
@@ -51,7 +59,7 @@ class CanaryController:
         self._prometheus = PrometheusTraffic(settings.canary_prometheus_url) if settings.canary_prometheus_url else None
         urls = [u.strip() for u in (settings.canary_metrics_urls or "").split(",") if u.strip()]
         self._scraped = ScrapedTraffic(urls) if urls and self._prometheus is None else None
-        self._baseline: tuple[str, Totals] | None = None  # (step key, totals at its start): scraped traffic only
+        self._baseline: tuple[str, Reading] | None = None  # (step key, totals at its start): scraped traffic only
         self._lease_taken = float("-inf")  # when the lease was last taken or renewed (monotonic)
         self._scorers: dict[int, Scorer] = {}
 
@@ -172,7 +180,7 @@ class CanaryController:
     def run_checks(self, plan: CanaryPlan) -> list[checks.Check]:
         """Every check on the evidence of this interval (and, for labels, of the whole plan)."""
         s = self.settings
-        found = [self._traffic_check(plan)]
+        found = self._traffic_checks(plan)
         versions = (plan.champion, plan.canary)
         since_step = datetime.fromisoformat(plan.step_started_at)
         rows = live_rows(s.live_dir, since=since_step, versions=set(versions))
@@ -219,42 +227,60 @@ class CanaryController:
     def _act(self, plan: CanaryPlan, change: Any, decision: dict[str, Any]) -> CanaryPlan:
         return self.registry.update_canary(change, decision=decision, holder=self.holder, expected=plan)
 
-    def _traffic_check(self, plan: CanaryPlan) -> checks.Check:
+    def _traffic_checks(self, plan: CanaryPlan) -> list[checks.Check]:
+        """Failed events and p95 scoring time by arm, from the interval's counters."""
         s = self.settings
         try:
-            totals = self._interval_totals(plan)
+            reading = self._interval_reading(plan)
         except TrafficError as exc:
-            return checks.Check(
-                "error_ratio", "wait", None, s.canary_max_error_ratio_increase, f"no traffic figures: {exc}"
-            )
-        if totals is None:
+            missing = f"no traffic figures: {exc}"
+            return [
+                checks.Check("error_ratio", "wait", None, s.canary_max_error_ratio_increase, missing),
+                checks.Check("latency_p95", "wait", None, s.canary_max_latency_ratio, missing),
+            ]
+        if reading is None:
             unset = "no traffic source (SCOREPIPE_CANARY_PROMETHEUS_URL or SCOREPIPE_CANARY_METRICS_URLS)"
-            return checks.Check("error_ratio", "skip", None, None, unset)
-        traffic = arm_traffic(totals, champion=plan.champion, canary=plan.canary)
-        return checks.error_ratio(
-            (traffic.events(CHAMPION), traffic.failed.get(CHAMPION, 0.0)),
-            (traffic.events(CANARY), traffic.failed.get(CANARY, 0.0)),
-            min_events=s.canary_min_events,
-            max_increase=s.canary_max_error_ratio_increase,
-        )
+            return [
+                checks.Check("error_ratio", "skip", None, None, unset),
+                checks.Check("latency_p95", "skip", None, None, unset),
+            ]
+        traffic = arm_traffic(reading.events, champion=plan.champion, canary=plan.canary)
+        champion_buckets = arm_buckets(reading.buckets, CHAMPION, plan.champion)
+        canary_buckets = arm_buckets(reading.buckets, CANARY, plan.canary)
+        return [
+            checks.error_ratio(
+                (traffic.events(CHAMPION), traffic.failed.get(CHAMPION, 0.0)),
+                (traffic.events(CANARY), traffic.failed.get(CANARY, 0.0)),
+                min_events=s.canary_min_events,
+                max_increase=s.canary_max_error_ratio_increase,
+            ),
+            checks.latency(
+                quantile(0.95, champion_buckets),
+                quantile(0.95, canary_buckets),
+                canary_buckets.get(float("inf"), 0.0),
+                min_parts=s.canary_min_latency_samples,
+                max_ratio=s.canary_max_latency_ratio,
+                slack_seconds=s.canary_latency_slack_seconds,
+            ),
+        ]
 
-    def _interval_totals(self, plan: CanaryPlan) -> Totals | None:
+    def _interval_reading(self, plan: CanaryPlan) -> Reading | None:
         if self._prometheus is not None:
             since = max(plan.step_started_at, plan.evaluated_at or plan.step_started_at)
             return self._prometheus.over(plan.seconds_since(since))
         if self._scraped is None:
             return None
-        current = self._scraped.totals()
+        current = self._scraped.read()
         if self._baseline is None or self._baseline[0] != _step_key(plan):
             raise TrafficError("the interval's first reading was taken only now (the controller started mid-step)")
-        return increase(current, self._baseline[1])
+        return current.since(self._baseline[1])
 
     def _start_baseline(self, plan: CanaryPlan) -> None:
         """With scraped traffic, the counters' values when this interval began."""
         if self._scraped is None or (self._baseline is not None and self._baseline[0] == _step_key(plan)):
             return
         try:
-            self._baseline = (_step_key(plan), self._scraped.totals())
+            self._baseline = (_step_key(plan), self._scraped.read())
         except TrafficError as exc:
             log.warning("canary: cannot read the scorers' metrics yet (%s)", exc)
 

@@ -28,6 +28,19 @@ class GateSettings(MonitoringSettings):
         ge=0.0,
         description="Largest rise of the canary's dead-letter and rejection ratio over the champion's.",
     )
+    canary_max_latency_ratio: float = Field(
+        default=1.5,
+        gt=1.0,
+        description="Largest ratio of the canary's p95 scoring time to the champion's, same interval.",
+    )
+    canary_latency_slack_seconds: float = Field(
+        default=0.005,
+        ge=0.0,
+        description="A slower p95 fails only when also this much slower than the champion's (in seconds).",
+    )
+    canary_min_latency_samples: int = Field(
+        default=20, ge=1, description="Parts the canary must have scored in an interval before its p95 is judged."
+    )
     canary_min_agreement: float = Field(
         default=0.9, ge=0.0, le=1.0, description="Least share of the canary's rows the champion predicts alike."
     )

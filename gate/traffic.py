@@ -8,6 +8,10 @@ interval's increase is asked for (``increase(...[Ns])``, summed over every score
 without one, the controller reads each scorer's ``/metrics`` at the start of a step and again when
 it judges it, and takes the difference (a restarted scorer's counter starts again from zero: its
 current value is then the increase).
+
+The arms' scoring time comes the same way, from the histogram ``scorepipe_arm_score_seconds{arm,
+model_version}`` (one observation per part an arm scored): its buckets' increases over the interval,
+and from them the p95, interpolated within a bucket as Prometheus's ``histogram_quantile`` does.
 """
 
 from __future__ import annotations
@@ -21,12 +25,24 @@ from prometheus_client.parser import text_string_to_metric_families
 from scoring.canary import CANARY, CHAMPION
 
 METRIC = "scorepipe_arm_events"
+TIMING = "scorepipe_arm_score_seconds"
 FAILED_OUTCOMES = ("rejected", "error")
-Totals = dict[tuple[str, str, str], float]  # (arm, model_version, outcome) -> count
+Totals = dict[tuple[str, str, str], float]  # (arm, model_version, outcome or bucket bound "le") -> count
 
 
 class TrafficError(Exception):
     """The traffic figures could not be read (Prometheus or a scorer did not answer)."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The events counter and the timing histogram's buckets, as read once (or as risen over an interval)."""
+
+    events: Totals = field(default_factory=dict)
+    buckets: Totals = field(default_factory=dict)
+
+    def since(self, before: Reading) -> Reading:
+        return Reading(increase(self.events, before.events), increase(self.buckets, before.buckets))
 
 
 @dataclass(frozen=True)
@@ -58,24 +74,53 @@ def arm_traffic(totals: Totals, *, champion: int, canary: int) -> ArmTraffic:
     return ArmTraffic(scored, failed)
 
 
+def arm_buckets(buckets: Totals, arm: str, version: int) -> dict[float, float]:
+    """One arm's cumulative bucket counts by upper bound (``+Inf`` included), for its plan version only."""
+    return {float(le): count for (a, v, le), count in buckets.items() if a == arm and v == str(version)}
+
+
+def quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """The ``q`` quantile of a histogram's cumulative buckets, as Prometheus's ``histogram_quantile`` computes it.
+
+    Written here because the scorers' own pages have no PromQL to ask: the rank's bucket is found and
+    the value interpolated linearly within it (from 0 for the first); a rank in the ``+Inf`` bucket
+    gives the highest finite bound. None when nothing was observed.
+    """
+    bounds = sorted(buckets)
+    if not bounds or bounds[-1] != float("inf") or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * ((rank - below) / (count - below) if count > below else 1.0)
+        lower, below = bound, count
+    return lower
+
+
 def shown(url: str) -> str:
     """A URL without its credentials (user:password@), for messages that reach logs and the audit log."""
     return str(httpx.URL(url).copy_with(username=None, password=None))
 
 
-def parse_totals(texts: Iterable[str]) -> Totals:
-    """The counter's samples in Prometheus text exposition, summed over every scorer's page."""
-    totals: Totals = {}
+def parse_reading(texts: Iterable[str]) -> Reading:
+    """The counter's and the histogram's samples in Prometheus text exposition, summed over every page."""
+    reading = Reading()
     for text in texts:
         for family in text_string_to_metric_families(text):
-            if family.name != METRIC:
-                continue
             for sample in family.samples:
-                if not sample.name.endswith("_total"):
+                if family.name == METRIC and sample.name.endswith("_total"):
+                    into, last = reading.events, sample.labels["outcome"]
+                elif family.name == TIMING and sample.name.endswith("_bucket"):
+                    into, last = reading.buckets, sample.labels["le"]
+                else:
                     continue
-                key = (sample.labels["arm"], sample.labels["model_version"], sample.labels["outcome"])
-                totals[key] = totals.get(key, 0.0) + float(sample.value)
-    return totals
+                key = (sample.labels["arm"], sample.labels["model_version"], last)
+                into[key] = into.get(key, 0.0) + float(sample.value)
+    return reading
 
 
 def increase(now: Totals, before: Totals) -> Totals:
@@ -92,7 +137,7 @@ class ScrapedTraffic:
         self.urls = urls
         self.timeout = timeout
 
-    def totals(self) -> Totals:
+    def read(self) -> Reading:
         texts = []
         for url in self.urls:
             try:
@@ -101,7 +146,7 @@ class ScrapedTraffic:
             except httpx.HTTPError as exc:
                 raise TrafficError(f"scorer metrics at {shown(url)}: {type(exc).__name__}") from exc
             texts.append(response.text)
-        return parse_totals(texts)
+        return parse_reading(texts)
 
 
 class PrometheusTraffic:
@@ -111,10 +156,14 @@ class PrometheusTraffic:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def over(self, seconds: float) -> Totals:
-        """The counter's increase over the last ``seconds``, by arm, version and outcome."""
+    def over(self, seconds: float) -> Reading:
+        """The counter's and the buckets' increase over the last ``seconds``, by arm and version."""
         window = max(1, round(seconds))
-        query = f"sum by (arm, model_version, outcome) (increase({METRIC}_total[{window}s]))"
+        events = self._query(f"sum by (arm, model_version, outcome) (increase({METRIC}_total[{window}s]))", "outcome")
+        buckets = self._query(f"sum by (arm, model_version, le) (increase({TIMING}_bucket[{window}s]))", "le")
+        return Reading(events, buckets)
+
+    def _query(self, query: str, last: str) -> Totals:
         try:
             response = httpx.get(f"{self.url}/api/v1/query", params={"query": query}, timeout=self.timeout)
             response.raise_for_status()
@@ -126,6 +175,6 @@ class PrometheusTraffic:
         totals: Totals = {}
         for series in body["data"]["result"]:
             labels = series["metric"]
-            key = (labels.get("arm", ""), labels.get("model_version", ""), labels.get("outcome", ""))
+            key = (labels.get("arm", ""), labels.get("model_version", ""), labels.get(last, ""))
             totals[key] = float(series["value"][1])
         return totals

@@ -21,6 +21,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 DIFF_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+ARM_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096)
 
 
 class GateMetrics:
@@ -61,12 +62,26 @@ class ScoringMetrics:
             ["arm", "model_version", "outcome"],
             registry=r,
         )
+        self.arm_seconds = Histogram(
+            "scorepipe_arm_score_seconds",
+            "Time an arm's version took to decode and score its part of a micro-batch or request batch (what "
+            "each of those events waited on it), by arm and version",
+            ["arm", "model_version"],
+            buckets=ARM_BUCKETS,
+            registry=r,
+        )
         self.canary_weight = Gauge(
             "scorepipe_canary_weight", "Percent of keys the canary takes (0: none)", ["version"], registry=r
         )
         self._canary_shown: str | None = None  # the canary version the gauge shows
         self.rate_limited = Counter(
             "scorepipe_http_rate_limited", "HTTP requests refused with 429: over the rate limit", registry=r
+        )
+        self.payload_log = Counter(
+            "scorepipe_payload_log_entries",
+            "Scoring exchanges for the payload log, by outcome: sent, failed (not acknowledged), dropped (queue full)",
+            ["outcome"],
+            registry=r,
         )
         self.feedback = Counter(
             "scorepipe_feedback_labels", "Labels received through the server's /feedback", registry=r

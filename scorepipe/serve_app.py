@@ -7,14 +7,32 @@ entry point uses, so a bad value is a ``SettingsError`` naming the variable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 
-from scorepipe.settings import load_settings
+from monitoring.metrics import ScoringMetrics
+from monitoring.payload import PayloadLog
+from scorepipe.settings import Settings, load_settings
 from serving.app import build_app
 
 
 def app_from_env() -> FastAPI:
     """Uvicorn's factory: settings and the model from ``SCOREPIPE_*`` variables."""
     settings = load_settings()
-    app, _ = build_app(settings, settings.serve_model)
+    app, _ = build_app(settings, settings.serve_model, payload_log=payload_log_for(settings))
     return app
+
+
+def payload_log_for(settings: Settings) -> Callable[[ScoringMetrics], PayloadLog] | None:
+    """The Kafka payload log when ``serve_payload_topic`` names one: composed here, so serving knows no broker."""
+    topic = settings.serve_payload_topic
+    if not topic:
+        return None
+
+    def build(metrics: ScoringMetrics) -> PayloadLog:
+        from streaming.payload_log import KafkaPayloadLog
+
+        return KafkaPayloadLog(settings, topic, metrics)
+
+    return build

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from integrations.stores import model_stores
 from monitoring.metrics import ScoringMetrics
+from monitoring.payload import Exchange, PayloadLog, logged_endpoint
 from scoring import Scorer
 from scoring.canary_models import CanaryModels, follow_canary
 from scoring.label_files import label_file_path, write_label_file
@@ -56,8 +57,12 @@ def create_app(
     canary: CanaryModels | None = None,
     window: LiveWindow | None = None,
     shadow: HttpShadow | None = None,
+    payload_log: PayloadLog | None = None,
 ) -> FastAPI:
-    """The API over ``models`` (a started watcher), a canary follower, a live window, a shadow; the caller owns them."""
+    """The API over ``models`` (a started watcher), a canary follower, a live window, a shadow, a payload log.
+
+    The caller owns them.
+    """
     metrics = metrics or ScoringMetrics()
     runtime = Runtime(settings, models, metrics, canary, window, shadow)
     batcher = DynamicBatcher(runtime, max_records=settings.serve_max_batch_records)
@@ -71,7 +76,7 @@ def create_app(
     limiter = None
     if settings.serve_rate_limit:
         limiter = RateLimiter(settings.serve_rate_limit, settings.serve_rate_limit_storage or "memory://")
-    app.add_middleware(GuardAndMeasure, key=key, metrics=metrics, limiter=limiter)
+    app.add_middleware(GuardAndMeasure, key=key, metrics=metrics, limiter=limiter, payload_log=payload_log)
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
@@ -225,7 +230,8 @@ def create_app(
                 for r in results
             ],
         }
-        return _versioned(scorer, body)
+        arms = {r.scores.get("arm") for r in results if r.scores is not None}
+        return _versioned(scorer, body, arm=arms.pop() if len(arms) == 1 else None)  # the header only for one arm
 
     @app.post("/feedback")
     async def feedback(request: Request) -> JSONResponse:
@@ -272,8 +278,17 @@ def _label_text(value: Any) -> Any:
     return int(value) if isinstance(value, bool) or (isinstance(value, float) and value.is_integer()) else value
 
 
-def build_app(settings: ServeSettings, model: str = "champion") -> tuple[FastAPI, ModelWatcher]:
-    """A watcher following ``model`` (hot reload, hash-checked) and the app over it."""
+def build_app(
+    settings: ServeSettings,
+    model: str = "champion",
+    *,
+    payload_log: Callable[[ScoringMetrics], PayloadLog] | None = None,
+) -> tuple[FastAPI, ModelWatcher]:
+    """A watcher following ``model`` (hot reload, hash-checked) and the app over it.
+
+    ``payload_log`` builds where scoring exchanges are logged (the entry point composes it; it is
+    closed, sending what is left, when the server stops).
+    """
     metrics = ScoringMetrics()
     models, challenger = watch_models(
         settings, model, shadow=settings.serve_shadow, listeners=[metrics.on_reload], stores=model_stores()
@@ -306,7 +321,10 @@ def build_app(settings: ServeSettings, model: str = "champion") -> tuple[FastAPI
                 name=f"serve-{os.getpid()}-{uuid.uuid4().hex[:6]}",
             )
         shadow = HttpShadow(challenger, metrics, shadow_window)
-    app = create_app(settings, models, metrics, canary, window, shadow)
+    exchanges = payload_log(metrics) if payload_log is not None else None
+    app = create_app(settings, models, metrics, canary, window, shadow, exchanges)
+    if exchanges is not None:
+        app.router.on_shutdown.append(exchanges.close)
     if canary is not None:
         app.router.on_shutdown.append(canary.stop)
     if window is not None:
@@ -327,19 +345,28 @@ class GuardAndMeasure:
     """
 
     def __init__(
-        self, app: Any, *, key: bytes | None, metrics: ScoringMetrics, limiter: RateLimiter | None = None
+        self,
+        app: Any,
+        *,
+        key: bytes | None,
+        metrics: ScoringMetrics,
+        limiter: RateLimiter | None = None,
+        payload_log: PayloadLog | None = None,
     ) -> None:
         self.app = app
         self.key = key
         self.metrics = metrics
         self.limiter = limiter
+        self.payload_log = payload_log
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        seen = {"status": 500, "version": ""}
+        seen: dict[str, Any] = {"status": 500, "version": "", "arm": ""}
+        logging_payload = self.payload_log is not None and scope["method"] == "POST"
+        asked, answered = bytearray(), bytearray()
 
         async def watched(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -347,7 +374,17 @@ class GuardAndMeasure:
                 for name, value in message.get("headers", []):
                     if name == MODEL_VERSION_HEADER.encode():
                         seen["version"] = value.decode()
+                    elif name == MODEL_ARM_HEADER.encode():
+                        seen["arm"] = value.decode()
+            elif logging_payload and message["type"] == "http.response.body":
+                answered.extend(message.get("body", b""))
             await send(message)
+
+        async def heard() -> MutableMapping[str, Any]:
+            message: MutableMapping[str, Any] = await receive()
+            if message["type"] == "http.request":
+                asked.extend(message.get("body", b""))
+            return message
 
         if self.key is not None and scope["path"] not in OPEN_PATHS and not _authorised(Request(scope), self.key):
             denied = JSONResponse(
@@ -367,7 +404,24 @@ class GuardAndMeasure:
             )
             await limited(scope, receive, watched)
         else:
-            await self.app(scope, receive, watched)
+            await self.app(scope, heard if logging_payload else receive, watched)
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            if logging_payload and logged_endpoint(endpoint):
+                assert self.payload_log is not None
+                self.payload_log.offer(
+                    Exchange(
+                        request_id=uuid.uuid4().hex,
+                        time=datetime.fromtimestamp(time.time() - (time.perf_counter() - started), UTC).isoformat(),
+                        method=scope["method"],
+                        path=scope["path"],
+                        status=int(seen["status"]),
+                        model_version=str(seen["version"]),
+                        arm=str(seen["arm"]),
+                        seconds=time.perf_counter() - started,
+                        request=bytes(asked),
+                        response=bytes(answered),
+                    )
+                )
         endpoint = getattr(scope.get("route"), "path", "unmatched")
         self.metrics.http_requests.labels(endpoint, str(seen["status"]), seen["version"]).inc()
         self.metrics.http_duration.labels(endpoint).observe(time.perf_counter() - started)

@@ -205,7 +205,8 @@ class DynamicBatcher:
         self.batches += 1
         self.records += sum(len(f) for _, f in frames)
         try:
-            scored = scorer.score(pd.concat([f for _, f in frames], ignore_index=True))
+            with self.runtime.metrics.arm_seconds.labels(arm, str(scorer.version)).time():
+                scored = scorer.score(pd.concat([f for _, f in frames], ignore_index=True))
         except SchemaError:
             for job, frame in frames:
                 self._answer(job, scorer, arm, frame, None)

@@ -120,8 +120,9 @@ class Runtime:
 
     def score_records(self, records: list[Any], scorer: Scorer, arm: str = CHAMPION) -> list[RecordResult]:
         """Score every well-formed record as one frame; the others come back with their reasons, in order."""
-        prepared = self.records_frame(records, scorer)
-        scored = scorer.score(prepared.frame) if prepared.good else None
+        with self.metrics.arm_seconds.labels(arm, str(scorer.version)).time():
+            prepared = self.records_frame(records, scorer)
+            scored = scorer.score(prepared.frame) if prepared.good else None
         return self.records_results(prepared, scorer, scored, arm)
 
     def records_frame(self, records: list[Any], scorer: Scorer) -> PreparedRecords:

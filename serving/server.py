@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
 
+from monitoring.metrics import ScoringMetrics
+from monitoring.payload import PayloadLog
 from scoring import SettingsError
 from serving.app import build_app
 from serving.settings import ServeSettings
@@ -28,11 +31,13 @@ def serve(
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
     ssl_keyfile_password: str | None = None,
+    payload_log: Callable[[ScoringMetrics], PayloadLog] | None = None,
 ) -> None:
     """Serve until interrupted; with several workers, any worker's ``/metrics`` reports the whole server.
 
     With ``ssl_certfile`` and ``ssl_keyfile`` it serves HTTPS (uvicorn's TLS); both files are
-    checked first, so a wrong path is named before anything starts.
+    checked first, so a wrong path is named before anything starts. ``payload_log`` builds the one
+    process's payload log (workers build theirs in the entry point's factory).
     """
     tls: dict[str, str] = {}
     if ssl_certfile is not None or ssl_keyfile is not None:
@@ -52,7 +57,7 @@ def serve(
                     log_level="warning", ssl_certfile=tls.get("ssl_certfile"), ssl_keyfile=tls.get("ssl_keyfile"),
                     ssl_keyfile_password=tls.get("ssl_keyfile_password"))  # fmt: skip
         return
-    app, models = build_app(settings, model)
+    app, models = build_app(settings, model, payload_log=payload_log)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=tls.get("ssl_certfile"),
                     ssl_keyfile=tls.get("ssl_keyfile"),

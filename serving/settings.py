@@ -38,6 +38,11 @@ class ServeSettings(CoreSettings):
     serve_labels_dir: str | None = Field(
         default=None, description="Where /feedback writes label files (a folder or s3://...); default HOME/labels."
     )
+    serve_payload_topic: str | None = Field(
+        default=None,
+        description="Log each scoring request and its response to this Kafka topic (the stream's connection and "
+        "security settings), off the request path. None: no payload log.",
+    )
     serve_rate_limit: str | None = Field(
         default=None,
         description="Requests allowed per API key (or client address), e.g. 100/second or 100/second;2000/minute; "

@@ -256,16 +256,22 @@ class StreamConsumer:
         and a refused send (an ACL) still reaches the delivery as it should.
         """
         try:
-            batch = self.transform(canary, records, CANARY)
+            with self.metrics.arm_seconds.labels(CANARY, str(canary.version)).time():
+                batch = self.transform(canary, records, CANARY)
         except Exception as exc:  # noqa: BLE001 - a broken canary must not take the stream down, whatever it raises
             assert self.canary is not None
             self.canary.refuse(canary.version, f"{type(exc).__name__}: {exc}")
             self.metrics.arm_events.labels(CANARY, str(canary.version), "error").inc(len(records))
-            batch = self.transform(champion, records, CHAMPION)
+            batch = self._timed(champion, records, CHAMPION)
         return self._emit(batch)
 
     def _score(self, scorer: Scorer, records: list[Record], arm: str = CHAMPION) -> ScoredBatch:
-        return self._emit(self.transform(scorer, records, arm))
+        return self._emit(self._timed(scorer, records, arm))
+
+    def _timed(self, scorer: Scorer, records: list[Record], arm: str) -> ScoredBatch:
+        """Decoded and scored, the time it took kept by arm (the gate compares the arms' p95)."""
+        with self.metrics.arm_seconds.labels(arm, str(scorer.version)).time():
+            return self.transform(scorer, records, arm)
 
     def _emit(self, batch: ScoredBatch) -> ScoredBatch:
         """A scored part's results into the outputs: predictions, live window, shadow, dead letters."""

@@ -58,6 +58,7 @@ class LabelSink:
         flush_seconds: float = 5.0,
         stopping: threading.Event | None = None,
         transport: Transport | None = None,
+        commit_timeout_ms: int = COMMIT_TIMEOUT_MS,
     ) -> None:
         self.out_dir = as_location(out_dir)
         self.flush_rows = flush_rows
@@ -68,10 +69,10 @@ class LabelSink:
         self._bad: list[dict[str, Any]] = []
         self._offsets: dict[TopicPartition, int] = {}
         self._opened = time.monotonic()
-        # A commit waits COMMIT_TIMEOUT_MS at most: with the broker away, the files are kept, the commit
-        # is retried at the next flush, and polling goes on.
+        # A commit waits ``commit_timeout_ms`` at most: with the broker away, the files are kept, the
+        # commit is retried at the next flush, and polling goes on.
         transport = transport or transport_for(settings)
-        self.consumer = transport.label_consumer(settings, topic, commit_timeout_ms=COMMIT_TIMEOUT_MS)
+        self.consumer = transport.label_consumer(settings, topic, commit_timeout_ms=commit_timeout_ms)
         self.poller = Poller(self.consumer, settings, topic, self._stopping)
 
     def stop(self, *_: object) -> None:

@@ -19,11 +19,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from integrations.stores import model_stores
+    from scorepipe.serve_app import payload_log_for
     from scoring import Registry
     from scoring.model_source import open_source
 
     if args.shadow:
         settings = settings.model_copy(update={"serve_shadow": args.shadow})
+    if args.payload_topic:
+        settings = settings.model_copy(update={"serve_payload_topic": args.payload_topic})
 
     following = (
         "following"
@@ -36,7 +39,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         f"serving {following} {args.model} on {scheme}://{args.host}:{args.port} "
         f"with {args.workers} worker(s) ({auth}): "
         f"/v2/models/{settings.serve_model_name}/infer, /predict, /predict_batch, /feedback, /metrics"
-        + (f"; shadow {settings.serve_shadow} scored off the request path" if settings.serve_shadow else ""),
+        + (f"; shadow {settings.serve_shadow} scored off the request path" if settings.serve_shadow else "")
+        + (f"; payloads logged to Kafka topic {settings.serve_payload_topic}" if settings.serve_payload_topic else ""),
         soft_wrap=True,
     )
     serve(
@@ -47,6 +51,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
+        payload_log=payload_log_for(settings),
     )
     return 0
 
@@ -60,6 +65,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="alias to follow (hot reload) or version to pin; mlflow:models:/NAME@ALIAS follows an MLflow alias",
     )
     serve.add_argument("--shadow", help="also score this alias or version (e.g. challenger), off the request path")
+    serve.add_argument(
+        "--payload-topic", help="log each scoring request and response to this Kafka topic (the stream's settings)"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")

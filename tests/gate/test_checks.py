@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from gate import checks
+from gate.traffic import quantile
 from performance.arms import arm_auc_difference
 
 CLASSES = ["0", "1"]
@@ -17,6 +18,25 @@ def test_error_ratio_waits_for_events_then_fails_a_rise_past_the_limit():
     failing = checks.error_ratio((1000, 10), (400, 40), min_events=200, max_increase=0.02)
     assert failing.verdict == "fail" and abs(failing.figure - 0.09) < 1e-9 and failing.threshold == 0.02
     assert checks.error_ratio((1000, 10), (400, 5), min_events=200, max_increase=0.02).verdict == "pass"
+
+
+def test_latency_waits_for_parts_skips_without_champion_traffic_and_fails_only_when_both_slower_and_later():
+    judged = dict(min_parts=20, max_ratio=1.5, slack_seconds=0.005)
+    assert checks.latency(0.01, 0.05, 5, **judged).verdict == "wait"
+    assert checks.latency(None, 0.05, 50, **judged).verdict == "skip"
+    slow = checks.latency(0.010, 0.030, 50, **judged)
+    assert slow.verdict == "fail" and abs(slow.figure - 3.0) < 1e-9 and slow.threshold == 1.5
+    assert checks.latency(0.0004, 0.0012, 50, **judged).verdict == "pass"  # 3x, but 0.8 ms: within the slack
+    assert checks.latency(0.010, 0.014, 50, **judged).verdict == "pass"
+
+
+def test_the_p95_of_buckets_interpolates_as_prometheus_does():
+    inf = float("inf")
+    assert quantile(0.95, {}) is None and quantile(0.95, {0.1: 0.0, inf: 0.0}) is None
+    # 100 observations: 50 in (0, 0.1], 40 in (0.1, 0.2], 10 in (0.2, 0.4]: rank 95 is 5 of the last bucket's 10.
+    assert quantile(0.95, {0.1: 50, 0.2: 90, 0.4: 100, inf: 100}) == 0.2 + 0.2 * 0.5
+    assert quantile(0.5, {0.1: 50, 0.2: 90, 0.4: 100, inf: 100}) == 0.1
+    assert quantile(0.95, {0.1: 50, 0.2: 60, inf: 100}) == 0.2  # in +Inf: the highest finite bound
 
 
 def frame(p: np.ndarray, version: int) -> pd.DataFrame:

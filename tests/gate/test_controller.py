@@ -11,8 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gate.controller import CanaryController
-from monitoring.health import Health, OpsServer
-from monitoring.metrics import GateMetrics, ScoringMetrics
+from monitoring.metrics import GateMetrics
 from scorepipe.settings import Settings
 from scoring import RegistryError, Scorer, synthetic
 from scoring.canary import CANARY, CHAMPION, canary_mask
@@ -31,15 +30,6 @@ def worse_bundle():
     return dataclasses.replace(bundle, metrics={**bundle.metrics, "roc_auc": 0.9})
 
 
-@pytest.fixture
-def served(tmp_path):
-    """A scorer's metrics on a real /metrics endpoint, as the controller reads them."""
-    metrics = ScoringMetrics()
-    server = OpsServer(metrics.registry, Health(), port=0).start()
-    yield metrics, f"{server.url}/metrics"
-    server.stop()
-
-
 def make_settings(tmp_path, registry, metrics_url, **overrides):
     values = dict(
         home=tmp_path / "home",
@@ -53,13 +43,17 @@ def make_settings(tmp_path, registry, metrics_url, **overrides):
     return Settings(**{**values, **overrides})
 
 
-def traffic(metrics, plan, *, events=1000, canary_failed=0.0):
-    """One interval of the scorers' counters: events by arm at the plan's weight, some failed."""
+def traffic(metrics, plan, *, events=1000, canary_failed=0.0, parts=50, champion_seconds=0.003, canary_seconds=0.003):
+    """One interval of the scorers' counters: events by arm at the plan's weight, some failed; parts timed by arm."""
     canary = int(events * plan.weight / 100)
     metrics.arm_events.labels(CHAMPION, str(plan.champion), "predicted").inc(events - canary)
     metrics.arm_events.labels(CANARY, str(plan.canary), "predicted").inc(canary * (1 - canary_failed))
     metrics.arm_events.labels(CANARY, str(plan.canary), "rejected").inc(canary * canary_failed)
     metrics.arm_events.labels(CHAMPION, str(plan.champion), "undecodable").inc(events // 50)  # not held against either
+    timings = np.random.default_rng(parts).uniform(0.8, 1.2, size=parts)
+    for arm, version, seconds in ((CHAMPION, plan.champion, champion_seconds), (CANARY, plan.canary, canary_seconds)):
+        for factor in timings if (arm == CHAMPION and plan.weight < 100) or arm == CANARY else ():
+            metrics.arm_seconds.labels(arm, str(version)).observe(seconds * factor)
 
 
 def live_window(settings, registry, plan, *, rows=4000, seed=40, labels: bool = True):
@@ -121,8 +115,11 @@ def test_a_good_canary_goes_through_every_step_to_champion_and_every_decision_is
     assert [d["action"] for d in log] == ["next_step", "promoted"] and all(d["verdict"] == "pass" for d in log)
     for decision in log:
         by_name = {c["name"]: c for c in decision["checks"]}
-        assert {"error_ratio", "agreement", "probability_shift", "estimated_roc_auc", "labels"} == set(by_name)
+        assert {"error_ratio", "latency_p95", "agreement", "probability_shift", "estimated_roc_auc", "labels"} == set(
+            by_name
+        )
         assert by_name["error_ratio"]["figure"] is not None and by_name["labels"]["figure"] is not None
+        assert by_name["latency_p95"]["verdict"] == "pass" and 0.7 < by_name["latency_p95"]["figure"] < 1.4
     assert gate_metrics.decisions.labels("pass", "promoted")._value.get() == 1
     assert registry.rollback() == 1  # the old champion is one rollback away
 
@@ -153,6 +150,24 @@ def test_a_canary_that_dead_letters_is_rolled_back_at_the_failure_limit(
     assert registry.resolve("champion") == 1 and "error_ratio failed" in rolled.reason
     error = next(c for c in registry.canary_log()[-1]["checks"] if c["name"] == "error_ratio")
     assert error["verdict"] == "fail" and error["figure"] > settings.canary_max_error_ratio_increase
+
+
+def test_a_canary_slower_at_p95_is_held_then_rolled_back(tmp_path, make_registry, challenger_bundle, served):
+    metrics, url = served
+    registry = make_registry(1)
+    registry.register(challenger_bundle, note="canary")
+    registry.start_canary("v2", weight=20, steps=(20, 100), interval_seconds=1, failure_limit=2)
+    settings = make_settings(
+        tmp_path, registry, url, canary_min_agreement=0, canary_max_probability_shift=1, canary_max_estimated_auc_drop=1
+    )
+    controller = CanaryController(settings, holder="a")
+    live_window(settings, registry, registry.canary(), labels=False)
+    held = judge_once(controller, metrics, registry, champion_seconds=0.004, canary_seconds=0.040)
+    assert (held.state, held.failures) == ("running", 1)
+    latency = next(c for c in registry.canary_log()[-1]["checks"] if c["name"] == "latency_p95")
+    assert latency["verdict"] == "fail" and 5 < latency["figure"] < 20, latency
+    rolled = judge_once(controller, metrics, registry, champion_seconds=0.004, canary_seconds=0.040)
+    assert rolled.state == "aborted" and "latency_p95 failed" in rolled.reason
 
 
 def test_a_canary_significantly_worse_on_labels_is_rolled_back(tmp_path, make_registry, worse_bundle, served):

@@ -72,7 +72,7 @@ def test_the_label_sink_rides_out_a_broker_outage(stream_settings, tmp_path):
             producer.close()
 
         out = tmp_path / "labels"
-        sink = LabelSink(settings, out, topic=topic, flush_rows=100_000, flush_seconds=3.0)
+        sink = LabelSink(settings, out, topic=topic, flush_rows=100_000, flush_seconds=3.0, commit_timeout_ms=5000)
         running = threading.Thread(target=sink.run)
         running.start()
         try:
