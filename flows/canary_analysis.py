@@ -43,7 +43,7 @@ def canary_analysis() -> State:
         after = controller.judge(plan)
     finally:
         registry.release_canary_lease(controller.holder)
-    decision = registry.canary_log()[-1]
+    decision = registry.canary_log(plan)[-1]
     push_run_figures(
         settings.pushgateway_url,
         job="canary-analysis",

@@ -80,7 +80,7 @@ def canary_act(settings: Settings, console: Console) -> None:
                 ended = CanaryController(stream, holder="demo").run(poll_seconds=0.2)
             assert ended is not None
             print_canary(ended)
-            print_canary_decisions([d for d in registry.canary_log() if d["time"] >= plan.started_at])
+            print_canary_decisions(registry.canary_log(plan))
         console.print(f"champion now v{registry.resolve('champion')}; `scorepipe canary status` shows the last plan")
     finally:
         if feeder is not None:

@@ -43,6 +43,7 @@ from scoring.storage import Location, as_location
 ALIASES = ("champion", "challenger")
 INDEX_FILE = "index.json"
 LOCK_FILE = ".lock"
+CANARY_LOG_DIR = "canary-log"  # one file per decision, a folder per plan
 LOCK_STALE_SECONDS = 120.0
 LOCK_WAIT_SECONDS = 60.0
 
@@ -228,12 +229,19 @@ class Registry:
             plan = change(current)
             index["canary"] = plan.to_json()
             if decision is not None:
-                index.setdefault("canary_log", []).append(decision)
+                self._log_decision(index, decision)
         return plan
 
-    def canary_log(self) -> list[dict[str, Any]]:
-        """Every decision taken on canary plans, oldest first (the audit log)."""
-        return list(self._read_index().get("canary_log", []))
+    def canary_log(self, plan: CanaryPlan | None = None) -> list[dict[str, Any]]:
+        """The decisions taken on ``plan`` (else on every plan), oldest first: the audit log.
+
+        Each decision is a file of its own under ``canary-log/<plan>/``, not a list in the index: the
+        index, which every scorer's watcher reads every few seconds, stays the same size however long
+        a rollout runs.
+        """
+        root = self.root / CANARY_LOG_DIR
+        plans = [_plan_key(plan.started_at)] if plan is not None else root.child_names()
+        return [json.loads(f.read_bytes()) for key in plans for f in (root / key).files()]
 
     def take_canary_lease(self, holder: str, seconds: float) -> bool:
         """Take or renew the lease that lets one controller act on the plan; False while another holds it."""
@@ -277,7 +285,7 @@ class Registry:
                     "not promoted (start a new plan against the new champion)"
                 )
             if decision is not None:
-                index.setdefault("canary_log", []).append(decision)
+                self._log_decision(index, decision)
             plan = CanaryPlan.from_json(data)
             history = index["aliases"].setdefault("champion", [])
             if not history or history[-1] != plan.canary:
@@ -287,6 +295,13 @@ class Registry:
         return ended
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _log_decision(self, index: dict[str, Any], decision: dict[str, Any]) -> None:
+        """``decision`` as the next file of the running plan's log (called under the lock, before the index)."""
+        number = int(index.get("canary_log_next", 0))
+        folder = self.root / CANARY_LOG_DIR / _plan_key(index["canary"]["started_at"])
+        (folder / f"{number:08d}.json").write_bytes(json.dumps(decision, indent=1, sort_keys=True).encode())
+        index["canary_log_next"] = number + 1
 
     def _version_dir(self, version: int) -> Location:
         return self.root / "versions" / f"{version:06d}"
@@ -338,6 +353,11 @@ class Registry:
             aliases=aliases,
             origin=entry.get("origin"),
         )
+
+
+def _plan_key(started_at: str) -> str:
+    """A plan's folder name: its start time's digits (YYYYMMDDHHMMSSffffff), which sort as the plans began."""
+    return "".join(c for c in started_at if c.isdigit())[:20]
 
 
 def _holds(index: dict[str, Any], holder: str) -> bool:

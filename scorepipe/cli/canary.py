@@ -53,9 +53,7 @@ def cmd_canary_status(args: argparse.Namespace, settings: Settings) -> int:
         console.print("no canary plan: start one with `scorepipe canary start VERSION --weight 10`")
         return 0
     print_canary(plan)
-    decisions = [
-        d for d in registry.canary_log() if d.get("canary") == plan.canary and d.get("time", "") >= plan.started_at
-    ]
+    decisions = registry.canary_log(plan)
     if decisions:
         print_canary_decisions(decisions[-args.last :])
     return 0

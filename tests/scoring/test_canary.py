@@ -95,3 +95,18 @@ def test_weights_split_a_frame_of_keys_independently_of_batch_boundaries():
     whole = canary_mask(KEYS, 30)
     parts = np.concatenate([canary_mask(KEYS[i : i + 700], 30) for i in range(0, len(KEYS), 700)])
     assert (whole == parts).all()
+
+
+def test_each_plan_keeps_its_decisions_as_files_and_the_index_does_not_grow(make_registry):
+    registry = make_registry(3)
+    first = registry.start_canary("v2", weight=10, steps=(10, 50), interval_seconds=1)
+    index_size = len((registry.root / "index.json").read_bytes())
+    for i in range(30):
+        registry.update_canary(lambda p: p.with_changes(failures=0), decision={"n": i, "checks": ["x" * 200]})
+    registry.update_canary(lambda p: p.with_changes(state="aborted", weight=0.0), decision={"n": 30})
+    assert abs(len((registry.root / "index.json").read_bytes()) - index_size) < 200  # a counter, not the log
+    second = registry.start_canary("v3", weight=20)
+    registry.promote_canary("by hand", decision={"n": "promoted"})
+    assert [d["n"] for d in registry.canary_log(first)] == list(range(31))
+    assert [d["n"] for d in registry.canary_log(second)] == ["promoted"]
+    assert [d["n"] for d in registry.canary_log()] == [*range(31), "promoted"]  # every plan, in order

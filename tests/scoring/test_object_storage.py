@@ -100,6 +100,10 @@ def test_registry_round_trip_on_s3(s3_bucket, bundle, challenger_bundle):
     stamp = registry.index_stamp()
     registry.promote(2, "challenger")
     assert registry.index_stamp() != stamp
+    plan = registry.start_canary("v2", weight=10)  # a canary plan and its audit log, on S3 as well
+    registry.update_canary(lambda p: p.with_changes(weight=20), decision={"action": "raised"})
+    registry.promote_canary("by hand", decision={"action": "promoted"})
+    assert [d["action"] for d in Registry(f"{s3_bucket}/models").canary_log(plan)] == ["raised", "promoted"]
 
 
 def test_a_tampered_object_on_s3_is_refused_before_unpickling(s3_bucket, bundle, monkeypatch):
