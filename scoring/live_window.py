@@ -83,6 +83,15 @@ class LiveWindow:
         self._writes.append(self._writer.submit(self._write, parts, time_zones, path))
         return path
 
+    def roll_if_due(self) -> Path | None:
+        """Roll what is buffered if it is older than ``roll_seconds``: a quiet scorer's rows still reach the files.
+
+        Appending rolls only when a batch arrives; the scorer calls this when it has nothing to score.
+        """
+        if self._rows and time.monotonic() - self._opened >= self.roll_seconds:
+            return self.roll()
+        return None
+
     def flush(self) -> Path | None:
         """Write what is buffered and wait until every file handed to the writer is on disk."""
         path = self.roll()

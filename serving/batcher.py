@@ -31,6 +31,7 @@ from scoring.canary_models import Split
 from serving.runtime import RecordResult, Runtime
 
 log = logging.getLogger("scorepipe.serve")
+IDLE_S = 1.0  # with nothing queued, how often the scoring thread checks whether live-window rows are due
 
 
 @dataclass
@@ -86,7 +87,8 @@ class DynamicBatcher:
         """Everything queued (whole requests, up to ``max_records`` rows unless one request is larger)."""
         with self._ready:
             while not self._queue and not self._stopping:
-                self._ready.wait()
+                if not self._ready.wait(timeout=IDLE_S):
+                    self.runtime.idle()  # this thread appends to the live window: it rolls it too
             if not self._queue:
                 return None
             jobs = [self._queue.popleft()]

@@ -113,6 +113,11 @@ class Runtime:
         if self.canary is not None:
             self.canary.refuse(canary.version, f"{type(error).__name__}: {error}")
 
+    def idle(self) -> None:
+        """Nothing to score: live-window rows older than their age limit are written (a quiet server's too)."""
+        if self.window is not None:
+            self.window.roll_if_due()
+
     def versions(self) -> list[str]:
         return [str(v.version) for v in self.registry.versions()]
 

@@ -36,6 +36,7 @@ log = logging.getLogger("scorepipe.serve")
 QUEUE_BATCHES = 1024
 GATHER_S = 0.5  # the longest the shadow waits to gather rows before scoring them
 GATHER_ROWS = 2_000
+IDLE_S = 1.0  # with nothing offered, how often the shadow checks whether its window rows are due
 
 
 class HttpShadow:
@@ -81,7 +82,12 @@ class HttpShadow:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=IDLE_S)
+            except queue.Empty:
+                if self.window is not None:
+                    self.window.roll_if_due()  # a quiet server's shadow rows reach the files all the same
+                continue
             if first is None:
                 return
             gathered, rows = [first], len(first[2])

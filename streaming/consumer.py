@@ -154,6 +154,8 @@ class StreamConsumer:
                 self._check_broker()  # every few seconds: reachability, lag, a lost commit
                 if records:
                     self.delivery.send(records, mark)
+                else:
+                    self.outputs.idle()
                 delivered = self.delivery.settle(polled_nothing=not records)
                 if (records or delivered) and on_batch is not None:
                     on_batch(self.stats)

@@ -53,6 +53,12 @@ class Outputs:
         self.window.flush()
         return results, shadow
 
+    def idle(self) -> None:
+        """The loop polled nothing: the live windows write rows that have waited long enough."""
+        self.window.idle()
+        if self.shadow is not None:
+            self.shadow.window.idle()
+
     def discard(self) -> None:
         """Forget what was sent since the last flush (its batch is read again)."""
         self.flush()

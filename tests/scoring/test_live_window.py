@@ -57,3 +57,13 @@ def test_other_columns_after_a_reload_start_a_file_of_their_own(tmp_path):
     first, second = (pd.read_parquet(p) for p in sorted(window.files_written))
     assert "proba_1" in first.columns and len(first) == 4
     assert "proba_c" in second.columns and len(second) == 4
+
+
+def test_rows_older_than_the_age_limit_roll_when_the_scorer_is_idle(tmp_path):
+    window = LiveWindow(tmp_path / "live", roll_rows=1000, roll_seconds=60)
+    window.append(batch(4, 0))
+    assert window.roll_if_due() is None  # young rows wait for more
+    window._opened -= 61  # the buffer's first rows arrived a minute ago
+    assert window.roll_if_due() is not None and window.roll_if_due() is None
+    window.close()
+    assert len(read(window)) == 4

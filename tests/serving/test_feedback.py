@@ -10,6 +10,7 @@ from performance.labels import read_labels
 from scorepipe.settings import Settings
 from scoring.layout import EVENT_ID
 from serving.app import build_app
+from tests.helpers import wait_for
 from tests.serving.test_api import records, v2_request
 
 
@@ -90,3 +91,18 @@ def test_bad_feedback_is_named_item_by_item_and_nothing_is_half_written(server):
     assert not any(p.startswith("item 0") for p in problems)
     assert not list((settings.home / "labels").rglob("*.parquet")), "a refused request wrote labels"
     assert client.post("/feedback", json=[]).status_code == 422
+
+
+def test_a_quiet_server_writes_its_live_window_rows_without_waiting_for_more_requests(make_registry, tmp_path):
+    registry = make_registry()
+    settings = Settings(home=tmp_path / "home", registry=registry.root, live_window_seconds=1)
+    app, watcher = build_app(settings)
+    try:
+        assert TestClient(app).post("/predict_batch", json=records(3)).status_code == 200
+        files = wait_for(
+            lambda: list(settings.live_dir.rglob("*.parquet")), timeout=30, what="the live window written while idle"
+        )
+        assert sum(len(pd.read_parquet(f)) for f in files) == 3
+    finally:
+        shut_down(app)
+        watcher.stop()

@@ -60,6 +60,25 @@ def test_every_event_gets_one_prediction_equal_to_the_batch_score(stream_setting
     assert {"amount", "channel", "proba_1", "model_version"} <= set(live.columns)
 
 
+def test_a_quiet_stream_writes_its_live_window_rows_without_waiting_for_more_events(stream_settings):
+    settings = stream_settings(live_window_seconds=1)
+    ensure_topics(settings)
+    produce(settings, count=50, seed=22)
+    consumer = score_stream(settings, scorer_for(settings))
+    runner = threading.Thread(target=consumer.run)
+    runner.start()
+    try:
+        wait_for(lambda: consumer.stats.predictions == 50, timeout=60, what="the 50 events scored")
+        files = wait_for(
+            lambda: list(settings.live_dir.rglob("*.parquet")), timeout=30, what="the live window written while idle"
+        )
+        assert runner.is_alive()  # written by the running stream, not by its stop
+    finally:
+        consumer.stop()
+        runner.join(timeout=60)
+    assert sum(len(pd.read_parquet(f)) for f in files) == 50
+
+
 def test_malformed_events_go_to_the_dead_letter_topic_unchanged_with_reasons(stream_settings):
     settings = stream_settings()
     ensure_topics(settings)
