@@ -17,9 +17,10 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"
 class KafkaSettings(Section):
     """Where the brokers are and how every client authenticates and encrypts (or a client properties file)."""
 
-    kafka_client: Literal["kafka-python"] = Field(
+    kafka_client: Literal["kafka-python", "confluent"] = Field(
         default="kafka-python",
-        description="The Kafka client library behind the stream's transport boundary (streaming/transport/).",
+        description="The Kafka client library behind the stream's transport boundary (streaming/transport/): "
+        "kafka-python (pure Python, the default) or confluent (librdkafka: `pip install scorepipe[confluent]`).",
     )
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Kafka brokers, host:port[,...].")
     kafka_config: Path | None = Field(

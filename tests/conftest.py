@@ -206,9 +206,20 @@ def topic_names(suffix: str) -> dict[str, str]:
     }
 
 
+KAFKA_CLIENTS = ("kafka-python", "confluent")
+both_transports = pytest.mark.parametrize("kafka_client", KAFKA_CLIENTS)
+"""Runs a stream test on each Kafka transport (its ``stream_settings`` use the parametrized client)."""
+
+
 @pytest.fixture
-def stream_settings(kafka_bootstrap: str, make_registry, tmp_path) -> Callable[..., Settings]:
-    """Factory: settings with this test's own topics, group, registry and live-window folder."""
+def kafka_client() -> str:
+    """The Kafka client library of a test's stream settings (``both_transports`` runs a test on each)."""
+    return "kafka-python"
+
+
+@pytest.fixture
+def stream_settings(kafka_bootstrap: str, make_registry, tmp_path, kafka_client: str) -> Callable[..., Settings]:
+    """Factory: settings with this test's own topics, group, registry, live-window folder and Kafka client."""
     registry = make_registry()
     suffix = uuid.uuid4().hex[:8]
 
@@ -217,6 +228,7 @@ def stream_settings(kafka_bootstrap: str, make_registry, tmp_path) -> Callable[.
             "home": tmp_path / "home",
             "registry": registry.root,
             "kafka_bootstrap_servers": kafka_bootstrap,
+            "kafka_client": kafka_client,
             **topic_names(suffix),
             "stream_batch_events": 200,
             "stream_batch_ms": 50,

@@ -21,6 +21,11 @@ def kafka_options(parser: argparse.ArgumentParser) -> None:
         "default: SCOREPIPE_KAFKA_CONFIG",
     )
     parser.add_argument("--group", help="consumer group (default: scorepipe)")
+    parser.add_argument(
+        "--kafka-client",
+        choices=["kafka-python", "confluent"],
+        help="Kafka client library (default: SCOREPIPE_KAFKA_CLIENT or kafka-python; confluent is librdkafka)",
+    )
 
 
 def label_options(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +38,7 @@ def stream_settings(args: argparse.Namespace, settings: Settings) -> Settings:
     """``settings`` with the Kafka options given on the command line, validated like any setting."""
     updates = {
         "kafka_config": getattr(args, "kafka_config", None),
+        "kafka_client": getattr(args, "kafka_client", None),
         "kafka_bootstrap_servers": getattr(args, "bootstrap_servers", None),
         "consumer_group": getattr(args, "group", None),
         "stream_batch_events": getattr(args, "batch_events", None),

@@ -45,4 +45,12 @@ def transport_for(settings: KafkaSettings) -> Transport:
         from streaming.transport.kafka_python import KafkaPythonTransport
 
         return KafkaPythonTransport()
-    raise SettingsError(f"kafka_client {settings.kafka_client!r}: no such transport (kafka-python)")
+    if settings.kafka_client == "confluent":
+        try:
+            from streaming.transport.confluent import ConfluentTransport
+        except ImportError as exc:
+            raise SettingsError(
+                f"kafka_client confluent needs confluent-kafka ({exc}): pip install 'scorepipe[confluent]'"
+            ) from None
+        return ConfluentTransport()
+    raise SettingsError(f"kafka_client {settings.kafka_client!r}: no such transport (kafka-python, confluent)")

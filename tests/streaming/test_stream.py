@@ -19,6 +19,7 @@ from streaming.producer import events, produce
 from streaming.topics import assigned_partitions, count_messages, ensure_topics, read_topic
 from streaming.transport import transport_for
 from streaming.transport.base import TransportError
+from tests.conftest import both_transports
 from tests.helpers import (
     committed_at_least,
     committed_total,
@@ -32,6 +33,7 @@ from tests.helpers import (
 pytestmark = pytest.mark.integration
 
 
+@both_transports
 def test_every_event_gets_one_prediction_equal_to_the_batch_score(stream_settings, tmp_path):
     settings = stream_settings()
     ensure_topics(settings)
@@ -79,6 +81,7 @@ def test_a_quiet_stream_writes_its_live_window_rows_without_waiting_for_more_eve
     assert sum(len(pd.read_parquet(f)) for f in files) == 50
 
 
+@both_transports
 def test_malformed_events_go_to_the_dead_letter_topic_unchanged_with_reasons(stream_settings):
     settings = stream_settings()
     ensure_topics(settings)
@@ -112,6 +115,7 @@ def test_malformed_events_go_to_the_dead_letter_topic_unchanged_with_reasons(str
     assert {m.key for m in predictions}.isdisjoint(spoiled)
 
 
+@both_transports
 def test_kill_9_then_restart_loses_nothing_and_duplicates_only_what_was_in_flight(stream_settings):
     settings = stream_settings(stream_batch_events=100)
     ensure_topics(settings)
@@ -138,6 +142,7 @@ def test_kill_9_then_restart_loses_nothing_and_duplicates_only_what_was_in_fligh
     assert committed_total(settings) == 6000
 
 
+@both_transports
 def test_two_consumers_in_a_group_share_the_partitions(stream_settings):
     settings = stream_settings(stream_batch_events=50)
     ensure_topics(settings)
@@ -171,6 +176,7 @@ def test_two_consumers_in_a_group_share_the_partitions(stream_settings):
     assert all(n > 0 for n in handled) and sum(handled) == 3000
 
 
+@both_transports
 def test_sigterm_finishes_the_batch_commits_and_exits_zero(stream_settings):
     settings = stream_settings(stream_batch_events=50)
     ensure_topics(settings)
@@ -189,6 +195,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(stream_settings):
     assert 500 <= committed_total(settings) == published < 4000 + 1
 
 
+@both_transports
 def test_a_member_joining_mid_stream_takes_partitions_without_loss(stream_settings):
     """The rebalance commits what the first member finished; every event is predicted, few twice."""
     settings = stream_settings(stream_batch_events=100)

@@ -1,0 +1,172 @@
+"""librdkafka's configuration from the connection settings every client shares: brokers, TLS, SASL.
+
+The same ``KafkaSettings`` (and ``--kafka-config`` properties file) as the kafka-python transport,
+mapped onto librdkafka's names. Secrets leave their ``SecretStr`` only here, on their way into
+the client. librdkafka reports a refused login or an untrusted certificate to the error callback
+within a second or so, and keeps retrying; ``AccessWatch`` turns the first such report into a
+``KafkaAccessError`` naming the cause, as the kafka-python transport's preflight does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+
+from scoring.errors import SettingsError
+from streaming.errors import KafkaAccessError
+from streaming.settings import KafkaSettings
+
+log = logging.getLogger("scorepipe.kafka")
+
+PREFLIGHT_S = 8.0
+TOKEN_RECHECK_S = 60.0
+_VERIFIED: set[tuple[Any, ...]] = set()
+_LOCK = threading.Lock()
+
+# What librdkafka reports, on its error callback, when the brokers refuse the client itself.
+ACCESS_ERRORS = {KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED}
+
+
+def connection_config(settings: KafkaSettings) -> dict[str, Any]:
+    """Librdkafka options for the brokers and the settings' security (only those that apply)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "security.protocol": settings.kafka_security_protocol.lower(),
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        config["ssl.endpoint.identification.algorithm"] = "https" if settings.kafka_ssl_check_hostname else "none"
+        for option, path in (
+            ("ssl.ca.location", settings.kafka_ssl_cafile),
+            ("ssl.certificate.location", settings.kafka_ssl_certfile),
+            ("ssl.key.location", settings.kafka_ssl_keyfile),
+        ):
+            if path is not None:
+                config[option] = str(path)
+        if settings.kafka_ssl_key_password is not None:
+            config["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        mechanism = settings.kafka_sasl_mechanism
+        if mechanism == "AWS_MSK_IAM":
+            raise SettingsError(
+                "kafka_sasl_mechanism AWS_MSK_IAM is not offered by the confluent transport (librdkafka has no "
+                "IAM signer): use kafka_client=kafka-python for MSK IAM, or SCRAM/mTLS on MSK"
+            )
+        config["sasl.mechanism"] = mechanism
+        if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            assert settings.kafka_sasl_password is not None  # checked by KafkaSettings
+            config["sasl.username"] = settings.kafka_sasl_username
+            config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+        elif mechanism == "OAUTHBEARER":
+            config["oauth_cb"] = oauth_callback(settings)
+    return config
+
+
+def oauth_callback(settings: KafkaSettings) -> Any:
+    """Librdkafka's ``oauth_cb``: the token of the settings' provider (the one both transports share).
+
+    The provider caches its token until shortly before it expires; librdkafka is told to ask again
+    within a minute, so it always holds the provider's current token.
+    """
+    from streaming.transport.kafka_python.oauth import token_provider
+
+    provider = token_provider(settings)
+
+    def token(_config: str) -> tuple[str, float]:
+        return provider.token(), time.time() + TOKEN_RECHECK_S
+
+    return token
+
+
+def client_config(settings: KafkaSettings, role: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The connection's options with ``options`` on top, once the brokers accepted them (else ``KafkaAccessError``)."""
+    ensure_access(settings)
+    return {**connection_config(settings), "error_cb": AccessWatch(settings, role), **options}
+
+
+def ensure_access(settings: KafkaSettings) -> None:
+    """Raise ``KafkaAccessError`` within seconds if the brokers refuse these credentials or certificates.
+
+    librdkafka retries a refused login for ever, reporting it on the error callback; one metadata
+    request is tried here until it answers, a refusal is reported, or ``PREFLIGHT_S`` pass (a broker
+    merely unreachable is left to the clients' own retrying). PLAINTEXT has nothing to refuse.
+    A configuration that connected once is not checked again in the process.
+    """
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return
+    key = _identity(settings)
+    with _LOCK:
+        if key in _VERIFIED:
+            return
+    from confluent_kafka.admin import AdminClient
+
+    watch = AccessWatch(settings, "preflight")
+    config: dict[str, Any] = {**connection_config(settings), "error_cb": watch}
+    admin = AdminClient(config)
+    deadline = time.monotonic() + PREFLIGHT_S
+    while time.monotonic() < deadline:
+        try:
+            admin.list_topics(timeout=0.5)
+        except KafkaException:
+            admin.poll(0)  # serves the error callback: a refusal lands in the watch
+            if watch.refused is not None:
+                raise watch.refused from None
+            continue
+        with _LOCK:
+            _VERIFIED.add(key)
+        return
+
+
+def _identity(settings: KafkaSettings) -> tuple[Any, ...]:
+    secret = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+    return (
+        settings.kafka_bootstrap_servers,
+        settings.kafka_security_protocol,
+        settings.kafka_sasl_mechanism,
+        settings.kafka_sasl_username,
+        hashlib.sha256(secret.encode()).hexdigest() if secret else None,
+        settings.kafka_ssl_cafile,
+        settings.kafka_ssl_certfile,
+        settings.kafka_ssl_check_hostname,
+    )
+
+
+class AccessWatch:
+    """The client's error callback: logs what librdkafka reports, keeps the first refusal of access."""
+
+    def __init__(self, settings: KafkaSettings, role: str) -> None:
+        self.settings = settings
+        self.role = role
+        self.refused: KafkaAccessError | None = None
+        self.seen = threading.Event()
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() in ACCESS_ERRORS:
+            if self.refused is None:
+                self.refused = KafkaAccessError(explain(self.settings, error))
+                log.error("%s: %s", self.role, self.refused)
+            self.seen.set()
+        elif error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            log.debug("%s: %s", self.role, error.str())
+        else:
+            log.warning("%s: %s: %s", self.role, error.name(), error.str())
+
+
+def explain(settings: KafkaSettings, error: KafkaError) -> str:
+    """What a person can act on: who was refused, by which brokers, and which setting to check."""
+    brokers = settings.kafka_bootstrap_servers
+    text = error.str()
+    if error.code() == KafkaError._SSL or "certificate" in text.lower() or "SSL" in text:
+        return (
+            f"TLS with {brokers} failed: {text}. Check SCOREPIPE_KAFKA_SSL_CAFILE (the CA that signs the brokers' "
+            "certificates), the client certificate and key for mutual TLS, and SCOREPIPE_KAFKA_SSL_CHECK_HOSTNAME"
+        )
+    user = settings.kafka_sasl_username or "(no user)"
+    return (
+        f"{brokers} refused the login of {user} with SASL {settings.kafka_sasl_mechanism}: {text}. "
+        "Check SCOREPIPE_KAFKA_SASL_USERNAME / SCOREPIPE_KAFKA_SASL_PASSWORD (or the OAUTHBEARER settings)"
+    )

@@ -1,0 +1,134 @@
+"""The exactly-once stream's transactional producer on librdkafka: begin, commit with offsets, abort, bounded.
+
+librdkafka's transactional API takes a timeout on every step, so nothing here waits unbounded.
+Its errors say what to do: retriable (the step may be tried again), requiring an abort, or fatal
+(the producer cannot go on: fenced by a newer one with the same transactional id, say). A step
+that times out, or a fatal error, counts as ``TransactionStuck``/``ProducerFenced``: the stream
+replaces the producer, and registering the new one aborts what the old one left open.
+
+The transactional id is the group and the member's client id, as on the kafka-python transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from confluent_kafka import KafkaError, KafkaException
+
+from streaming.reconnect import rebuild_until_stopped
+from streaming.settings import StreamSettings
+from streaming.transport.base import Consumer, ProducerFenced, TopicPartition, TransactionStuck, TransportError
+from streaming.transport.confluent.consumer import to_commit
+from streaming.transport.confluent.errors import error_of, from_error
+from streaming.transport.confluent.producer import Producer
+
+log = logging.getLogger("scorepipe.stream")
+REGISTRATION_MIN_S = 30.0  # the least time a transactional id is given to register
+
+
+class Transactions:
+    """One open transaction at a time on one transactional producer, replaced after a fatal error."""
+
+    def __init__(
+        self,
+        settings: StreamSettings,
+        client_id: str,
+        stopping: threading.Event | None,
+        new_producer: Callable[..., Producer],
+    ) -> None:
+        self.settings = settings
+        self._stopping = stopping or threading.Event()
+        self._build = new_producer
+        self.client_id = client_id
+        self.transactional_id = f"{settings.consumer_group}.{client_id}"
+        self.timeout_s = settings.stream_transaction_timeout_ms / 1000
+        self.open = False
+        self.commits = 0
+        self.aborts = 0
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        producer = self._build(
+            **{
+                "transactional.id": self.transactional_id,
+                "transaction.timeout.ms": max(60_000, 2 * self.settings.stream_transaction_timeout_ms),
+            }
+        )
+        # Registering aborts what a previous life left open; on a busy machine or a broker that just
+        # started it may take longer than one step's bound, so it is given at least REGISTRATION_MIN_S.
+        deadline = time.monotonic() + max(self.timeout_s, REGISTRATION_MIN_S)
+        while True:
+            try:
+                producer.client.init_transactions(self.timeout_s)
+                return producer
+            except KafkaException as exc:
+                error = error_of(exc)
+                retry = error is not None and error.retriable() and time.monotonic() < deadline
+                if retry and not self._stopping.is_set():
+                    continue
+                producer.close(timeout=0)
+                raise self._translated(exc, "registering") from exc
+
+    def begin(self) -> None:
+        if not self.open:
+            try:
+                self.producer.client.begin_transaction()
+            except KafkaException as exc:
+                raise self._translated(exc, "begin") from exc
+            self.open = True
+
+    def commit(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None:
+        """Add the input ``offsets`` to the transaction and commit it; raises if either step fails."""
+        client = self.producer.client
+        try:
+            if offsets:
+                client.send_offsets_to_transaction(to_commit(offsets), consumer.group_metadata(), self.timeout_s)
+            client.commit_transaction(self.timeout_s)
+        except KafkaException as exc:
+            raise self._translated(exc, "commit") from exc
+        self.open = False
+        self.commits += 1
+
+    def abort(self) -> None:
+        """Abort the open transaction; after a fatal error or a stuck abort, start a new producer instead."""
+        self.aborts += 1
+        try:
+            self.producer.client.abort_transaction(self.timeout_s)
+        except KafkaException as exc:
+            log.warning("abort failed (%s): replacing the transactional producer", self._translated(exc, "abort"))
+            self.replace()
+        self.open = False
+
+    def replace(self) -> None:
+        """A new producer with the same transactional id: registering it aborts what the old one left open."""
+        self.producer.close(timeout=0)
+        self.open = False
+        self.producer = rebuild_until_stopped(
+            self._new_producer,
+            stopping=self._stopping,
+            max_delay=self.settings.stream_retry_max_seconds,
+            what=f"register transactional id {self.transactional_id}",
+        )
+
+    def close(self, timeout: float) -> bool:
+        """Abort what is open (its offsets are not committed: it is read again) and close the producer."""
+        if self.open:
+            try:
+                self.abort()
+            except TransportError as exc:
+                log.warning("could not abort on close (%s): the broker aborts it after its timeout", exc)
+        return self.producer.close(timeout=timeout)
+
+    def _translated(self, exc: KafkaException, what: str) -> TransportError:
+        """A timed-out step is stuck and a fatal error fences the producer: both replace it; the rest abort."""
+        error = error_of(exc)
+        if error is None:
+            return TransportError(f"transaction {what}: {exc}", cause=exc)
+        if error.code() == KafkaError._TIMED_OUT:
+            return TransactionStuck(f"transaction {what} had no outcome within {self.timeout_s:g} s", cause=exc)
+        if error.fatal():
+            return ProducerFenced(f"{error.name()}: {error.str()}", cause=exc)
+        return from_error(error, exc)
