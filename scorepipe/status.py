@@ -53,9 +53,9 @@ def group_lag(settings: Settings) -> dict[str, Any]:
     consumer = None
     try:
         described = admin.describe_group(group)
-        committed = admin.group_offsets(group)
-        consumer = transport.reader(settings, read_committed=False, request_timeout_ms=5000)
         topic = settings.features_topic
+        committed = admin.group_offsets(group, topic)
+        consumer = transport.reader(settings, read_committed=False, request_timeout_ms=5000)
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
         ends = consumer.end_offsets(partitions) if partitions else {}
     except TransportError as exc:

@@ -67,20 +67,24 @@ class AbortOnRevoke:
 
     The new owner reads from the committed offsets, which only a committed transaction moves, so
     what the aborted transaction wrote is never seen by a ``read_committed`` reader and is scored
-    again exactly once. kafka-python keeps its fetch positions for partitions that come straight
-    back; those are sought back to where the aborted transaction began (``returned``).
+    again exactly once. The transaction covers every partition, so the ones this member keeps (a
+    cooperative rebalance revokes only those that move) are sought back at once to where it began,
+    and the ones that come straight back are sought there when they do (``returned``): a client
+    keeps its fetch positions for both.
     """
 
-    def __init__(self, abort: Callable[[], None], returned: Callable[[set[TopicPartition]], None]) -> None:
+    def __init__(
+        self, abort: Callable[[set[TopicPartition]], None], returned: Callable[[set[TopicPartition]], None]
+    ) -> None:
         self.abort = abort
         self.returned = returned
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.abort()
+        self.abort(revoked)
         log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
 
     def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
-        self.abort()  # evicted from the group: nothing of the open transaction may be committed
+        self.abort(lost)  # evicted from the group: nothing of the open transaction may be committed
         log.info("partitions lost: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in lost))
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:

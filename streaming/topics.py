@@ -72,7 +72,7 @@ def committed_offsets(
     try:
         while True:
             try:
-                offsets = admin.group_offsets(group)
+                offsets = admin.group_offsets(group, topic)
                 break
             except TransportError as exc:
                 if not exc.retriable or time.monotonic() > deadline:

@@ -114,14 +114,22 @@ class ExactlyOnce(Guarantee):
         self.read_again_from({**rewind, **self.committed_positions(set(rewind))})
         self._back_off(self._failure_reason(error, "transaction aborted"), "re-reading from the last committed offsets")
 
-    def _abort_on_revoke(self) -> None:
-        """Partitions move: the open transaction is aborted; the next owner reads from the committed offsets."""
+    def _abort_on_revoke(self, leaving: set[TopicPartition]) -> None:
+        """Partitions move: the open transaction is aborted; the next owner reads from the committed offsets.
+
+        The partitions this member keeps are read again from where the aborted transaction began,
+        now; those leaving, if they come back (``_seek_returned``).
+        """
         with self._lock:  # waits for a commit under way (bounded by its timeout)
             self._revocations += 1
             dropped = self.ledger.drop_all()
-            merge_earliest(self._aborted_from, dropped)
             if self.transactions.open:
                 self.transactions.abort()
+            kept = {(tp.topic, tp.partition) for tp in self.consumer.assignment()} - {
+                (tp.topic, tp.partition) for tp in leaving
+            }
+            merge_earliest(self._aborted_from, {p: o for p, o in dropped.items() if p not in kept})
+        self.read_again_from({p: o for p, o in dropped.items() if p in kept})
         if dropped:
             log.info("rebalance: aborted the open transaction (%d partition(s) to be read again)", len(dropped))
 

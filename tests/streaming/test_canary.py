@@ -16,6 +16,7 @@ from scoring.watcher import watch_models
 from streaming.consumer import score_stream
 from streaming.producer import produce
 from streaming.topics import assigned_partitions, ensure_topics, read_topic
+from tests.conftest import both_transports
 from tests.helpers import committed_at_least, everything_committed, stream_process, wait_for
 
 pytestmark = pytest.mark.integration
@@ -25,6 +26,7 @@ def expected_arm(key: bytes, weight: float) -> str:
     return CANARY if bucket_of(key) < threshold(weight) else CHAMPION
 
 
+@both_transports
 def test_each_key_is_scored_by_its_arms_version_exactly_as_batch_scores_it(
     stream_settings, challenger_bundle, tmp_path
 ):
@@ -69,6 +71,7 @@ def test_each_key_is_scored_by_its_arms_version_exactly_as_batch_scores_it(
 
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+@both_transports
 def test_raising_the_weight_under_a_running_stream_loses_no_event_and_scores_none_twice(
     stream_settings, challenger_bundle, guarantee
 ):

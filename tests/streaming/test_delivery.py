@@ -386,3 +386,15 @@ def test_a_transaction_commits_when_the_stream_pauses_or_at_the_in_flight_bound(
     for i in range(batches):
         stream.send(records(0, i))
     assert stream.delivery.settle(polled_nothing=polled_nothing) == expected
+
+
+def test_a_cooperative_revocation_reads_the_kept_partitions_again_from_where_the_aborted_transaction_began():
+    """A cooperative rebalance revokes only the partitions that move; the aborted transaction covered all."""
+    stream, transactions = exactly_once()
+    stream.send(records(0, 4, 5))
+    stream.send(records(1, 7, 8))
+    stream.delivery.listener.on_partitions_revoked({P0})  # P1 stays with this member
+    assert transactions.steps == ["begin", "abort"]
+    assert stream.consumer.seeks == [(P1, 7)]  # kept: read again now, or its aborted events would be skipped
+    stream.delivery.listener.on_partitions_assigned({P0})
+    assert stream.consumer.seeks[-1] == (P0, 4)  # the moved one, when it comes back

@@ -14,6 +14,7 @@ from devservers.process import free_port, http_ok
 from streaming.consumer import score_stream
 from streaming.producer import produce
 from streaming.topics import committed_offsets, count_messages, ensure_topics, read_topic
+from tests.conftest import both_transports
 from tests.helpers import (
     committed_at_least,
     committed_total,
@@ -42,6 +43,7 @@ def _committed_have_predictions(settings) -> dict[int, int]:
     return committed
 
 
+@both_transports
 def test_sends_failing_mid_stream_are_never_committed_past_and_are_retried(stream_settings, tmp_path):
     """The broker is paused (SIGSTOP) mid-stream for longer than the producer's delivery timeout.
 
@@ -90,6 +92,7 @@ def test_sends_failing_mid_stream_are_never_committed_past_and_are_retried(strea
         broker.stop()
 
 
+@both_transports
 def test_the_broker_keeps_its_data_and_a_running_stream_rides_through_its_restart(stream_settings, tmp_path):
     home = tmp_path / "kafka"
     broker = KafkaBroker(home).start()

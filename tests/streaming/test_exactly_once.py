@@ -20,6 +20,7 @@ from streaming.producer import events, produce
 from streaming.topics import ensure_topics, read_topic
 from streaming.transport import transport_for
 from streaming.transport.base import TransactionStuck
+from tests.conftest import both_transports
 from tests.helpers import (
     committed_at_least,
     committed_total,
@@ -50,6 +51,7 @@ def ids(count: int, seed: int, malformed_share: float = 0.0) -> set[str]:
     return {key.decode() for key, _, _ in events(count, seed=seed, malformed_share=malformed_share)}
 
 
+@both_transports
 def test_sigkill_mid_stream_then_restart_gives_every_event_exactly_one_result(stream_settings):
     settings = stream_settings(stream_batch_events=100, **EXACTLY_ONCE)
     ensure_topics(settings)
@@ -69,6 +71,7 @@ def test_sigkill_mid_stream_then_restart_gives_every_event_exactly_one_result(st
     assert committed_total(settings) == 6000
 
 
+@both_transports
 def test_a_member_joining_mid_stream_leaves_no_duplicate_and_no_gap(stream_settings):
     settings = stream_settings(stream_batch_events=100, **EXACTLY_ONCE)
     ensure_topics(settings)
@@ -76,6 +79,7 @@ def test_a_member_joining_mid_stream_leaves_no_duplicate_and_no_gap(stream_setti
     assert_exactly_once(settings, ids(sent, 42))
 
 
+@both_transports
 def test_the_broker_stopped_and_started_under_a_running_stream(stream_settings, tmp_path):
     home = tmp_path / "kafka"
     broker = KafkaBroker(home).start()
@@ -113,6 +117,7 @@ def test_the_broker_stopped_and_started_under_a_running_stream(stream_settings, 
         broker.stop()
 
 
+@both_transports
 def test_a_transaction_the_broker_never_answers_fails_within_its_timeout(stream_settings, tmp_path):
     """kafka-python's own commit would wait forever on a paused broker; the bounded one gives up."""
     broker = KafkaBroker(tmp_path / "kafka").start()
@@ -145,6 +150,7 @@ def test_a_transaction_the_broker_never_answers_fails_within_its_timeout(stream_
         broker.stop()
 
 
+@both_transports
 def test_in_process_exactly_once_counts_and_commits_like_at_least_once(stream_settings):
     settings = stream_settings(**EXACTLY_ONCE)
     ensure_topics(settings)

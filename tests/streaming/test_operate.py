@@ -17,6 +17,7 @@ from scoring.watcher import ModelWatcher
 from streaming.consumer import score_stream
 from streaming.producer import produce
 from streaming.topics import count_messages, ensure_topics, read_topic
+from tests.conftest import both_transports
 from tests.helpers import committed_at_least, everything_committed, wait_for
 
 pytestmark = pytest.mark.integration
@@ -60,6 +61,7 @@ def versions_by_batch(messages):
     return batches
 
 
+@both_transports
 def test_promote_and_rollback_mid_stream_switch_versions_without_loss(stream_settings, bundle):
     settings = stream_settings(stream_batch_events=100)
     registry = Registry(settings.registry_dir)
@@ -129,6 +131,7 @@ def without_clock(message):
     return body
 
 
+@both_transports
 def test_shadow_scoring_leaves_the_champion_unchanged_and_mirrors_every_row(
     stream_settings, challenger_bundle, tmp_path
 ):

@@ -16,6 +16,7 @@ class Admin:
     """One ``AdminClient``; each call waits up to ``timeout`` seconds for its answer."""
 
     def __init__(self, config: dict[str, Any], timeout: float) -> None:
+        self.config = config
         self.client = AdminClient(config)
         self.timeout = timeout
 
@@ -37,17 +38,26 @@ class Admin:
                     raise
 
     @translated
-    def group_offsets(self, group: str) -> dict[TopicPartition, int]:
-        """What ``group`` committed, by partition (partitions with no commit left out)."""
-        from confluent_kafka import ConsumerGroupTopicPartitions
+    def group_offsets(self, group: str, topic: str) -> dict[TopicPartition, int]:
+        """What ``group`` committed on ``topic``, by partition (partitions with no commit left out).
 
-        futures = self.client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
-        found = futures[group].result(timeout=self.timeout)
-        return {
-            TopicPartition(tp.topic, tp.partition): int(tp.offset)
-            for tp in found.topic_partitions or ()
-            if tp.offset >= 0 and tp.error is None
-        }
+        Asked through a consumer of the group that never joins it, not ``list_consumer_group_offsets``:
+        librdkafka 2.16's admin client crashes the process (in ``rd_kafka_cgrp_op``) when that
+        answer says the coordinator is still loading, as it does right after a broker starts.
+        """
+        from confluent_kafka import Consumer as RdKafkaConsumer
+        from confluent_kafka import TopicPartition as KafkaPartition
+
+        reader = RdKafkaConsumer({**self.config, "group.id": group, "enable.auto.commit": False})
+        try:
+            metadata = reader.list_topics(topic, timeout=self.timeout).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                return {}
+            asked = [KafkaPartition(topic, p) for p in metadata.partitions]
+            found = reader.committed(asked, timeout=self.timeout)
+        finally:
+            reader.close()
+        return {TopicPartition(tp.topic, tp.partition): int(tp.offset) for tp in found if tp.offset >= 0}
 
     @translated
     def describe_group(self, group: str) -> GroupDescription:

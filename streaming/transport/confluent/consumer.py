@@ -59,6 +59,7 @@ def to_commit(offsets: Mapping[TopicPartition, int]) -> list[KafkaPartition]:
 class Consumer:
     """One librdkafka consumer; ``config`` is librdkafka's, with this adapter's callbacks added."""
 
+    @translated
     def __init__(self, config: dict[str, Any], *, reset_to_end: bool = False) -> None:
         self._commits: dict[frozenset[tuple[str, int, int]], list[CommitCallback]] = {}
         self._lock = threading.Lock()

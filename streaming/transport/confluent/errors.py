@@ -27,7 +27,20 @@ NOT_AUTHORIZED = {
 }
 FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 TIMED_OUT = {KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT, KafkaError._MSG_TIMED_OUT}
-UNREACHABLE = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
+# Retriable by Kafka's protocol, though a librdkafka error taken from an admin or commit answer may
+# not carry the flag: a coordinator or leader moving or loading, a broker away.
+RETRIABLE = {
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._RESOLVE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.NETWORK_EXCEPTION,
+    KafkaError.REBALANCE_IN_PROGRESS,
+}
 
 
 def error_of(exc: BaseException) -> KafkaError | None:
@@ -47,7 +60,7 @@ def from_error(error: KafkaError, cause: BaseException | None = None) -> Transpo
         return NotAuthorized(message, resource=NOT_AUTHORIZED[code], cause=cause)
     if code in TIMED_OUT:
         return TransportTimeout(message, cause=cause)
-    return TransportError(message, retriable=bool(error.retriable()) or code in UNREACHABLE, cause=cause)
+    return TransportError(message, retriable=bool(error.retriable()) or code in RETRIABLE, cause=cause)
 
 
 def translate(exc: BaseException) -> BaseException:

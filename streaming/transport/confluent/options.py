@@ -22,6 +22,22 @@ from streaming.errors import KafkaAccessError
 from streaming.settings import KafkaSettings
 
 log = logging.getLogger("scorepipe.kafka")
+LIBRDKAFKA_LOG = logging.getLogger("scorepipe.librdkafka")
+
+
+class WithoutConnectionChatter(logging.Filter):
+    """librdkafka logs every failed connection attempt (facility FAIL) on its own; scorepipe says it once.
+
+    A broker away is reported by the stream's poller and readiness check, a refused login or
+    certificate by the error callback (``AccessWatch``): the retries themselves are left out.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        facility = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        return facility != "FAIL"
+
+
+LIBRDKAFKA_LOG.addFilter(WithoutConnectionChatter())
 
 PREFLIGHT_S = 8.0
 TOKEN_RECHECK_S = 60.0
@@ -37,6 +53,8 @@ def connection_config(settings: KafkaSettings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "security.protocol": settings.kafka_security_protocol.lower(),
+        "logger": LIBRDKAFKA_LOG,  # through Python's logging, not straight to stderr
+        "log.connection.close": False,  # an idle connection closed by the broker is not news
     }
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
         config["ssl.endpoint.identification.algorithm"] = "https" if settings.kafka_ssl_check_hostname else "none"

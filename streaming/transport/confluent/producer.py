@@ -44,6 +44,7 @@ class AckDelivery:
         self.acks = acks
         self._pending = len(acks)
 
+    @translated
     def done(self) -> bool:
         if self._pending:
             self.producer.poll(0)
@@ -57,6 +58,7 @@ class AckDelivery:
     def failures(self) -> int:
         return sum(1 for a in self.acks if a.error is not None)
 
+    @translated
     def wait(self, timeout: float) -> None:
         """Serve callbacks until every send has its outcome or ``timeout`` seconds passed."""
         deadline = time.monotonic() + timeout
@@ -75,6 +77,7 @@ def _any(headers: list[tuple[str, bytes]] | None) -> Any:
 class Producer:
     """One librdkafka producer; ``send`` returns its ``Ack``, ``delivery`` gathers them into a batch outcome."""
 
+    @translated
     def __init__(self, config: dict[str, Any]) -> None:
         self.client = RdKafkaProducer(config)
 
@@ -115,15 +118,23 @@ class Producer:
             return set()
         return set(metadata.partitions)
 
+    @translated
     def flush(self, timeout: float | None = None) -> None:
         left = self.client.flush(-1 if timeout is None else timeout)
         if left:
             raise TransportError(f"{left} messages still unsent after {timeout} s", retriable=True)
 
     def close(self, timeout: float = 10.0) -> bool:
-        """Send what is queued within ``timeout`` seconds; what is left is purged. False if anything was."""
-        left = self.client.flush(timeout)
-        if left:
-            self.client.purge()
-            self.client.flush(0)
+        """Send what is queued within ``timeout`` seconds; what is left is purged. False if anything was.
+
+        A producer that failed for good (a fatal transaction error) raises on flush: nothing more of
+        it can be sent, and what it held is dropped with it.
+        """
+        try:
+            left = self.client.flush(timeout)
+            if left:
+                self.client.purge()
+                self.client.flush(0)
+        except KafkaException:
+            return False
         return not left

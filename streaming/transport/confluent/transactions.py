@@ -6,6 +6,12 @@ Its errors say what to do: retriable (the step may be tried again), requiring an
 that times out, or a fatal error, counts as ``TransactionStuck``/``ProducerFenced``: the stream
 replaces the producer, and registering the new one aborts what the old one left open.
 
+One bound is kept here by hand: librdkafka's ``send_offsets_to_transaction`` can wait past its
+timeout, for ever, when the group coordinator it cached went away (a broker restarted:
+librdkafka issues #5456 and #5511, open). Each step therefore runs on a thread of its own and is
+given up on after its timeout and a grace; the producer is then replaced, and the abandoned one
+is left to the thread still inside it (closing a client another thread is inside would crash).
+
 The transactional id is the group and the member's client id, as on the kafka-python transport.
 """
 
@@ -15,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -27,6 +34,7 @@ from streaming.transport.confluent.producer import Producer
 
 log = logging.getLogger("scorepipe.stream")
 REGISTRATION_MIN_S = 30.0  # the least time a transactional id is given to register
+GRACE_S = 2.0  # past a step's own timeout, how long librdkafka is given to return before it is given up on
 
 
 class Transactions:
@@ -48,13 +56,17 @@ class Transactions:
         self.open = False
         self.commits = 0
         self.aborts = 0
+        self._abandoned = False  # a step never returned: the producer is left to the thread inside it
         self.producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
+        transaction_timeout_ms = max(60_000, 2 * self.settings.stream_transaction_timeout_ms)
         producer = self._build(
             **{
                 "transactional.id": self.transactional_id,
-                "transaction.timeout.ms": max(60_000, 2 * self.settings.stream_transaction_timeout_ms),
+                "transaction.timeout.ms": transaction_timeout_ms,
+                # librdkafka refuses a message timeout longer than the transaction's
+                "delivery.timeout.ms": min(self.settings.stream_delivery_timeout_ms, transaction_timeout_ms),
             }
         )
         # Registering aborts what a previous life left open; on a busy machine or a broker that just
@@ -85,8 +97,9 @@ class Transactions:
         client = self.producer.client
         try:
             if offsets:
-                client.send_offsets_to_transaction(to_commit(offsets), consumer.group_metadata(), self.timeout_s)
-            client.commit_transaction(self.timeout_s)
+                group = consumer.group_metadata()
+                self._bounded("adding offsets", client.send_offsets_to_transaction, to_commit(offsets), group)
+            self._bounded("commit", client.commit_transaction)
         except KafkaException as exc:
             raise self._translated(exc, "commit") from exc
         self.open = False
@@ -96,15 +109,20 @@ class Transactions:
         """Abort the open transaction; after a fatal error or a stuck abort, start a new producer instead."""
         self.aborts += 1
         try:
-            self.producer.client.abort_transaction(self.timeout_s)
+            self._bounded("abort", self.producer.client.abort_transaction)
         except KafkaException as exc:
             log.warning("abort failed (%s): replacing the transactional producer", self._translated(exc, "abort"))
+            self.replace()
+        except TransactionStuck as exc:
+            log.warning("%s: replacing the transactional producer", exc)
             self.replace()
         self.open = False
 
     def replace(self) -> None:
         """A new producer with the same transactional id: registering it aborts what the old one left open."""
-        self.producer.close(timeout=0)
+        if not self._abandoned:
+            self.producer.close(timeout=0)
+        self._abandoned = False
         self.open = False
         self.producer = rebuild_until_stopped(
             self._new_producer,
@@ -122,13 +140,38 @@ class Transactions:
                 log.warning("could not abort on close (%s): the broker aborts it after its timeout", exc)
         return self.producer.close(timeout=timeout)
 
+    def _bounded(self, what: str, step: Callable[..., Any], *args: Any) -> Any:
+        """``step(*args, timeout)`` on a thread of its own; ``TransactionStuck`` if it does not return in time."""
+        finished = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["value"] = step(*args, self.timeout_s)
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller as it was raised
+                outcome["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=run, name=f"transaction-{what}", daemon=True).start()
+        if not finished.wait(self.timeout_s + GRACE_S):
+            self._abandoned = True
+            raise TransactionStuck(
+                f"transaction {what} had no outcome within {self.settings.stream_transaction_timeout_ms} ms"
+            )
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("value")
+
     def _translated(self, exc: KafkaException, what: str) -> TransportError:
         """A timed-out step is stuck and a fatal error fences the producer: both replace it; the rest abort."""
         error = error_of(exc)
         if error is None:
             return TransportError(f"transaction {what}: {exc}", cause=exc)
         if error.code() == KafkaError._TIMED_OUT:
-            return TransactionStuck(f"transaction {what} had no outcome within {self.timeout_s:g} s", cause=exc)
+            return TransactionStuck(
+                f"transaction {what} had no outcome within {self.settings.stream_transaction_timeout_ms} ms", cause=exc
+            )
         if error.fatal():
             return ProducerFenced(f"{error.name()}: {error.str()}", cause=exc)
         return from_error(error, exc)

@@ -32,10 +32,14 @@ class Admin:
                 self.client.create_topics(new)
 
     @translated
-    def group_offsets(self, group: str) -> dict[TopicPartition, int]:
-        """What ``group`` committed, by partition (partitions with no commit left out)."""
+    def group_offsets(self, group: str, topic: str) -> dict[TopicPartition, int]:
+        """What ``group`` committed on ``topic``, by partition (partitions with no commit left out)."""
         found = self.client.list_group_offsets(group)[group]
-        return {TopicPartition(tp.topic, tp.partition): o.offset for tp, o in found.items() if o.offset >= 0}
+        return {
+            TopicPartition(tp.topic, tp.partition): o.offset
+            for tp, o in found.items()
+            if o.offset >= 0 and tp.topic == topic
+        }
 
     @translated
     def describe_group(self, group: str) -> GroupDescription:
