@@ -39,6 +39,8 @@ def ensure_topics(settings: StreamSettings, *names: str) -> None:
             ", ".join(new or wanted),
             str(exc).split(":", 1)[0],
         )
+    except TransportError as exc:
+        raise SinkError(f"cannot create topics on Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
     finally:
         admin.close()
 

@@ -31,7 +31,7 @@ from streaming.errors import KafkaAccessError
 from streaming.producer import produce
 from streaming.topics import ensure_topics, read_topic
 from streaming.transport import transport_for
-from tests.conftest import topic_names
+from tests.conftest import both_transports, topic_names
 from tests.helpers import committed_total, everything_committed, scorer_for, wait_for
 
 pytestmark = pytest.mark.integration
@@ -201,8 +201,9 @@ def test_the_stream_over_mutual_tls_predicts_every_event_once(secure_broker, str
         ("TLS to a plaintext listener", "hung up on the TLS handshake"),
     ],
 )
+@both_transports
 def test_a_refused_connection_is_named_within_seconds_with_a_non_zero_exit(
-    secure_broker, names, tmp_path, case, expected
+    secure_broker, names, tmp_path, case, expected, kafka_client
 ):
     user, password = new_user(secure_broker)
     tag = uuid.uuid4().hex[:4]
@@ -228,7 +229,7 @@ def test_a_refused_connection_is_named_within_seconds_with_a_non_zero_exit(
         "TLS to a plaintext listener": {**sasl, "kafka_bootstrap_servers": secure_broker.bootstrap_servers},
     }
     started = time.monotonic()
-    result = cli(env_for(names, **variants[case]), "produce", "--count", "1")
+    result = cli(env_for(names, **variants[case], kafka_client=kafka_client), "produce", "--count", "1")
     took = time.monotonic() - started
     message = expected.format(user=user, tag=tag, sasl=secure_broker.sasl_bootstrap_servers)
     assert result.returncode == 1, result.stdout + result.stderr

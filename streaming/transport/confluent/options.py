@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from scoring.errors import SettingsError
+from streaming import refusals
 from streaming.errors import KafkaAccessError
 from streaming.settings import KafkaSettings
 
@@ -163,7 +164,7 @@ class AccessWatch:
         self.seen = threading.Event()
 
     def __call__(self, error: KafkaError) -> None:
-        if error.code() in ACCESS_ERRORS:
+        if error.code() in ACCESS_ERRORS or refused_at_tls(error):
             if self.refused is None:
                 self.refused = KafkaAccessError(explain(self.settings, error))
                 log.error("%s: %s", self.role, self.refused)
@@ -174,17 +175,33 @@ class AccessWatch:
             log.warning("%s: %s: %s", self.role, error.name(), error.str())
 
 
-def explain(settings: KafkaSettings, error: KafkaError) -> str:
-    """What a person can act on: who was refused, by which brokers, and which setting to check."""
-    brokers = settings.kafka_bootstrap_servers
-    text = error.str()
-    if error.code() == KafkaError._SSL or "certificate" in text.lower() or "SSL" in text:
-        return (
-            f"TLS with {brokers} failed: {text}. Check SCOREPIPE_KAFKA_SSL_CAFILE (the CA that signs the brokers' "
-            "certificates), the client certificate and key for mutual TLS, and SCOREPIPE_KAFKA_SSL_CHECK_HOSTNAME"
-        )
-    user = settings.kafka_sasl_username or "(no user)"
-    return (
-        f"{brokers} refused the login of {user} with SASL {settings.kafka_sasl_mechanism}: {text}. "
-        "Check SCOREPIPE_KAFKA_SASL_USERNAME / SCOREPIPE_KAFKA_SASL_PASSWORD (or the OAUTHBEARER settings)"
+def refused_at_tls(error: KafkaError) -> bool:
+    """A connection lost in the TLS handshake for a reason retrying cannot mend (librdkafka says _TRANSPORT)."""
+    lowered = error.str().lower()
+    return error.code() == KafkaError._TRANSPORT and (
+        "bad certificate" in lowered or "certificate required" in lowered or "plaintext broker listener" in lowered
     )
+
+
+def explain(settings: KafkaSettings, error: KafkaError) -> str:
+    """What librdkafka's report means for these settings, in the same words as the kafka-python transport's."""
+    text = error.str()
+    lowered = text.lower()
+    if "mechanism" in lowered and ("unsupported" in lowered or "not enabled" in lowered):
+        enabled = (
+            lowered.split("supported mechanisms: ", 1)[-1].split(")")[0] if "supported mechanisms: " in lowered else ""
+        )
+        names = [m.strip().upper() for m in enabled.split(",") if m.strip()] or None
+        return refusals.mechanism_not_enabled(settings, names)
+    if error.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED) and "sasl" in lowered:
+        return refusals.login_refused(settings, text.split("SASL authentication error: ", 1)[-1])
+    if "certificate verify failed" in lowered:
+        detail = text.split("certificate verify failed", 1)[-1].lstrip(": ").split(": ")[0]
+        if "hostname" in lowered or "mismatch" in lowered or "match" in lowered:
+            return refusals.certificate_names_other_host(settings, detail)
+        return refusals.certificate_not_trusted(settings, detail)
+    if "certificate required" in lowered or "bad certificate" in lowered or "handshake failure" in lowered:
+        return refusals.client_certificate_refused(settings)
+    if any(sign in lowered for sign in ("wrong version number", "unexpected eof", "plaintext broker listener")):
+        return refusals.tls_hung_up(settings)
+    return f"Kafka at {settings.kafka_bootstrap_servers} refused the connection: {error.name()}: {text}"

@@ -25,8 +25,8 @@ from kafka.net.compat import KafkaNetClient
 from kafka.protocol.parser import KafkaProtocol
 from kafka.protocol.sasl import SaslHandshakeRequest
 
+from streaming import refusals
 from streaming.errors import KafkaAccessError
-from streaming.refusals import principal
 from streaming.settings import KafkaSettings
 from streaming.transport.kafka_python.oauth import TokenError
 
@@ -225,52 +225,18 @@ def explain(settings: KafkaSettings, exc: BaseException) -> KafkaAccessError:
     if isinstance(exc, (SaslAuthenticationFailedError, UnsupportedSaslMechanismError)):
         enabled = enabled_mechanisms(settings)
         if enabled is not None and mechanism not in enabled:
-            return KafkaAccessError(
-                f"Kafka broker at {brokers} does not enable SASL mechanism {mechanism} "
-                f"(it enables {', '.join(enabled) or 'none'}): set kafka_sasl_mechanism to one of them"
-            )
+            return KafkaAccessError(refusals.mechanism_not_enabled(settings, enabled))
     if isinstance(exc, SaslAuthenticationFailedError):
-        reason = text.split(": ", 2)[-1]
-        hints = {
-            "OAUTHBEARER": "the broker rejected the token: check its issuer, audience, scope and the client's roles",
-            "AWS_MSK_IAM": "check its IAM policy (kafka-cluster:Connect)",
-        }
-        hint = hints.get(str(mechanism), "check kafka_sasl_username, kafka_sasl_password and kafka_sasl_mechanism")
-        return KafkaAccessError(
-            f"Kafka authentication failed for {principal(settings)} ({mechanism}) at {brokers}: {reason} ({hint})"
-        )
+        return KafkaAccessError(refusals.login_refused(settings, text.split(": ", 2)[-1]))
     if isinstance(exc, UnsupportedSaslMechanismError):
-        return KafkaAccessError(
-            f"Kafka broker at {brokers} does not enable SASL mechanism {mechanism}: "
-            "set kafka_sasl_mechanism to one its listener enables"
-        )
+        return KafkaAccessError(refusals.mechanism_not_enabled(settings, None))
     if "CERTIFICATE_VERIFY_FAILED" in text:
         detail = text.split("certificate verify failed: ", 1)[-1].split(" (_ssl")[0]
         if "mismatch" in detail or "not valid for" in detail or "match" in detail:
-            return KafkaAccessError(
-                f"the TLS certificate of the Kafka broker at {brokers} does not name that host ({detail}): "
-                "connect by a name the certificate holds (kafka_bootstrap_servers), "
-                "or turn kafka_ssl_check_hostname off"
-            )
-        trusted = settings.kafka_ssl_cafile or "the system's CA certificates"
-        return KafkaAccessError(
-            f"the TLS certificate of the Kafka broker at {brokers} is not trusted ({detail}; trusted: {trusted}): "
-            "set kafka_ssl_cafile to the CA certificate that signed it"
-        )
+            return KafkaAccessError(refusals.certificate_names_other_host(settings, detail))
+        return KafkaAccessError(refusals.certificate_not_trusted(settings, detail))
     if "BAD_CERTIFICATE" in text or "CERTIFICATE_REQUIRED" in text:
-        if settings.kafka_ssl_certfile is None:
-            return KafkaAccessError(
-                f"the Kafka broker at {brokers} requires a client certificate (mutual TLS): "
-                "set kafka_ssl_certfile and kafka_ssl_keyfile"
-            )
-        return KafkaAccessError(
-            f"the Kafka broker at {brokers} refused the client certificate {settings.kafka_ssl_certfile} "
-            "(kafka_ssl_certfile): is it signed by a CA the broker trusts, and not expired?"
-        )
+        return KafkaAccessError(refusals.client_certificate_refused(settings))
     if "WRONG_VERSION_NUMBER" in text or "UNEXPECTED_EOF" in text:
-        return KafkaAccessError(
-            f"the Kafka listener at {brokers} hung up on the TLS handshake (is it a TLS listener?): "
-            "kafka_security_protocol is "
-            f"{settings.kafka_security_protocol} (PLAINTEXT or SASL_PLAINTEXT for this listener?)"
-        )
+        return KafkaAccessError(refusals.tls_hung_up(settings))
     return KafkaAccessError(f"Kafka at {brokers} refused the connection: {type(exc).__name__}: {text}")
