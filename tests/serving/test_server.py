@@ -21,6 +21,7 @@ from scoring import Registry, Scorer, fastpath, synthetic
 from streaming.consumer import score_stream
 from streaming.producer import produce
 from streaming.topics import ensure_topics
+from tests.conftest import both_transports
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -78,6 +79,7 @@ def import_from_mlflow(server, settings, monkeypatch):
 
 
 @pytest.mark.parametrize("model", ["trained", "imported from MLflow"])
+@both_transports
 def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(
     model, stream_settings, tmp_path, monkeypatch, request
 ):

@@ -14,10 +14,12 @@ from streaming.labels import LabelSink
 from streaming.producer import produce
 from streaming.topics import ensure_topics
 from streaming.transport import transport_for
+from tests.conftest import both_transports
 
 pytestmark = pytest.mark.integration
 
 
+@both_transports
 def test_labels_from_kafka_join_the_live_window(stream_settings, tmp_path):
     settings = stream_settings()
     topic = settings.features_topic + "-labels"

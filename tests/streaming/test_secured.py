@@ -81,15 +81,16 @@ def new_user(broker: KafkaBroker, *grants: tuple[str, str, str]) -> tuple[str, s
     return name, password
 
 
+@both_transports
 def test_the_stream_end_to_end_over_sasl_ssl_with_the_brokers_properties_file_and_no_secret_anywhere(
-    secure_broker, names, registry_env, tmp_path
+    secure_broker, names, registry_env, tmp_path, kafka_client
 ):
     """produce, stream (with /readyz, /metrics), status, labels via --kafka-config; then search for the password."""
     config = str(secure_broker.client_properties)
     password = secure_broker.password("scorepipe")
     assert password in secure_broker.client_properties.read_text()
     assert oct(secure_broker.client_properties.stat().st_mode & 0o777) == "0o600"
-    env = {**registry_env, **env_for(names)}
+    env = {**registry_env, **env_for(names, kafka_client=kafka_client)}
     outputs: list[str] = []
 
     produced = cli(env, "produce", "--kafka-config", config, "--count", "800", "--malformed", "0.05", "--seed", "3")
@@ -177,10 +178,12 @@ def test_the_stream_end_to_end_over_sasl_ssl_with_the_brokers_properties_file_an
     assert sum(len(o) for o in outputs) > 2000  # the search did look at real output
 
 
-def test_the_stream_over_mutual_tls_predicts_every_event_once(secure_broker, stream_settings):
+@both_transports
+def test_the_stream_over_mutual_tls_predicts_every_event_once(secure_broker, stream_settings, kafka_client):
     settings = secure_broker.mtls_settings(
         **{k: getattr(stream_settings(), k) for k in (*topic_names("x"), "home", "registry")},
         stream_batch_events=200,
+        kafka_client=kafka_client,
     )
     ensure_topics(settings)
     sent = produce(settings, count=600, seed=8, malformed_share=0.05)
@@ -255,8 +258,9 @@ def test_a_certificate_that_does_not_name_the_host_is_named(tmp_path_factory):
         broker.stop()
 
 
+@both_transports
 def test_a_consumer_not_allowed_to_write_predictions_commits_nothing_is_not_ready_and_recovers_when_granted(
-    secure_broker, names, make_registry, tmp_path
+    secure_broker, names, make_registry, tmp_path, kafka_client
 ):
     registry: Registry = make_registry()
     user, password = new_user(
@@ -266,7 +270,13 @@ def test_a_consumer_not_allowed_to_write_predictions_commits_nothing_is_not_read
     ensure_topics(owner)
     produce(owner, count=500, seed=4)
     settings = secure_broker.sasl_settings(
-        user, password, **names, home=tmp_path / "home", registry=str(registry.root), stream_retry_max_seconds=1.0
+        user,
+        password,
+        **names,
+        home=tmp_path / "home",
+        registry=str(registry.root),
+        stream_retry_max_seconds=1.0,
+        kafka_client=kafka_client,
     )
     health = Health()
     consumer = score_stream(settings, scorer_for(settings), health=health)

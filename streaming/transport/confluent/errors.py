@@ -58,6 +58,12 @@ def from_error(error: KafkaError, cause: BaseException | None = None) -> Transpo
         return ProducerFenced(message, cause=cause)
     if code in NOT_AUTHORIZED:
         return NotAuthorized(message, resource=NOT_AUTHORIZED[code], cause=cause)
+    if code == KafkaError._FATAL and "authorization failed" in message.lower():
+        # An idempotent producer refused its producer id (no WRITE anywhere yet) stops for good in
+        # librdkafka: refused as an ACL refusal, so the stream replaces it and tries again.
+        return NotAuthorized(message, resource="cluster", cause=cause)
+    if code == KafkaError._FATAL:
+        return TransportError(message, retriable=False, cause=cause)
     if code in TIMED_OUT:
         return TransportTimeout(message, cause=cause)
     return TransportError(message, retriable=bool(error.retriable()) or code in RETRIABLE, cause=cause)

@@ -40,6 +40,22 @@ class WithoutConnectionChatter(logging.Filter):
 
 LIBRDKAFKA_LOG.addFilter(WithoutConnectionChatter())
 
+
+class ClientLog:
+    """One client's librdkafka log, handed on to Python's logging; it keeps the reason of a fatal error.
+
+    librdkafka raises a fatal error as ``_FATAL: Local: Fatal error`` and says why only in its log
+    (facility FATAL); the producer names the reason from here.
+    """
+
+    def __init__(self) -> None:
+        self.fatal: str | None = None
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        if args and args[0] == "FATAL":
+            self.fatal = str(args[-1])
+        LIBRDKAFKA_LOG.log(level, message, *args)
+
 PREFLIGHT_S = 8.0
 TOKEN_RECHECK_S = 60.0
 _VERIFIED: set[tuple[Any, ...]] = set()
@@ -54,7 +70,7 @@ def connection_config(settings: KafkaSettings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "security.protocol": settings.kafka_security_protocol.lower(),
-        "logger": LIBRDKAFKA_LOG,  # through Python's logging, not straight to stderr
+        "logger": ClientLog(),  # through Python's logging, not straight to stderr
         "log.connection.close": False,  # an idle connection closed by the broker is not news
     }
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):

@@ -8,6 +8,7 @@ own for them.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as RdKafkaProducer
 
 from streaming.transport.base import TransportError, TransportTimeout
-from streaming.transport.confluent.errors import from_error, translate, translated
+from streaming.transport.confluent.errors import error_of, from_error, translate, translated
 
 METADATA_TIMEOUT_S = 10.0
 FULL_QUEUE_WAIT_S = 0.05  # a full local queue: serve deliveries this long, then send again
@@ -80,6 +81,7 @@ class Producer:
     @translated
     def __init__(self, config: dict[str, Any]) -> None:
         self.client = RdKafkaProducer(config)
+        self.log = config.get("logger")  # a ClientLog: why a fatal error happened
 
     def send(
         self,
@@ -106,7 +108,18 @@ class Producer:
                     ) from exc
                 self.client.poll(FULL_QUEUE_WAIT_S)
             except KafkaException as exc:  # refused before it left: an ACL already known, an unknown topic
-                raise translate(exc) from exc
+                raise self._explained(exc) from exc
+
+    def _explained(self, exc: KafkaException) -> BaseException:
+        """The error, with a fatal one's reason (which librdkafka gives only in its log)."""
+        error = error_of(exc)
+        if error is not None and error.code() == KafkaError._FATAL:
+            with contextlib.suppress(KafkaException):
+                self.client.poll(0)  # serves the log, where librdkafka says why
+        reason = getattr(self.log, "fatal", None)
+        if error is not None and error.code() == KafkaError._FATAL and reason:
+            return from_error(KafkaError(KafkaError._FATAL, f"{error.str()}: {reason}"), exc)
+        return translate(exc)
 
     def delivery(self, sent: list[Any]) -> AckDelivery:
         return AckDelivery(self.client, sent)
