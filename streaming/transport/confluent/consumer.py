@@ -116,8 +116,18 @@ class Consumer:
     # -- reading ---------------------------------------------------------------------------
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
+        """What is buffered, as soon as anything is (up to ``max_records``), waiting up to ``timeout_ms`` for it.
+
+        librdkafka's ``consume(n, timeout)`` waits for ``n`` messages or its timeout (in 200 ms
+        slices): a quiet stream's event would wait out the slice. The first message is waited for
+        alone (``poll``), then what is already buffered is taken without waiting, as kafka-python's
+        ``poll`` does.
+        """
         try:
-            messages = self.client.consume(max_records or 500, timeout_ms / 1000)
+            first = self.client.poll(timeout_ms / 1000)
+            if first is None:
+                return []
+            messages = [first, *self.client.consume((max_records or 500) - 1, 0)] if max_records != 1 else [first]
         except KafkaException as exc:
             raise translate(exc) from exc
         records: list[Record] = []
