@@ -56,6 +56,7 @@ class ClientLog:
             self.fatal = str(args[-1])
         LIBRDKAFKA_LOG.log(level, message, *args)
 
+
 PREFLIGHT_S = 8.0
 TOKEN_RECHECK_S = 60.0
 _VERIFIED: set[tuple[Any, ...]] = set()
