@@ -140,7 +140,7 @@ def test_status_shows_aliases_and_the_groups_lag(stream_settings, monkeypatch, c
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     ensure_topics(settings)
     produce(settings, count=300, seed=5)
-    score_stream(settings, Scorer.from_registry(Registry(settings.registry_dir))).run(idle_exit_seconds=2)
+    score_stream(settings, Scorer.from_registry(Registry(settings.registry_dir))).run(idle_exit_seconds=1)
     produce(settings, count=40, seed=6)  # not consumed: the lag
     assert main(["status"]) == 0
     out = capsys.readouterr().out

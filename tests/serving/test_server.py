@@ -21,7 +21,6 @@ from scoring import Registry, Scorer, fastpath, synthetic
 from streaming.consumer import score_stream
 from streaming.producer import produce
 from streaming.topics import ensure_topics
-from tests.conftest import both_transports
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -78,8 +77,10 @@ def import_from_mlflow(server, settings, monkeypatch):
     return mlflow.sklearn.load_model(f"models:/{name}/1")
 
 
-@pytest.mark.parametrize("model", ["trained", "imported from MLflow"])
-@both_transports
+@pytest.mark.parametrize(
+    ("model", "kafka_client"),
+    [("trained", "kafka-python"), ("imported from MLflow", "kafka-python"), ("trained", "confluent")],
+)
 def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(
     model, stream_settings, tmp_path, monkeypatch, request
 ):
@@ -106,7 +107,7 @@ def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(
 
     ensure_topics(settings)
     produce(settings, count=700, seed=91)
-    score_stream(settings, scorer).run(idle_exit_seconds=3)
+    score_stream(settings, scorer).run(idle_exit_seconds=1)
     from streaming.topics import read_topic
 
     stream = {m.key.decode(): json.loads(m.value) for m in read_topic(settings, settings.predictions_topic)}
@@ -120,7 +121,7 @@ def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(
         }
     )
     ensure_topics(once)
-    score_stream(once, scorer).run(idle_exit_seconds=3)
+    score_stream(once, scorer).run(idle_exit_seconds=1)
     exactly_once = {m.key.decode(): json.loads(m.value) for m in read_topic(once, once.predictions_topic)}
 
     server, url = serve(settings, tmp_path)

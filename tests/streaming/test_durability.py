@@ -92,7 +92,6 @@ def test_sends_failing_mid_stream_are_never_committed_past_and_are_retried(strea
         broker.stop()
 
 
-@both_transports
 def test_the_broker_keeps_its_data_and_a_running_stream_rides_through_its_restart(stream_settings, tmp_path):
     home = tmp_path / "kafka"
     broker = KafkaBroker(home).start()

@@ -63,7 +63,7 @@ def test_sigkill_mid_stream_then_restart_gives_every_event_exactly_one_result(st
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
     assert first.returncode == -signal.SIGKILL
-    second = stream_process(settings, "--client-id", "member", "--exit-when-idle", "3")
+    second = stream_process(settings, "--client-id", "member", "--exit-when-idle", "1")
     output, _ = second.communicate(timeout=180)
     assert second.returncode == 0, output
     assert "exactly-once" in output
@@ -156,7 +156,7 @@ def test_in_process_exactly_once_counts_and_commits_like_at_least_once(stream_se
     ensure_topics(settings)
     sent = produce(settings, count=1500, seed=45, malformed_share=0.05)
     consumer = score_stream(settings, scorer_for(settings))
-    stats = consumer.run(idle_exit_seconds=3)
+    stats = consumer.run(idle_exit_seconds=1)
     assert (stats.events, stats.dead_letters) == (1500, sent.malformed)
     assert stats.predictions == 1500 - sent.malformed
     assert consumer.delivery.transactions.commits == stats.commits > 0

@@ -26,7 +26,7 @@ def test_labels_from_kafka_join_the_live_window(stream_settings, tmp_path):
     ensure_topics(settings)
     ensure_topics(settings, topic)
     produce(settings, count=2000, seed=61)
-    score_stream(settings, Scorer.from_registry(Registry(settings.registry_dir))).run(idle_exit_seconds=3)
+    score_stream(settings, Scorer.from_registry(Registry(settings.registry_dir))).run(idle_exit_seconds=1)
 
     truth = synthetic.generate(2000, seed=61)
     producer = transport_for(settings).producer(settings)
@@ -39,11 +39,11 @@ def test_labels_from_kafka_join_the_live_window(stream_settings, tmp_path):
     producer.close()
 
     out = tmp_path / "labels"
-    stats = LabelSink(settings, out, topic=topic, flush_rows=600).run(idle_exit_seconds=3)
+    stats = LabelSink(settings, out, topic=topic, flush_rows=600).run(idle_exit_seconds=1)
     assert (stats.messages, stats.labels, stats.rejected) == (1503, 1501, 2)
     rejected = pd.concat(pd.read_parquet(p) for p in (out / "_rejected").rglob("*.parquet"))
     assert sorted(rejected["reason"].str.split(":").str[0]) == ["event_id", "invalid JSON"]
-    again = LabelSink(settings, out, topic=topic).run(idle_exit_seconds=2)  # offsets were committed
+    again = LabelSink(settings, out, topic=topic).run(idle_exit_seconds=1)  # offsets were committed
     assert again.messages == 0
 
     summary = build_performance_report(settings.live_dir, out, tmp_path / "reports", settings)

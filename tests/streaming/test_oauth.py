@@ -28,6 +28,7 @@ from streaming.transport import transport_for
 from streaming.transport.kafka_python import oauth
 from streaming.transport.kafka_python.oauth import ClientCredentialsTokenProvider, TokenError, named_provider
 from streaming.transport.kafka_python.options import connection_options
+from tests.conftest import both_transports
 from tests.helpers import wait_for
 
 CLIENT_ID, CLIENT_SECRET = "scorer", "s3cr3t-" + uuid.uuid4().hex[:8]
@@ -145,7 +146,8 @@ def test_a_provider_of_your_own_by_module_and_attribute():
 
 
 @pytest.mark.integration
-def test_the_stream_clients_log_in_with_oidc_tokens_on_the_broker(secure_broker, endpoint):
+@both_transports
+def test_the_stream_clients_log_in_with_oidc_tokens_on_the_broker(secure_broker, endpoint, kafka_client):
     oauth._PROVIDERS.clear()
     topic = f"oauth-{uuid.uuid4().hex[:8]}"
     secure_broker.allow(CLIENT_ID, ("TOPIC", topic, "ALL"))
@@ -158,6 +160,7 @@ def test_the_stream_clients_log_in_with_oidc_tokens_on_the_broker(secure_broker,
         kafka_sasl_oauth_client_secret=CLIENT_SECRET,
         kafka_ssl_cafile=secure_broker.ca_file,
         features_topic=topic,
+        kafka_client=kafka_client,
     )
     ensure_topics(settings, topic)
     produce(settings, count=50, seed=2)

@@ -149,9 +149,9 @@ def test_shadow_scoring_leaves_the_champion_unchanged_and_mirrors_every_row(
     ensure_topics(plain)
     ensure_topics(shadowed, shadowed.predictions_topic, shadowed.shadow_topic)
     produce(plain, count=1500, seed=73, malformed_share=0.05)
-    consumer_with(plain)[0].run(idle_exit_seconds=3)
+    consumer_with(plain)[0].run(idle_exit_seconds=1)
     consumer, metrics = consumer_with(shadowed, shadow="challenger")
-    stats = consumer.run(idle_exit_seconds=3)
+    stats = consumer.run(idle_exit_seconds=1)
 
     alone = {m.key: without_clock(m) for m in read_topic(plain, plain.predictions_topic)}
     beside = read_topic(shadowed, shadowed.predictions_topic)
@@ -187,7 +187,7 @@ def test_a_challenger_that_raises_never_disturbs_the_champion(stream_settings, c
         raise RuntimeError("challenger exploded")
 
     consumer.shadow.current()._predict_proba = broken  # the model call, on every path (sklearn or the shortcut)
-    stats = consumer.run(idle_exit_seconds=3)
+    stats = consumer.run(idle_exit_seconds=1)
     assert (stats.predictions, stats.dead_letters) == (800, 0)
     assert len({m.key for m in read_topic(settings, settings.predictions_topic)}) == 800
     assert metrics.snapshot()["scorepipe_shadow_errors_total{stage=score}"] >= 8

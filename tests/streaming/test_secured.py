@@ -187,7 +187,7 @@ def test_the_stream_over_mutual_tls_predicts_every_event_once(secure_broker, str
     )
     ensure_topics(settings)
     sent = produce(settings, count=600, seed=8, malformed_share=0.05)
-    stats = score_stream(settings, scorer_for(settings)).run(idle_exit_seconds=3)
+    stats = score_stream(settings, scorer_for(settings)).run(idle_exit_seconds=1)
     assert stats.events == 600 and stats.dead_letters == sent.malformed
     assert len(read_topic(settings, settings.predictions_topic)) == 600 - sent.malformed
     assert everything_committed(settings)()
@@ -306,7 +306,8 @@ def test_a_consumer_not_allowed_to_write_predictions_commits_nothing_is_not_read
 
 
 @pytest.mark.parametrize("missing", ["input topic", "consumer group"])
-def test_a_consumer_not_allowed_to_read_says_so_and_exits(secure_broker, names, registry_env, missing):
+@both_transports
+def test_a_consumer_not_allowed_to_read_says_so_and_exits(secure_broker, names, registry_env, missing, kafka_client):
     grants = [("TOPIC", names["predictions_topic"], "WRITE"), ("TOPIC", names["dlq_topic"], "WRITE")]
     grants.append(
         ("GROUP", names["consumer_group"], "READ")
@@ -326,6 +327,7 @@ def test_a_consumer_not_allowed_to_read_says_so_and_exits(secure_broker, names, 
             kafka_sasl_username=user,
             kafka_sasl_password=password,
             kafka_ssl_cafile=secure_broker.ca_file,
+            kafka_client=kafka_client,
         ),
     }
     result = cli(env, "stream", "--exit-when-idle", "60", timeout=90)

@@ -38,7 +38,7 @@ def test_every_event_gets_one_prediction_equal_to_the_batch_score(stream_setting
     settings = stream_settings()
     ensure_topics(settings)
     produce(settings, count=1000, seed=21)
-    stats = score_stream(settings, scorer_for(settings)).run(idle_exit_seconds=3)
+    stats = score_stream(settings, scorer_for(settings)).run(idle_exit_seconds=1)
     assert (stats.events, stats.predictions, stats.dead_letters) == (1000, 1000, 0)
 
     messages = read_topic(settings, settings.predictions_topic)
@@ -86,7 +86,7 @@ def test_malformed_events_go_to_the_dead_letter_topic_unchanged_with_reasons(str
     settings = stream_settings()
     ensure_topics(settings)
     sent = produce(settings, count=600, seed=5, malformed_share=0.1)
-    stats = score_stream(settings, scorer_for(settings)).run(idle_exit_seconds=3)
+    stats = score_stream(settings, scorer_for(settings)).run(idle_exit_seconds=1)
     assert sent.malformed > 30
     assert (stats.dead_letters, stats.predictions) == (sent.malformed, 600 - sent.malformed)
 
@@ -127,7 +127,7 @@ def test_kill_9_then_restart_loses_nothing_and_duplicates_only_what_was_in_fligh
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
     assert first.returncode == -signal.SIGKILL
-    second = stream_process(settings, "--exit-when-idle", "3")
+    second = stream_process(settings, "--exit-when-idle", "1")
     output, _ = second.communicate(timeout=180)
     assert second.returncode == 0, output
 

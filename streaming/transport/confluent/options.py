@@ -134,6 +134,8 @@ def ensure_access(settings: KafkaSettings) -> None:
     """
     if settings.kafka_security_protocol == "PLAINTEXT":
         return
+    if settings.kafka_security_protocol.startswith("SASL_") and settings.kafka_sasl_mechanism == "OAUTHBEARER":
+        _check_token(settings)  # librdkafka would wait 10 s for a token before saying anything
     key = _identity(settings)
     with _LOCK:
         if key in _VERIFIED:
@@ -155,6 +157,16 @@ def ensure_access(settings: KafkaSettings) -> None:
         with _LOCK:
             _VERIFIED.add(key)
         return
+
+
+def _check_token(settings: KafkaSettings) -> None:
+    """The OAUTHBEARER provider gives a token (cached for every client), or its refusal is named now."""
+    from streaming.transport.kafka_python.oauth import TokenError, token_provider
+
+    try:
+        token_provider(settings).token()
+    except TokenError as exc:
+        raise KafkaAccessError(f"{exc} (check kafka_sasl_oauth_client_id and kafka_sasl_oauth_client_secret)") from None
 
 
 def _identity(settings: KafkaSettings) -> tuple[Any, ...]:
