@@ -22,6 +22,9 @@ from streaming.transport.confluent.producer import Producer
 from streaming.transport.confluent.transactions import Transactions
 
 __all__ = ["ConfluentTransport"]
+# A key goes to the partition the Java client and kafka-python would choose (librdkafka's own
+# default, consistent_random, hashes keys differently): one key, one partition, whichever client wrote it.
+PARTITIONER = "murmur2_random"
 
 
 class ConfluentTransport:
@@ -51,7 +54,9 @@ class ConfluentTransport:
 
     def producer(self, settings: KafkaSettings, *, linger_ms: int = 10) -> Producer:
         """A producer of events (the demo's, the benchmarks'), acknowledged by all replicas."""
-        return Producer(client_config(settings, "producer", {"linger.ms": linger_ms, "acks": "all"}))
+        return Producer(
+            client_config(settings, "producer", {"linger.ms": linger_ms, "acks": "all", "partitioner": PARTITIONER})
+        )
 
     def stream_consumer(self, settings: StreamSettings, client_id: str) -> Consumer:
         """The stream's group member: manual commits, cooperative-sticky hand-over, the settings' session timeout."""
@@ -108,6 +113,7 @@ class ConfluentTransport:
                 {
                     "client.id": f"{client_id}-producer",
                     "acks": "all",
+                    "partitioner": PARTITIONER,
                     "enable.idempotence": True,
                     "linger.ms": 2,
                     "batch.size": 1_000_000,
