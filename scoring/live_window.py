@@ -64,8 +64,10 @@ class LiveWindow:
         for name in names:
             self._columns.setdefault(name, []).append(self._plain(name, columns[name]))
         self._rows += rows
-        if self._rows >= self.roll_rows or time.monotonic() - self._opened >= self.roll_seconds:
+        if self._rows >= self.roll_rows:
             self.roll()
+        else:
+            self.roll_if_due()
 
     def roll(self) -> Path | None:
         """Hand what is buffered to the writer as one file; return its path (None if nothing was buffered)."""

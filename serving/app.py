@@ -386,6 +386,7 @@ class GuardAndMeasure:
                 asked.extend(message.get("body", b""))
             return message
 
+        reached_app = False
         if self.key is not None and scope["path"] not in OPEN_PATHS and not _authorised(Request(scope), self.key):
             denied = JSONResponse(
                 {"error": "missing or wrong API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"},
@@ -405,26 +406,27 @@ class GuardAndMeasure:
             await limited(scope, receive, watched)
         else:
             await self.app(scope, heard if logging_payload else receive, watched)
-            endpoint = getattr(scope.get("route"), "path", "unmatched")
-            if logging_payload and logged_endpoint(endpoint):
-                assert self.payload_log is not None
-                self.payload_log.offer(
-                    Exchange(
-                        request_id=uuid.uuid4().hex,
-                        time=datetime.fromtimestamp(time.time() - (time.perf_counter() - started), UTC).isoformat(),
-                        method=scope["method"],
-                        path=scope["path"],
-                        status=int(seen["status"]),
-                        model_version=str(seen["version"]),
-                        arm=str(seen["arm"]),
-                        seconds=time.perf_counter() - started,
-                        request=bytes(asked),
-                        response=bytes(answered),
-                    )
-                )
+            reached_app = True  # a request refused before the app (key, rate) is never logged
         endpoint = getattr(scope.get("route"), "path", "unmatched")
+        seconds = time.perf_counter() - started
         self.metrics.http_requests.labels(endpoint, str(seen["status"]), seen["version"]).inc()
-        self.metrics.http_duration.labels(endpoint).observe(time.perf_counter() - started)
+        self.metrics.http_duration.labels(endpoint).observe(seconds)
+        if reached_app and logging_payload and logged_endpoint(endpoint):
+            assert self.payload_log is not None
+            self.payload_log.offer(
+                Exchange(
+                    request_id=uuid.uuid4().hex,
+                    time=datetime.fromtimestamp(time.time() - seconds, UTC).isoformat(),
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=int(seen["status"]),
+                    model_version=str(seen["version"]),
+                    arm=str(seen["arm"]),
+                    seconds=seconds,
+                    request=bytes(asked),
+                    response=bytes(answered),
+                )
+            )
 
     async def _over_limit(self, scope: MutableMapping[str, Any]) -> Refusal | None:
         """Whether this request is over its caller's limit: the API key it proved (else its address)."""

@@ -82,7 +82,7 @@ def committed_offsets(
                 time.sleep(0.2)
     finally:
         admin.close()
-    return {tp.partition: offset for tp, offset in offsets.items() if tp.topic == topic}
+    return {tp.partition: offset for tp, offset in offsets.items()}
 
 
 def assigned_partitions(settings: StreamSettings, group: str | None = None, *, member: str | None = None) -> set[int]:

@@ -25,20 +25,20 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from streaming.reconnect import rebuild_until_stopped
 from streaming.settings import StreamSettings
 from streaming.transport.base import Consumer, ProducerFenced, TopicPartition, TransactionStuck, TransportError
 from streaming.transport.confluent.consumer import to_commit
 from streaming.transport.confluent.errors import error_of, from_error
 from streaming.transport.confluent.producer import Producer
+from streaming.transport.transactional import TransactionalProducer
 
 log = logging.getLogger("scorepipe.stream")
 REGISTRATION_MIN_S = 30.0  # the least time a transactional id is given to register
 GRACE_S = 2.0  # past a step's own timeout, how long librdkafka is given to return before it is given up on
 
 
-class Transactions:
-    """One open transaction at a time on one transactional producer, replaced after a fatal error."""
+class Transactions(TransactionalProducer[Producer]):
+    """librdkafka's transactional producer, each step bounded on a thread of its own."""
 
     def __init__(
         self,
@@ -47,17 +47,9 @@ class Transactions:
         stopping: threading.Event | None,
         new_producer: Callable[..., Producer],
     ) -> None:
-        self.settings = settings
-        self._stopping = stopping or threading.Event()
-        self._build = new_producer
-        self.client_id = client_id
-        self.transactional_id = f"{settings.consumer_group}.{client_id}"
         self.timeout_s = settings.stream_transaction_timeout_ms / 1000
-        self.open = False
-        self.commits = 0
-        self.aborts = 0
         self._abandoned = False  # a step never returned: the producer is left to the thread inside it
-        self.producer = self._new_producer()
+        super().__init__(settings, client_id, stopping, new_producer)
 
     def _new_producer(self) -> Producer:
         transaction_timeout_ms = max(60_000, 2 * self.settings.stream_transaction_timeout_ms)
@@ -118,27 +110,11 @@ class Transactions:
             self.replace()
         self.open = False
 
-    def replace(self) -> None:
-        """A new producer with the same transactional id: registering it aborts what the old one left open."""
+    def _retire(self) -> None:
+        """Closed at once, unless a step never returned: that producer is left to the thread inside it."""
         if not self._abandoned:
-            self.producer.close(timeout=0)
+            super()._retire()
         self._abandoned = False
-        self.open = False
-        self.producer = rebuild_until_stopped(
-            self._new_producer,
-            stopping=self._stopping,
-            max_delay=self.settings.stream_retry_max_seconds,
-            what=f"register transactional id {self.transactional_id}",
-        )
-
-    def close(self, timeout: float) -> bool:
-        """Abort what is open (its offsets are not committed: it is read again) and close the producer."""
-        if self.open:
-            try:
-                self.abort()
-            except TransportError as exc:
-                log.warning("could not abort on close (%s): the broker aborts it after its timeout", exc)
-        return self.producer.close(timeout=timeout)
 
     def _bounded(self, what: str, step: Callable[..., Any], *args: Any) -> Any:
         """``step(*args, timeout)`` on a thread of its own; ``TransactionStuck`` if it does not return in time."""

@@ -23,20 +23,20 @@ from typing import Any
 
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from streaming.reconnect import rebuild_until_stopped
 from streaming.settings import StreamSettings
 from streaming.transport.base import Consumer, TopicPartition, TransactionStuck, TransportError
 from streaming.transport.kafka_python.consumer import to_commit
 from streaming.transport.kafka_python.errors import translate
 from streaming.transport.kafka_python.producer import Producer
+from streaming.transport.transactional import TransactionalProducer
 
 log = logging.getLogger("scorepipe.stream")
 TRANSACTION_RETRY_BACKOFF_MS = 10
 REGISTRATION_MIN_S = 30.0  # the least time a transactional id is given to register
 
 
-class Transactions:
-    """One open transaction at a time on one transactional producer, replaced after a fatal error."""
+class Transactions(TransactionalProducer[Producer]):
+    """kafka-python's transactional producer, each step bounded through its transaction manager."""
 
     def __init__(
         self,
@@ -45,16 +45,8 @@ class Transactions:
         stopping: threading.Event | None,
         new_producer: Callable[..., Producer],
     ) -> None:
-        self.settings = settings
-        self._stopping = stopping or threading.Event()
-        self._build = new_producer
-        self.client_id = client_id
-        self.transactional_id = f"{settings.consumer_group}.{client_id}"
         self.timeout_ms = settings.stream_transaction_timeout_ms
-        self.open = False
-        self.commits = 0
-        self.aborts = 0
-        self.producer = self._new_producer()
+        super().__init__(settings, client_id, stopping, new_producer)
 
     def _new_producer(self) -> Producer:
         producer = self._build(
@@ -112,30 +104,6 @@ class Transactions:
             log.warning("abort failed (%s): replacing the transactional producer", exc)
             self.replace()
         self.open = False
-
-    def replace(self) -> None:
-        """A new producer with the same transactional id: registering it aborts what the old one left open.
-
-        While no broker answers, registering is retried with back-off (a stream outlives an outage);
-        only a stop ends the retries, with the error.
-        """
-        self.producer.close(timeout=0)
-        self.open = False
-        self.producer = rebuild_until_stopped(
-            self._new_producer,
-            stopping=self._stopping,
-            max_delay=self.settings.stream_retry_max_seconds,
-            what=f"register transactional id {self.transactional_id}",
-        )
-
-    def close(self, timeout: float) -> bool:
-        """Abort what is open (its offsets are not committed: it is read again) and close the producer."""
-        if self.open:
-            try:
-                self.abort()
-            except TransportError as exc:
-                log.warning("could not abort on close (%s): the broker aborts it after its timeout", exc)
-        return self.producer.close(timeout=timeout)
 
     def _wait(self, start: Callable[[], Any], what: str) -> None:
         try:
