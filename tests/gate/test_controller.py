@@ -43,6 +43,15 @@ def make_settings(tmp_path, registry, metrics_url, **overrides):
     return Settings(**{**values, **overrides})
 
 
+MODELS_NOT_COMPARED = {"canary_min_agreement": 0, "canary_max_probability_shift": 1, "canary_max_estimated_auc_drop": 1}
+"""Thresholds no pair of models fails: the checks of agreement and estimated performance step aside."""
+
+
+def last_check(registry, name: str) -> dict:
+    """The named check of the registry's last canary decision."""
+    return next(c for c in registry.canary_log()[-1]["checks"] if c["name"] == name)
+
+
 def traffic(metrics, plan, *, events=1000, canary_failed=0.0, parts=50, champion_seconds=0.003, canary_seconds=0.003):
     """One interval of the scorers' counters: events by arm at the plan's weight, some failed; parts timed by arm."""
     canary = int(events * plan.weight / 100)
@@ -136,9 +145,7 @@ def test_a_canary_that_dead_letters_is_rolled_back_at_the_failure_limit(
             tmp_path,
             registry,
             url,
-            canary_min_agreement=0,
-            canary_max_probability_shift=1,
-            canary_max_estimated_auc_drop=1,
+            **MODELS_NOT_COMPARED,
         ),
         holder="a",
     )
@@ -148,7 +155,7 @@ def test_a_canary_that_dead_letters_is_rolled_back_at_the_failure_limit(
     rolled = judge_once(controller, metrics, registry, canary_failed=0.3)
     assert (rolled.state, rolled.weight, rolled.failures) == ("aborted", 0.0, 2)
     assert registry.resolve("champion") == 1 and "error_ratio failed" in rolled.reason
-    error = next(c for c in registry.canary_log()[-1]["checks"] if c["name"] == "error_ratio")
+    error = last_check(registry, "error_ratio")
     assert error["verdict"] == "fail" and error["figure"] > settings.canary_max_error_ratio_increase
 
 
@@ -157,14 +164,12 @@ def test_a_canary_slower_at_p95_is_held_then_rolled_back(tmp_path, make_registry
     registry = make_registry(1)
     registry.register(challenger_bundle, note="canary")
     registry.start_canary("v2", weight=20, steps=(20, 100), interval_seconds=1, failure_limit=2)
-    settings = make_settings(
-        tmp_path, registry, url, canary_min_agreement=0, canary_max_probability_shift=1, canary_max_estimated_auc_drop=1
-    )
+    settings = make_settings(tmp_path, registry, url, **MODELS_NOT_COMPARED)
     controller = CanaryController(settings, holder="a")
     live_window(settings, registry, registry.canary(), labels=False)
     held = judge_once(controller, metrics, registry, champion_seconds=0.004, canary_seconds=0.040)
     assert (held.state, held.failures) == ("running", 1)
-    latency = next(c for c in registry.canary_log()[-1]["checks"] if c["name"] == "latency_p95")
+    latency = last_check(registry, "latency_p95")
     assert latency["verdict"] == "fail" and 5 < latency["figure"] < 20, latency
     rolled = judge_once(controller, metrics, registry, champion_seconds=0.004, canary_seconds=0.040)
     assert rolled.state == "aborted" and "latency_p95 failed" in rolled.reason
@@ -180,15 +185,13 @@ def test_a_canary_significantly_worse_on_labels_is_rolled_back(tmp_path, make_re
         registry,
         url,
         canary_labels=str(tmp_path / "home" / "labels"),
-        canary_min_agreement=0,
-        canary_max_probability_shift=1,
-        canary_max_estimated_auc_drop=1,
+        **MODELS_NOT_COMPARED,
     )
     controller = CanaryController(settings, holder="a")
     live_window(settings, registry, registry.canary(), rows=4000)
     rolled = judge_once(controller, metrics, registry)
     assert rolled.state == "aborted" and registry.resolve("champion") == 1
-    labels = next(c for c in registry.canary_log()[-1]["checks"] if c["name"] == "labels")
+    labels = last_check(registry, "labels")
     assert labels["verdict"] == "fail" and "significantly worse" in labels["detail"]
 
 
@@ -203,9 +206,7 @@ def test_too_few_labels_hold_the_step_and_say_so(tmp_path, make_registry, challe
         url,
         canary_labels=str(tmp_path / "home" / "labels"),
         canary_min_labels=5000,
-        canary_min_agreement=0,
-        canary_max_probability_shift=1,
-        canary_max_estimated_auc_drop=1,
+        **MODELS_NOT_COMPARED,
     )
     controller = CanaryController(settings, holder="a")
     live_window(settings, registry, registry.canary(), rows=2000)

@@ -14,7 +14,7 @@ from devservers.prometheus import PrometheusServer
 from gate.controller import CanaryController
 from gate.traffic import arm_buckets, parse_reading, quantile
 from scoring.canary import CANARY, CHAMPION
-from tests.gate.test_controller import make_settings, traffic
+from tests.gate.test_controller import MODELS_NOT_COMPARED, last_check, make_settings, traffic
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -64,16 +64,15 @@ def test_a_slow_canary_is_judged_from_prometheus_and_its_p95_matches_prometheus_
             registry,
             None,
             canary_prometheus_url=prometheus.url,
-            canary_min_agreement=0,
-            canary_max_probability_shift=1,
-            canary_max_estimated_auc_drop=1,
+            **MODELS_NOT_COMPARED,
         )
         controller = CanaryController(settings, holder="a")
         assert registry.take_canary_lease("a", 30)
         rolled = controller.judge(registry.canary())
-        by_name = {c["name"]: c for c in registry.canary_log()[-1]["checks"]}
-        assert by_name["error_ratio"]["verdict"] == "pass", by_name["error_ratio"]
-        assert by_name["latency_p95"]["verdict"] == "fail" and 5 < by_name["latency_p95"]["figure"] < 20
+        errors = last_check(registry, "error_ratio")
+        assert errors["verdict"] == "pass", errors
+        latency = last_check(registry, "latency_p95")
+        assert latency["verdict"] == "fail" and 5 < latency["figure"] < 20
         assert rolled.state == "aborted" and registry.resolve("champion") == 1
     finally:
         prometheus.stop()
