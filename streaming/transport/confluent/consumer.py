@@ -10,7 +10,8 @@ librdkafka's semantics differ from kafka-python's in a few places, all absorbed 
 - An asynchronous commit's outcome arrives on the ``on_commit`` callback, in no promised order:
   each is matched to its request by the offsets it committed.
 - ``position`` is unknown (``OFFSET_INVALID``) until a partition is fetched; it then falls back,
-  as kafka-python's does, to the committed offset, else the reset policy's end.
+  as kafka-python's does, to the committed offset, else the partition's start (every consumer here
+  resets to the earliest offset).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, KafkaError, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaError, KafkaException
 from confluent_kafka import Consumer as RdKafkaConsumer
 from confluent_kafka import TopicPartition as KafkaPartition
 
@@ -60,14 +61,13 @@ class Consumer:
     """One librdkafka consumer; ``config`` is librdkafka's, with this adapter's callbacks added."""
 
     @translated
-    def __init__(self, config: dict[str, Any], *, reset_to_end: bool = False) -> None:
+    def __init__(self, config: dict[str, Any]) -> None:
         self._commits: dict[frozenset[tuple[str, int, int]], list[CommitCallback]] = {}
         self._lock = threading.Lock()
         self._paused: set[TopicPartition] = set()
         self._assigning: set[TopicPartition] | None = None  # inside on_assign: seeks become start offsets
         self._starts: dict[TopicPartition, int] = {}
         self._refused: set[str] = set()
-        self._reset_to_end = reset_to_end
         self.client = RdKafkaConsumer({**config, "on_commit": self._on_commit})
 
     # -- group membership ------------------------------------------------------------------
@@ -184,12 +184,12 @@ class Consumer:
         committed = self.committed(partition)
         if committed is not None:
             return committed
-        low, high = self.client.get_watermark_offsets(
+        low, _ = self.client.get_watermark_offsets(
             KafkaPartition(partition.topic, partition.partition),
             timeout=(timeout_ms / 1000) if timeout_ms else OFFSETS_TIMEOUT_S,
             cached=False,
         )
-        return int(high if self._reset_to_end else low)
+        return int(low)  # every consumer here resets to the earliest offset
 
     @translated
     def committed(self, partition: TopicPartition) -> int | None:
@@ -274,4 +274,4 @@ class Consumer:
         self.client.close()
 
 
-__all__ = ["OFFSET_END", "Consumer", "MessageRecord"]
+__all__ = ["Consumer", "MessageRecord"]
