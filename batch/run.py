@@ -18,6 +18,7 @@ from integrations.stores import model_stores
 from monitoring.push import push_run_figures
 from scoring import Registry, Scorer, ScoringError
 from scoring.model_source import resolve_once
+from scoring.scorer import ALL_VERIFIED, ScorerOptions
 from scoring.sources import discover_inputs
 from scoring.storage import Location
 
@@ -57,7 +58,7 @@ def run_batch(
     runner: Runner | None = None,
     registry: str = "",
     on_rows: RowsScored | None = None,
-    small_frame_shortcut: bool = True,
+    scorer_options: ScorerOptions = ALL_VERIFIED,
 ) -> BatchSummary:
     """Score every input file with ``scorer`` on ``runner`` (default: one after another here)."""
     inputs = discover_inputs(input)
@@ -77,7 +78,7 @@ def run_batch(
         registry=registry,
         model_version=scorer.version,
         shadow_version=summary.shadow_version,
-        small_frame_shortcut=small_frame_shortcut,
+        options=scorer_options,
     )
     summary.files = (runner or SequentialRunner(scorer, shadow)).run(inputs, job, on_rows)
     return summary
@@ -100,9 +101,9 @@ def score_batch(
     """
     started = time.monotonic()
     registry = Registry(settings.registry_dir)
-    shortcut = settings.small_frame_shortcut
+    scorer_options = settings.scorer_options
     model = resolve_once(registry, request.model, settings, model_stores())  # an mlflow: model is imported (once) first
-    scorer = Scorer.from_registry(registry, model, small_frame_shortcut=shortcut)
+    scorer = Scorer.from_registry(registry, model, options=scorer_options)
     if origin := scorer.bundle.info.get("mlflow"):
         say(f"model v{scorer.version} is MLflow {origin.get('model_name')} v{origin.get('model_version')}")
     challenger = _challenger(registry, request.shadow, settings, warn) if request.shadow else None
@@ -121,7 +122,7 @@ def score_batch(
         runner=runner,
         registry=str(settings.registry_dir),
         on_rows=on_rows,
-        small_frame_shortcut=shortcut,
+        scorer_options=scorer_options,
     )
     push_run_figures(settings.pushgateway_url, job="score-batch", figures=summary.figures(time.monotonic() - started))
     return summary
@@ -141,7 +142,7 @@ def dask_options(settings: BatchSettings, workers: int | None, address: str | No
 def _challenger(registry: Registry, ref: str, settings: BatchSettings, warn: Say) -> Scorer | None:
     try:
         version = resolve_once(registry, ref, settings, model_stores())  # a local alias or version, or an mlflow: model
-        return Scorer.from_registry(registry, version, small_frame_shortcut=settings.small_frame_shortcut)
+        return Scorer.from_registry(registry, version, options=settings.scorer_options)
     except ScoringError as exc:
         warn(f"shadow {ref!r} skipped: {exc}")
         return None

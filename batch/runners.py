@@ -24,6 +24,7 @@ from typing import Any
 from batch.engine import score_file
 from batch.results import FileResult
 from scoring import Registry, Scorer, ScoringError
+from scoring.scorer import ALL_VERIFIED, ScorerOptions
 from scoring.sources import InputSet
 from scoring.storage import Location
 
@@ -41,7 +42,7 @@ class BatchJob:
     registry: str = ""  # where a worker loads the versions from (unused in this process)
     model_version: int = 0
     shadow_version: int | None = None
-    small_frame_shortcut: bool = True
+    options: ScorerOptions = ALL_VERIFIED
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,11 @@ def score_file_on_worker(source: str, inputs: InputSet, job: BatchJob) -> FileRe
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        scorer = _scorer(job.registry, job.model_version, job.small_frame_shortcut)
+        scorer = _scorer(job.registry, job.model_version, job.options)
         shadow, shadow_error = None, None
         if job.shadow_version is not None:
             try:
-                shadow = _scorer(job.registry, job.shadow_version, job.small_frame_shortcut)
+                shadow = _scorer(job.registry, job.shadow_version, job.options)
             except ScoringError as exc:  # the challenger must never stop the champion's file
                 shadow_error = f"challenger v{job.shadow_version}: {type(exc).__name__}: {exc}"
         result = score_file(
@@ -176,6 +177,6 @@ def score_file_on_worker(source: str, inputs: InputSet, job: BatchJob) -> FileRe
 
 
 @functools.lru_cache(maxsize=4)
-def _scorer(registry: str, version: int, small_frame_shortcut: bool) -> Scorer:
+def _scorer(registry: str, version: int, options: ScorerOptions) -> Scorer:
     """One load (hash-checked) per worker process and version; versions are immutable, so it stays valid."""
-    return Scorer.from_registry(Registry(registry), version, small_frame_shortcut=small_frame_shortcut)
+    return Scorer.from_registry(Registry(registry), version, options=options)

@@ -166,6 +166,13 @@ class ScoringMetrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.compiled_trees = Gauge(
+            "scorepipe_compiled_trees_active",
+            "1 when the alias's model scores larger frames with its verified compiled trees, 0 when sklearn does",
+            ["alias"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.reloads = Counter(
             "scorepipe_model_reloads", "Models swapped in after an alias moved", ["alias"], registry=r
         )
@@ -229,11 +236,14 @@ class ScoringMetrics:
         version: int | None,
         *,
         small_frame_shortcut: bool | None = None,
+        compiled_trees: bool | None = None,
         origin: str | None = None,
     ) -> None:
         """Point ``scorepipe_model_info{alias}`` at ``version`` (None: no model for the alias), and its origin."""
         if small_frame_shortcut is not None:
             self.small_frame_shortcut.labels(alias).set(float(small_frame_shortcut))
+        if compiled_trees is not None:
+            self.compiled_trees.labels(alias).set(float(compiled_trees))
         old = self._info.pop(alias, None)
         if old is not None:
             self.model_info.labels(alias, old).set(0)  # what a multiprocess collector keeps of a removed series
@@ -254,7 +264,11 @@ class ScoringMetrics:
         if event.ok:
             self.reloads.labels(event.alias).inc()
             self.set_model(
-                event.alias, event.new_version, small_frame_shortcut=event.small_frame_shortcut, origin=event.origin
+                event.alias,
+                event.new_version,
+                small_frame_shortcut=event.small_frame_shortcut,
+                compiled_trees=event.compiled_trees,
+                origin=event.origin,
             )
         else:
             self.reload_failures.labels(event.alias).inc()

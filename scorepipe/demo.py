@@ -182,7 +182,12 @@ def _train_and_promote(registry: Registry, settings: Settings, console: Console,
     logged = log_trained(settings, bundle, data_source="synthetic demo", train_rows=len(frame))
     if logged is not None:
         bundle = bundle.with_info(mlflow=logged.lineage())
-    version = registry.register(bundle, note=f"make demo {alias}", origin=logged.source.origin() if logged else None)
+    version = registry.register(
+        bundle,
+        note=f"make demo {alias}",
+        origin=logged.source.origin() if logged else None,
+        trees=settings.tree_compiler(),
+    )
     check_quality_gate(bundle.metrics, settings.min_roc_auc)
     registry.promote(version, alias)
     console.print(f"v{version}: roc_auc {bundle.metrics['roc_auc']:.4f}, passed the gate, now {alias}")

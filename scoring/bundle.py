@@ -2,7 +2,8 @@
 
 A bundle folder holds ``model.joblib`` (the fitted pipeline, preprocessing included),
 ``schema.json``, ``bundle.json`` (classes, metrics, provenance) and ``reference.parquet``
-(a sample of training features for drift). Only the registry reads bundles back, because only
+(a sample of training features for drift), and optionally ``trees.so`` (the trees compiled to native
+code, see ``scoring.compiled``). Only the registry reads bundles back, because only
 the registry knows the hashes the files must have.
 """
 
@@ -29,6 +30,7 @@ MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.json"
 INFO_FILE = "bundle.json"
 REFERENCE_FILE = "reference.parquet"
+TREES_FILE = "trees.so"  # optional: the model's trees compiled to native code (scoring.compiled)
 BUNDLE_FILES = (MODEL_FILE, SCHEMA_FILE, INFO_FILE, REFERENCE_FILE)
 
 
@@ -42,6 +44,7 @@ class ModelBundle:
     metrics: dict[str, float]
     reference: pd.DataFrame
     info: dict[str, Any] = field(default_factory=dict)
+    compiled_trees: bytes | None = field(default=None, repr=False)  # a shared library, verified before use
 
     def with_info(self, **entries: Any) -> ModelBundle:
         """A new bundle whose ``info`` also holds ``entries`` (lineage added after fitting): bundles never change."""
@@ -70,6 +73,8 @@ def write_bundle(bundle: ModelBundle, directory: Location) -> dict[str, str]:
         INFO_FILE: json.dumps(info, indent=2, sort_keys=True).encode(),
         REFERENCE_FILE: reference.getvalue(),
     }
+    if bundle.compiled_trees is not None:
+        payloads[TREES_FILE] = bundle.compiled_trees
     hashes = {}
     for name, data in payloads.items():
         (directory / name).write_bytes(data)
@@ -108,7 +113,8 @@ def read_bundle(directory: Location, hashes: dict[str, str]) -> ModelBundle:
     missing = [name for name in BUNDLE_FILES if name not in hashes]
     if missing:
         raise IntegrityError(f"manifest for {directory} lacks hashes for {', '.join(missing)}")
-    payloads = {name: read_verified(directory / name, hashes[name]) for name in BUNDLE_FILES}
+    optional = [name for name in (TREES_FILE,) if name in hashes]
+    payloads = {name: read_verified(directory / name, hashes[name]) for name in (*BUNDLE_FILES, *optional)}
     try:
         pipeline = joblib.load(io.BytesIO(payloads[MODEL_FILE]))
     except Exception as exc:  # unpickling can raise anything; the artifact is what failed
@@ -123,6 +129,7 @@ def read_bundle(directory: Location, hashes: dict[str, str]) -> ModelBundle:
         metrics=info["metrics"],
         reference=reference,
         info=info["info"],
+        compiled_trees=payloads.get(TREES_FILE),
     )
 
 

@@ -21,7 +21,7 @@ from scoring.canary import CanaryPlan
 from scoring.errors import IntegrityError, ScoringError
 from scoring.registry import Registry
 from scoring.schema import FeatureSchema
-from scoring.scorer import Scorer
+from scoring.scorer import ALL_VERIFIED, Scorer, ScorerOptions
 from scoring.settings import CoreSettings
 from scoring.watcher import FixedModel, ModelWatcher, feature_mismatch
 
@@ -30,10 +30,10 @@ RETRY_LOAD_S = 30.0  # a canary that could not be read (not one found wanting) i
 
 
 def verify_canary(
-    registry: Registry, version: int, schema: FeatureSchema, *, min_roc_auc: float | None, small_frame_shortcut: bool
+    registry: Registry, version: int, schema: FeatureSchema, *, min_roc_auc: float | None, options: ScorerOptions
 ) -> Scorer:
     """The canary's scorer, or a ``ScoringError`` saying why it may not take traffic."""
-    scorer = Scorer.from_registry(registry, version, small_frame_shortcut=small_frame_shortcut)  # hash-checked
+    scorer = Scorer.from_registry(registry, version, options=options)  # hash-checked
     if reason := feature_mismatch(schema, scorer.bundle.schema):
         raise ScoringError(f"v{version} cannot score the champion's input: {reason}")
     auc = scorer.bundle.metrics.get("roc_auc")
@@ -68,13 +68,13 @@ class CanaryModels:
         *,
         check_seconds: float = 1.0,
         min_roc_auc: float | None = None,
-        small_frame_shortcut: bool = True,
+        options: ScorerOptions = ALL_VERIFIED,
     ) -> None:
         self.registry = registry
         self.schema = schema
         self.check_seconds = check_seconds
         self.min_roc_auc = min_roc_auc
-        self.small_frame_shortcut = small_frame_shortcut
+        self.options = options
         self.last_error: str | None = None
         self._split = NO_SPLIT
         self._scorers: dict[int, Scorer] = {}
@@ -141,7 +141,7 @@ class CanaryModels:
                 version,
                 self.schema,
                 min_roc_auc=self.min_roc_auc,
-                small_frame_shortcut=self.small_frame_shortcut,
+                options=self.options,
             )
         except ScoringError as exc:
             # Found wanting (a hash, its features, the quality gate): never. Not readable now: again later.
@@ -174,5 +174,5 @@ def follow_canary(settings: CoreSettings, champion: ModelWatcher | FixedModel) -
         serving.bundle.schema,
         check_seconds=settings.model_check_seconds,
         min_roc_auc=settings.min_roc_auc,
-        small_frame_shortcut=settings.small_frame_shortcut,
+        options=settings.scorer_options,
     ).start()

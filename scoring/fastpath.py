@@ -78,7 +78,7 @@ class SmallFramePredictor:
         except NotSupported as exc:
             log.debug("small-frame shortcut not used: %s", exc)
             return None
-        features = _check_rows(reference, schema)
+        features = check_rows(reference, schema)
         if len(features) == 0:
             log.info("small-frame shortcut not used: no reference rows to verify it on")
             return None
@@ -190,6 +190,15 @@ class _Forest:
 
 def _read_pipeline(pipeline: Any, schema: FeatureSchema) -> tuple[Any, list[_Column]]:
     """The trees and, per column of their input, how to compute it from one validated feature."""
+    model, outer = read_outer(pipeline, schema)
+    return model, _through_model(model, outer)
+
+
+def read_outer(pipeline: Any, schema: FeatureSchema) -> tuple[Any, list[_Column]]:
+    """The trees and, per column of the pipeline's ``ColumnTransformer`` output, how to compute it.
+
+    These are the columns ``HistGradientBoostingClassifier`` is given, before its own encoder.
+    """
     if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
         raise NotSupported(f"{type(pipeline).__name__} is not a two-step Pipeline")
     pre, model = pipeline.steps[0][1], pipeline.steps[1][1]
@@ -203,7 +212,9 @@ def _read_pipeline(pipeline: Any, schema: FeatureSchema) -> tuple[Any, list[_Col
     outer = [column for name, step, names in pre.transformers_ for column in _outer_columns(name, step, names)]
     if {c.feature for c in outer} - set(schema.names):
         raise NotSupported("the ColumnTransformer reads columns outside the schema")
-    return model, _through_model(model, outer)
+    if getattr(model, "n_features_in_", len(outer)) != len(outer):
+        raise NotSupported("the trees expect a different number of columns")
+    return model, outer
 
 
 def _outer_columns(name: str, transformer: Any, names: Any) -> list[_Column]:
@@ -290,7 +301,7 @@ def _reencode(column: _Column, categories: np.ndarray, encoder: Any) -> _Column:
     )
 
 
-def _check_rows(reference: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+def check_rows(reference: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     """Reference rows to verify on, plus probes: every value missing, and unknown categories."""
     missing = [n for n in schema.names if n not in reference.columns]
     if missing:

@@ -33,12 +33,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scoring.bundle import ModelBundle, read_bundle, read_info, write_bundle
 from scoring.canary import CanaryPlan
 from scoring.errors import RegistryError
 from scoring.storage import Location, as_location
+
+if TYPE_CHECKING:
+    from scoring.compiled import TreeCompiler
 
 ALIASES = ("champion", "challenger")
 INDEX_FILE = "index.json"
@@ -138,13 +141,25 @@ class Registry:
         index = self._read_index()
         return _matching(index, origin)
 
-    def register(self, bundle: ModelBundle, *, note: str = "", origin: dict[str, str | None] | None = None) -> int:
+    def register(
+        self,
+        bundle: ModelBundle,
+        *,
+        note: str = "",
+        origin: dict[str, str | None] | None = None,
+        trees: TreeCompiler | None = None,
+    ) -> int:
         """Store ``bundle`` as a new immutable version and return its number.
 
         ``origin`` records where an imported model came from (an MLflow name, version and
         artifact digest). A version with the same origin is not stored twice: two processes
         following the same MLflow alias both get the one version whichever imports first.
+        ``trees`` compiles the model's trees into the version (before the lock: it takes seconds).
         """
+        if origin and (same := self.find(**origin)):
+            return same[0]
+        if trees is not None:
+            bundle = trees.attach(bundle)
         with self._locked() as index:
             if origin and (same := _matching(index, origin)):
                 return same[0]

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scoring.errors import SettingsError
 from scoring.storage import Location
+
+if TYPE_CHECKING:
+    from scoring.compiled import TreeCompiler
+    from scoring.scorer import ScorerOptions
 
 S = TypeVar("S", bound="Section")
 
@@ -89,6 +93,17 @@ class CoreSettings(Section):
         default=True,
         description="Score frames of up to 64 rows with the verified tree shortcut (false: always sklearn).",
     )
+    compiled_trees: bool = Field(
+        default=True,
+        description="Compile a model's trees to native code when it is registered, and score with them where "
+        "they verify bit-identical to scikit-learn (false: neither).",
+    )
+    trees_compiler: str = Field(default="gcc", description="The C compiler that builds compiled trees.")
+    trees_cache: Path | None = Field(
+        default=None,
+        description="Folder keeping compiled trees by content, so the same trees are compiled once; "
+        "default HOME/cache/trees.",
+    )
     serve_model_name: str = Field(
         default="scorepipe",
         description="The model's name: in Open Inference Protocol paths, and the Evidently project of its reports.",
@@ -114,6 +129,20 @@ class CoreSettings(Section):
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    def tree_compiler(self) -> TreeCompiler | None:
+        """What compiles a registered model's trees, or None when compiled trees are off."""
+        if not self.compiled_trees:
+            return None
+        from scoring.compiled import TreeCompiler
+
+        return TreeCompiler(toolchain=self.trees_compiler, cache=self.trees_cache or self.cache_dir / "trees")
+
+    @property
+    def scorer_options(self) -> ScorerOptions:
+        from scoring.scorer import ScorerOptions
+
+        return ScorerOptions(small_frame_shortcut=self.small_frame_shortcut, compiled_trees=self.compiled_trees)
 
     @property
     def live_dir(self) -> Path:

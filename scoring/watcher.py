@@ -20,7 +20,7 @@ from scoring.errors import ScoringError
 from scoring.model_source import ModelSource, RegistryRef, SourceFactory, open_source
 from scoring.registry import Registry
 from scoring.schema import FeatureSchema
-from scoring.scorer import Scorer
+from scoring.scorer import ALL_VERIFIED, Scorer, ScorerOptions
 from scoring.settings import CoreSettings
 
 log = logging.getLogger("scorepipe.models")
@@ -36,6 +36,7 @@ class ReloadEvent:
     ok: bool
     reason: str | None = None
     small_frame_shortcut: bool | None = None  # of the version swapped in
+    compiled_trees: bool | None = None  # of the version swapped in
     source_version: str | None = None  # what the source named, e.g. "v4" or "MLflow fraud v7"
     origin: str | None = None  # of the version swapped in: "local" or "mlflow:NAME/VERSION" (model_origin)
 
@@ -93,12 +94,12 @@ class ModelWatcher:
         check_seconds: float = 1.0,
         compatible: Compatibility | None = None,
         listeners: Iterable[ReloadListener] = (),
-        small_frame_shortcut: bool = True,
+        options: ScorerOptions = ALL_VERIFIED,
         source: ModelSource | None = None,
     ) -> None:
         self.registry = registry
         self.source = source or RegistryRef(registry, ref)
-        self.small_frame_shortcut = small_frame_shortcut
+        self.options = options
         self.ref = self.source.ref
         self.required = required
         self.check_seconds = check_seconds
@@ -160,7 +161,8 @@ class ModelWatcher:
                 self.reloads += 1
                 event = ReloadEvent(
                     self.ref, old.version if old else None, ready.version, ok=True,
-                    small_frame_shortcut=ready.small_frame_shortcut, source_version=self._ready_from,
+                    small_frame_shortcut=ready.small_frame_shortcut, compiled_trees=ready.compiled_trees,
+                    source_version=self._ready_from,
                     origin=model_origin(ready.bundle.info),
                 )  # fmt: skip
                 log.info(
@@ -218,9 +220,7 @@ class ModelWatcher:
                 log.exception("%s: registry check failed", self.ref)
 
     def _load(self, version: int) -> Scorer:
-        scorer = Scorer.from_registry(
-            self.registry, version, small_frame_shortcut=self.small_frame_shortcut
-        )  # hash-verified before anything is unpickled
+        scorer = Scorer.from_registry(self.registry, version, options=self.options)  # hash-verified first
         if self.compatible is not None and (reason := self.compatible(scorer)):
             raise ScoringError(f"v{version} cannot score this input: {reason}")
         return scorer
@@ -285,13 +285,13 @@ def watch_models(
     are shaped for those fields, so a reload can change the model but never what it takes.
     """
     registry = Registry(settings.registry_dir)
-    shortcut = settings.small_frame_shortcut
+    options = settings.scorer_options
     models = ModelWatcher(
         registry,
         model,
         check_seconds=settings.model_check_seconds,
         listeners=listeners,
-        small_frame_shortcut=shortcut,
+        options=options,
         source=open_source(registry, model, settings, stores),
     ).start()
     serving = models.current()
@@ -311,7 +311,7 @@ def watch_models(
         check_seconds=settings.model_check_seconds,
         compatible=compatible,
         listeners=listeners,
-        small_frame_shortcut=shortcut,
+        options=options,
         source=open_source(registry, shadow, settings, stores),
     ).start()
     return models, challenger

@@ -184,6 +184,7 @@ def create_app(
                 "origin": info.origin,
                 "created_at": info.created_at,
                 "small_frame_shortcut": scorer.small_frame_shortcut,
+                "compiled_trees": {"active": scorer.compiled_trees, "reason": scorer.compiled_trees_reason},
             },
         )
 
@@ -298,6 +299,7 @@ def build_app(
         models.ref,
         models.version,
         small_frame_shortcut=serving.small_frame_shortcut if serving else None,
+        compiled_trees=serving.compiled_trees if serving else None,
         origin=model_origin(serving.bundle.info) if serving else None,
     )
     canary = follow_canary(settings, models)

@@ -92,7 +92,7 @@ class Runtime:
         if number not in self._pinned:
             try:
                 self._pinned[number] = Scorer.from_registry(  # hash-verified
-                    self.registry, number, small_frame_shortcut=self.settings.small_frame_shortcut
+                    self.registry, number, options=self.settings.scorer_options
                 )
             except ScoringError as exc:
                 raise ModelUnavailableError(f"model version {number} cannot be loaded: {exc}") from exc

@@ -86,6 +86,7 @@ class StreamConsumer:
             self.models.ref,
             serving.version,
             small_frame_shortcut=serving.small_frame_shortcut,
+            compiled_trees=serving.compiled_trees,
             origin=model_origin(serving.bundle.info),
         )
         if shadow is not None:

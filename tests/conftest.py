@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +20,10 @@ from devservers.process import free_port
 from devservers.s3 import S3Server
 from scorepipe.settings import Settings
 from scoring import ModelBundle, Registry, Scorer, synthetic
+from scoring.compiled import TreeCompiler
 from scoring.training import train_bundle
+
+TREES_CACHE = Path(tempfile.mkdtemp(prefix="scorepipe-test-trees-"))
 
 # Fixtures that start or reach a real server: a test using one must carry the integration marker.
 SERVER_FIXTURES = frozenset(
@@ -48,6 +52,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("PREFECT_API_URL", None)
     for name in [n for n in os.environ if n.startswith("SCOREPIPE_")]:
         del os.environ[name]
+    # Compiled trees are kept by content for the whole session (in-process and child processes alike),
+    # so the same model trained by many tests is compiled once.
+    os.environ["SCOREPIPE_TREES_CACHE"] = str(TREES_CACHE)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(TREES_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +67,8 @@ def training_frame() -> pd.DataFrame:
 
 
 def _train(frame: pd.DataFrame, seed: int) -> ModelBundle:
-    return train_bundle(
+    """The default pipeline with its compiled trees, as ``scorepipe train`` registers it."""
+    bundle = train_bundle(
         frame,
         synthetic.TARGET,
         features=list(synthetic.FEATURES),
@@ -64,6 +76,7 @@ def _train(frame: pd.DataFrame, seed: int) -> ModelBundle:
         reference_rows=500,
         seed=seed,
     )
+    return TreeCompiler(cache=TREES_CACHE).attach(bundle)
 
 
 @pytest.fixture(scope="session")

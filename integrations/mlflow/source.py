@@ -60,6 +60,7 @@ class MLflowAlias:
         self.min_roc_auc = settings.min_roc_auc if settings else None
         self.reference_rows = settings.reference_rows if settings else 5_000
         self.seed = settings.seed if settings else 42
+        self.trees = settings.tree_compiler() if settings else None
         self.client = mlflow_client(self.tracking_uri)
         self._named: str | None = None
         self._runs: dict[str, str] = {}  # MLflow version -> its run id, as the alias lookups said
@@ -103,7 +104,10 @@ class MLflowAlias:
         if bundle.metrics and self.min_roc_auc is not None:
             check_quality_gate(bundle.metrics, self.min_roc_auc)
         version = self.registry.register(
-            bundle, note=f"imported from MLflow {uri} (following {self.uri}; reference: {where})", origin=origin
+            bundle,
+            note=f"imported from MLflow {uri} (following {self.uri}; reference: {where})",
+            origin=origin,
+            trees=self.trees,
         )
         log.info("%s: imported %s as v%s", self.ref, uri, version)
         return version

@@ -26,7 +26,7 @@ def cmd_canary_start(args: argparse.Namespace, settings: Settings) -> int:
         version,
         champion.bundle.schema,
         min_roc_auc=settings.min_roc_auc,
-        small_frame_shortcut=settings.small_frame_shortcut,
+        options=settings.scorer_options,
     )
     plan = registry.start_canary(
         version,

@@ -44,7 +44,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     origin = logged.source.origin() if logged else None
     if logged:
         bundle = bundle.with_info(mlflow=logged.lineage())
-    version = registry.register(bundle, note=args.note or f"trained on {source}", origin=origin)
+    version = registry.register(
+        bundle, note=args.note or f"trained on {source}", origin=origin, trees=settings.tree_compiler()
+    )
     print_metrics(version, bundle.metrics)
     code = _gate_and_promote(registry, version, bundle.metrics, settings, promote=not args.no_promote)
     if logged:
@@ -102,7 +104,9 @@ def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
         seed=settings.seed,
         source=str(args.model),
     )
-    version = registry.register(bundle, note=args.note or f"registered from {args.model}")
+    version = registry.register(
+        bundle, note=args.note or f"registered from {args.model}", trees=settings.tree_compiler()
+    )
     return _promote_if_asked(registry, version, bundle.metrics, settings, args.alias)
 
 
@@ -124,7 +128,7 @@ def cmd_models_import(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"[yellow]the logged reference data has no {args.target!r} column: no metrics, no gate[/]")
     where = f"{source.name} v{source.version}" if source.name else f"run {source.run_id}"
     note = args.note or f"imported from MLflow {args.uri} ({where}; reference: {bundle.info['mlflow']['reference']})"
-    version = registry.register(bundle, note=note, origin=source.origin())
+    version = registry.register(bundle, note=note, origin=source.origin(), trees=settings.tree_compiler())
     console.print(f"imported {args.uri} ({where}, run {source.run_id}) as v{version}", soft_wrap=True)
     return _promote_if_asked(registry, version, bundle.metrics, settings, args.alias)
 

@@ -9,6 +9,7 @@ from scoring import RegistryError, ScoringError
 from scoring.canary import BUCKETS, CanaryPlan, bucket_of, canary_mask
 from scoring.canary_models import CanaryModels, verify_canary
 from scoring.schema import FeatureSchema, FeatureSpec
+from scoring.scorer import ScorerOptions
 
 KEYS = [f"txn-7-c-{i:010d}".encode() for i in range(10_000)]
 
@@ -63,10 +64,10 @@ def test_a_canary_is_verified_before_it_takes_any_key(make_registry, bundle):
     registry = make_registry(2)
     other = FeatureSchema(features=[FeatureSpec(name="not_a_feature", kind="numeric")])
     with pytest.raises(ScoringError, match="cannot score the champion's input"):
-        verify_canary(registry, 2, other, min_roc_auc=None, small_frame_shortcut=True)
+        verify_canary(registry, 2, other, min_roc_auc=None, options=ScorerOptions())
     with pytest.raises(ScoringError, match="quality gate"):
-        verify_canary(registry, 2, bundle.schema, min_roc_auc=0.9999, small_frame_shortcut=True)
-    assert verify_canary(registry, 2, bundle.schema, min_roc_auc=0.5, small_frame_shortcut=True).version == 2
+        verify_canary(registry, 2, bundle.schema, min_roc_auc=0.9999, options=ScorerOptions())
+    assert verify_canary(registry, 2, bundle.schema, min_roc_auc=0.5, options=ScorerOptions()).version == 2
 
 
 def test_scorers_follow_the_plan_and_a_refused_canary_takes_nothing(make_registry, bundle):

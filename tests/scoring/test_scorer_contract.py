@@ -14,6 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from scoring import Registry, Scorer, split_rejected, synthetic
+from scoring.scorer import ScorerOptions
 from scoring.training import bundle_from_estimator
 
 IGNORED = ["scored_at"]
@@ -52,18 +53,26 @@ def any_model(request, bundle, training_frame):
     return bundle_from_estimator(model, frame, target="tier"), 3
 
 
-@pytest.fixture(params=[True, False], ids=["shortcut-on", "shortcut-off"])
+PATHS = {
+    "fast-paths-on": ScorerOptions(),
+    "compiled-trees-only": ScorerOptions(small_frame_shortcut=False),  # every frame through the compiled trees
+    "sklearn-only": ScorerOptions(small_frame_shortcut=False, compiled_trees=False),
+}
+
+
+@pytest.fixture(scope="module", params=list(PATHS))
 def any_scorer(request, any_model):
-    """Every contract test runs with the small-frame shortcut on and off (the ``small_frame_shortcut`` setting)."""
+    """Every contract test runs with the fast paths on, with the compiled trees alone, and with neither."""
     bundle, version = any_model
-    return Scorer(bundle, version=version, small_frame_shortcut=request.param)
+    return Scorer(bundle, version=version, options=PATHS[request.param])
 
 
-def test_the_shortcut_setting_decides_the_path_small_frames_take(bundle, incoming_rows):
-    on, off = Scorer(bundle, 1), Scorer(bundle, 1, small_frame_shortcut=False)
-    assert on.small_frame_shortcut and not off.small_frame_shortcut
-    rows = incoming_rows(5)
-    pd.testing.assert_frame_equal(on.score(rows).drop(columns=IGNORED), off.score(rows).drop(columns=IGNORED))
+def test_the_settings_decide_the_path_frames_take(bundle, incoming_rows):
+    on, off = Scorer(bundle, 1), Scorer(bundle, 1, options=PATHS["sklearn-only"])
+    assert on.small_frame_shortcut and on.compiled_trees, on.compiled_trees_reason
+    assert not off.small_frame_shortcut and not off.compiled_trees and off.compiled_trees_reason == "off by setting"
+    for rows in (incoming_rows(5), incoming_rows(600)):  # the shortcut's size, and past it: the compiled trees
+        pd.testing.assert_frame_equal(on.score(rows).drop(columns=IGNORED), off.score(rows).drop(columns=IGNORED))
 
 
 @pytest.fixture

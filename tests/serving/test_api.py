@@ -217,3 +217,16 @@ def test_model_info_and_metrics_say_whether_the_small_frame_shortcut_is_active(m
     assert client.post("/predict", json=one).status_code == 200  # one record: the shortcut's path when on
     text = client.get("/metrics").text
     assert f'scorepipe_small_frame_shortcut_active{{alias="champion"}} {float(shortcut)}' in text
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_model_info_and_metrics_say_whether_compiled_trees_score_and_why_not(make_client, compiled):
+    client, _ = make_client(compiled_trees=compiled)
+    info = client.get("/model_info").json()["compiled_trees"]
+    assert info["active"] is compiled
+    assert info["reason"].startswith("verified on ") if compiled else info["reason"] == "off by setting"
+    rows = records(600)
+    answer = client.post("/predict_batch", json=rows)  # past the small-frame size: the compiled trees' path when on
+    assert answer.status_code == 200 and answer.json()["scored"] == 600
+    text = client.get("/metrics").text
+    assert f'scorepipe_compiled_trees_active{{alias="champion"}} {float(compiled)}' in text

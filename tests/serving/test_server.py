@@ -78,27 +78,38 @@ def import_from_mlflow(server, settings, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("model", "kafka_client"),
-    [("trained", "kafka-python"), ("imported from MLflow", "kafka-python"), ("trained", "confluent")],
+    ("model", "kafka_client", "fast_paths"),
+    [
+        ("trained", "kafka-python", True),
+        ("imported from MLflow", "kafka-python", True),
+        ("trained", "confluent", True),
+        ("trained", "kafka-python", False),
+    ],
+    ids=["trained", "imported-from-mlflow", "trained-confluent", "trained-sklearn-only"],
 )
 def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(
-    model, stream_settings, tmp_path, monkeypatch, request
+    model, fast_paths, stream_settings, tmp_path, monkeypatch, request
 ):
     from flows.score_batch import score_batch
 
-    settings = stream_settings()
+    settings = stream_settings(compiled_trees=fast_paths, small_frame_shortcut=fast_paths)
     theirs = None
     if model != "trained":
         theirs = import_from_mlflow(request.getfixturevalue("mlflow_server"), settings, monkeypatch)
-    # 700 rows: the batch flow (one 700-row chunk) and the 700-row HTTP requests go through sklearn's
-    # predict_proba; /predict (and stream micro-batches of 512 events or fewer) through the shortcut.
+    # 700 rows: the batch flow (one 700-row chunk) and the 700-row HTTP requests go through the compiled
+    # trees; /predict (and stream micro-batches of 512 events or fewer) through the small-frame shortcut;
+    # with the fast paths off (or for the MLflow forest), everything through sklearn's predict_proba.
     rows = synthetic.generate(700, seed=91, with_target=False)
     ids = rows[synthetic.ID_COLUMN].tolist()
     features = rows.drop(columns=[synthetic.ID_COLUMN])
 
     rows.to_parquet(tmp_path / "rows.parquet")
-    scorer = Scorer.from_registry(Registry(settings.registry_dir))
-    assert (scorer._small_frames is not None) == (model == "trained") and fastpath.MAX_ROWS < 700
+    scorer = Scorer.from_registry(Registry(settings.registry_dir), options=settings.scorer_options)
+    ours = model == "trained" and fast_paths
+    assert scorer.small_frame_shortcut == scorer.compiled_trees == ours and fastpath.MAX_ROWS < 700
+    for name, value in settings.as_env().items():  # the batch flow reads its settings from the environment
+        if name in {"SCOREPIPE_COMPILED_TREES", "SCOREPIPE_SMALL_FRAME_SHORTCUT"}:
+            monkeypatch.setenv(name, value)
     run_batch(tmp_path / "rows.parquet", tmp_path / "batch", scorer, chunk_size=700)
     batch = pd.read_parquet(tmp_path / "batch" / "rows.parquet").set_index(synthetic.ID_COLUMN)
     monkeypatch.setenv("SCOREPIPE_REGISTRY", str(settings.registry_dir))  # the batch flow on Dask, 2 workers
@@ -160,9 +171,10 @@ def test_the_same_rows_get_the_same_scores_in_batch_stream_and_both_http_apis(
     v = scorer.version
     assert versions == {v} and set(v2_out["model_version"]) == {v} and v2["model_version"] == str(v)
     assert set(batch["model_version"]) == set(on_dask["model_version"]) == {v}
-    if theirs is not None:  # and the same as MLflow's own model gives them
-        mlflow_proba = theirs.predict_proba(features[list(synthetic.FEATURES)])[:, 1]
-        assert np.array_equal(batch.loc[ids, "proba_1"].to_numpy(), mlflow_proba)
+    # and bit for bit what scikit-learn's own predict_proba gives (MLflow's own model, for the imported one)
+    model_itself = theirs if theirs is not None else scorer.bundle.pipeline
+    sklearn_proba = model_itself.predict_proba(features[list(synthetic.FEATURES)])[:, 1]
+    assert np.array_equal(batch.loc[ids, "proba_1"].to_numpy(), sklearn_proba)
 
 
 def test_promote_and_rollback_under_requests_fail_no_request(stream_settings, bundle, tmp_path):

@@ -1,0 +1,310 @@
+"""Compiled trees: the model's gradient-boosted trees as generated C, bit-identical to scikit-learn.
+
+``HistGradientBoostingClassifier.predict_proba`` is most of a batch's time. Treelite reads the fitted
+trees (splits, float64 thresholds, missing-value directions, categorical bitsets) and tl2cgen turns
+them into C, compiled with the machine's C compiler into a shared library stored in the bundle
+(``trees.so``, with its sha256 in the manifest like every other artifact). Measured on the default
+pipeline, one thread: 2-3x scikit-learn's own tree traversal, and no per-call input checks.
+
+Exactness is built, then proven. scikit-learn adds the trees in order *starting from the baseline*;
+Treelite adds its base score last, which differs in the last bit. So the baseline becomes a first
+one-leaf tree and the base score is zero; the raw margin then goes through the model's own loss
+(``_loss.predict_proba``), as scikit-learn does. Inputs are scikit-learn's float64 values (the
+compiled code compares in float64; ``quantize`` maps inputs to threshold ranks, which preserves
+every comparison). A category the trees' own encoder never saw becomes NaN, which is what that
+encoder does. At load, ``CompiledTrees.verified`` compares ``predict_proba`` with ``np.array_equal``
+on the reference sample and on probe rows (all missing, unknown categories), whole and in small
+frames, with the thread count it will run with; on any difference, scikit-learn scores and the
+reason is kept for ``/model_info`` and the metrics.
+
+Written here rather than taken whole from a library: Treelite and tl2cgen do the conversion and
+the code generation; what they do not do is the pipeline around the trees (imputer and encoder
+tables), the baseline's order of addition, and the check that makes the result trustworthy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scoring.bundle import ModelBundle
+from scoring.fastpath import NotSupported, check_rows, read_outer
+
+log = logging.getLogger("scorepipe.models")
+
+ROUTE = "tl2cgen"
+INFO_KEY = "compiled_trees"  # in the bundle's info: what was built, or why nothing was
+_PARAMS = {"quantize": 1}
+_CHECK_CHUNK = 7  # the reference is also replayed in small frames, as a stream's polls are
+
+
+@dataclass(frozen=True)
+class TreeCompiler:
+    """Builds a bundle's compiled trees at registration; ``cache`` keeps libraries by content, across registrations."""
+
+    toolchain: str = "gcc"
+    cache: Path | None = None
+    jobs: int = 2  # translation units compiled in parallel
+
+    def attach(self, bundle: ModelBundle) -> ModelBundle:
+        """``bundle`` with its compiled trees, or with the reason there are none in its info; never raises."""
+        if bundle.compiled_trees is not None:
+            return bundle
+        started = time.perf_counter()
+        try:
+            library = self._build(bundle)
+        except NotSupported as exc:
+            return bundle.with_info(**{INFO_KEY: {"route": None, "reason": str(exc)}})
+        except Exception as exc:  # noqa: BLE001 - a compiler or library failure: register without, and say why
+            log.warning("compiled trees not built: %s: %s", type(exc).__name__, exc)
+            reason = f"build failed: {type(exc).__name__}: {exc}"
+            return bundle.with_info(**{INFO_KEY: {"route": None, "reason": reason}})
+        built = {"route": ROUTE, "seconds": round(time.perf_counter() - started, 2), **_versions()}
+        return dataclasses.replace(bundle, compiled_trees=library).with_info(**{INFO_KEY: built})
+
+    def _build(self, bundle: ModelBundle) -> bytes:
+        model, _ = read_outer(bundle.pipeline, bundle.schema)  # NotSupported: a pipeline of another shape
+        if shutil.which(self.toolchain) is None:
+            raise NotSupported(f"no C compiler ({self.toolchain}) on PATH: scikit-learn scores this version")
+        try:
+            import tl2cgen
+            import treelite
+        except ImportError as exc:
+            raise NotSupported(f"treelite/tl2cgen are not installed ({exc.name})") from exc
+        joint = _treelite_model(model, treelite)
+        build = (_versions(), _PARAMS, self.toolchain, _compiler_version(self.toolchain))
+        key = hashlib.sha256(joint.serialize_bytes() + repr(build).encode()).hexdigest()
+        cached = self.cache / f"{key}.so" if self.cache is not None else None
+        if cached is not None and cached.is_file():
+            return cached.read_bytes()
+        with tempfile.TemporaryDirectory(prefix="scorepipe-trees-") as work:
+            target = Path(work) / "trees.so"
+            params = {**_PARAMS, "parallel_comp": max(1, self.jobs)}
+            tl2cgen.export_lib(joint, toolchain=self.toolchain, libpath=str(target), params=params, nthread=self.jobs)
+            library = target.read_bytes()
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_bytes(library)
+            partial.replace(cached)  # atomic: a concurrent build of the same trees writes the same bytes
+        return library
+
+
+def _treelite_model(model: Any, treelite: Any) -> Any:
+    """The trees as a Treelite model whose first trees hold the baseline (so it is added first, as sklearn does)."""
+    import treelite.model_builder as builder
+    import treelite.sklearn
+
+    try:
+        imported = treelite.sklearn.import_model(model)
+    except Exception as exc:  # noqa: BLE001 - Treelite refuses shapes it cannot convert: fall back
+        raise NotSupported(f"Treelite cannot read the trees: {type(exc).__name__}: {exc}") from exc
+    import json
+
+    header = json.loads(imported.dump_as_json(pretty_print=False))
+    per_iteration = int(model.n_trees_per_iteration_)
+    baseline = np.asarray(model._baseline_prediction, dtype=np.float64).reshape(-1)
+    first = builder.ModelBuilder(
+        threshold_type=header["threshold_type"],
+        leaf_output_type=header["leaf_output_type"],
+        metadata=builder.Metadata(
+            num_feature=int(header["num_feature"]),
+            task_type=header["task_type"],
+            average_tree_output=bool(header["average_tree_output"]),
+            num_target=int(header["num_target"]),
+            num_class=[int(c) for c in header["num_class"]],
+            leaf_vector_shape=(int(header["leaf_vector_shape"][0]), int(header["leaf_vector_shape"][1])),
+        ),
+        tree_annotation=builder.TreeAnnotation(
+            num_tree=per_iteration,
+            target_id=[0] * per_iteration,
+            class_id=list(range(per_iteration)) if per_iteration > 1 else [0],
+        ),
+        postprocessor=builder.PostProcessorFunc(header["postprocessor"]),
+        base_scores=[0.0] * len(header["base_scores"]),
+    )
+    for k in range(per_iteration):
+        first.start_tree()
+        first.start_node(0)
+        first.leaf(float(baseline[k]))
+        first.end_node()
+        first.end_tree()
+    joint = treelite.Model.concatenate([first.commit(), imported])
+    fields = joint.get_header_accessor()
+    fields.set_field("base_scores", np.zeros_like(fields.get_field("base_scores")))
+    return joint
+
+
+class CompiledTrees:
+    """``predict_proba`` of one pipeline through its compiled trees; build it with ``verified``."""
+
+    def __init__(self, bundle: ModelBundle, threads: int) -> None:
+        if bundle.compiled_trees is None:
+            raise NotSupported("the bundle has no compiled trees")
+        try:
+            import tl2cgen
+        except ImportError as exc:
+            raise NotSupported(f"tl2cgen is not installed ({exc.name})") from exc
+        self._tl2cgen = tl2cgen
+        self._model, outer = read_outer(bundle.pipeline, bundle.schema)
+        self._columns = _Prepared.of(outer, self._model)
+        self.threads = threads
+        # The library is loaded from the bytes whose hash the registry checked, written to a file
+        # only this process can read: loading by path would let the file change after the check.
+        self._dir = tempfile.mkdtemp(prefix="scorepipe-trees-")
+        path = Path(self._dir) / "trees.so"
+        path.write_bytes(bundle.compiled_trees)
+        path.chmod(0o500)
+        try:
+            self._predictor = tl2cgen.Predictor(str(path), nthread=threads)
+        except Exception as exc:  # noqa: BLE001 - a library built for another machine or tl2cgen version
+            raise NotSupported(f"the compiled trees do not load here: {type(exc).__name__}: {exc}") from exc
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)  # mapped already; the path is no longer needed
+
+    @classmethod
+    def verified(cls, bundle: ModelBundle, *, threads: int | None = None) -> tuple[CompiledTrees | None, str]:
+        """The compiled trees if they reproduce ``predict_proba`` exactly, else None; and what was decided."""
+        threads = threads or _sklearn_threads()
+        try:
+            trees = cls(bundle, threads)
+        except NotSupported as exc:
+            reason = str((bundle.info.get(INFO_KEY) or {}).get("reason") or exc)
+            return None, reason
+        features = check_rows(bundle.reference, bundle.schema)
+        if len(features) == 0:
+            return None, "no reference rows to verify the compiled trees on"
+        expected = bundle.pipeline.predict_proba(features)
+        try:
+            whole = trees.predict_proba(features)
+            chunks = range(0, len(features), _CHECK_CHUNK)
+            parts = np.vstack([trees.predict_proba(features.iloc[i : i + _CHECK_CHUNK]) for i in chunks])
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, scikit-learn scores instead
+            log.warning("compiled trees not used: %s: %s", type(exc).__name__, exc)
+            return None, f"compiled trees failed on the reference sample: {type(exc).__name__}: {exc}"
+        for got in (whole, parts):
+            if got.shape != expected.shape or not np.array_equal(got, expected):
+                worst = float(np.nanmax(np.abs(got - expected))) if got.shape == expected.shape else float("nan")
+                log.warning("compiled trees not used: they differ from predict_proba by up to %.3g", worst)
+                return None, f"compiled trees differ from predict_proba on the reference sample (by up to {worst:.3g})"
+        return trees, f"verified on {len(features)} rows, {threads} thread(s)"
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Probabilities for validated ``features`` (the schema's columns, cast by ``validate``)."""
+        matrix = self._columns.matrix(features)
+        margin = self._predictor.predict(self._tl2cgen.DMatrix(matrix, dtype="float64"), pred_margin=True)
+        raw = np.asarray(margin, dtype=np.float64).reshape(len(matrix), -1)
+        return self._model._loss.predict_proba(raw.ravel() if raw.shape[1] == 1 else raw)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The trees' input computed column by column with lookup tables, as the fitted pipeline would."""
+
+    features: tuple[str, ...]
+    fills: tuple[float | None, ...]
+    categories: tuple[pd.Index | None, ...]
+    tables: tuple[np.ndarray | None, ...]  # per category's position, then [unknown, missing]
+
+    @classmethod
+    def of(cls, outer: list[Any], model: Any) -> _Prepared:
+        known = _inner_categories(model, len(outer))
+        features: list[str] = []
+        fills: list[float | None] = []
+        categories: list[pd.Index | None] = []
+        tables: list[np.ndarray | None] = []
+        for position, column in enumerate(outer):
+            features.append(column.feature)
+            fills.append(column.fill)
+            if column.codes is None:
+                categories.append(None)
+                tables.append(None)
+                continue
+            seen = known.get(position)
+
+            def final(code: float, seen: set[float] | None = seen) -> float:
+                # The trees' own encoder turns a code it never saw into NaN (the missing-value branch).
+                return code if seen is None or code in seen else np.nan
+
+            names = list(column.codes)
+            categories.append(pd.Index(names, dtype=object))
+            tables.append(
+                np.array([final(column.codes[n]) for n in names] + [final(column.unknown), final(column.missing)])
+            )
+        return cls(tuple(features), tuple(fills), tuple(categories), tuple(tables))
+
+    def matrix(self, features: pd.DataFrame) -> np.ndarray:
+        out = np.empty((len(features), len(self.features)), dtype=np.float64)
+        for j, name in enumerate(self.features):
+            index, table = self.categories[j], self.tables[j]
+            if index is None or table is None:
+                values = features[name].to_numpy(dtype=np.float64)
+                fill = self.fills[j]
+                out[:, j] = values if fill is None else np.where(np.isnan(values), fill, values)
+                continue
+            column = features[name]
+            positions = index.get_indexer(pd.Index(column.to_numpy(dtype=object)))
+            positions = np.where(positions < 0, len(index), positions)  # not a known category
+            if not _same(table[-2], table[-1]):  # a missing value is coded unlike an unknown category
+                positions = np.where(column.isna().to_numpy(), len(index) + 1, positions)
+            out[:, j] = table[positions]
+        return out
+
+
+def _same(a: float, b: float) -> bool:
+    return bool(a == b or (a != a and b != b))
+
+
+def _inner_categories(model: Any, n_outer: int) -> dict[int, set[float]]:
+    """Per input position, the codes the trees' own categorical encoder knows."""
+    inner = getattr(model, "_preprocessor", None)
+    if inner is None:
+        return {}
+    known: dict[int, set[float]] = {}
+    for _, transformer, mask in inner.transformers_:
+        if not hasattr(transformer, "categories_"):
+            continue
+        mask = np.asarray(mask)
+        positions = np.flatnonzero(mask) if mask.dtype == bool else mask.astype(int)
+        for p, categories in zip(positions, transformer.categories_, strict=True):
+            known[int(p)] = {float(c) for c in np.asarray(categories, dtype=np.float64) if c == c}
+    if any(p >= n_outer for p in known):
+        raise NotSupported("the trees' encoder reads columns outside the pipeline's output")
+    return known
+
+
+def _sklearn_threads() -> int:
+    """The OpenMP threads scikit-learn's trees would use here (threadpoolctl limits included)."""
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    return int(_openmp_effective_n_threads())
+
+
+def _versions() -> dict[str, str]:
+    try:
+        import tl2cgen
+        import treelite
+    except ImportError:
+        return {}
+    return {"treelite": str(treelite.__version__), "tl2cgen": str(tl2cgen.__version__)}
+
+
+def _compiler_version(toolchain: str) -> str:
+    import subprocess
+
+    try:
+        done = subprocess.run([toolchain, "--version"], capture_output=True, text=True, timeout=10)
+        return done.stdout.partition("\n")[0]
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
