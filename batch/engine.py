@@ -95,29 +95,13 @@ def score_file(
     side: _Shadow | None = None
     try:
         parquet = pq.ParquetFile(source.path, filesystem=source.fs)
-        out_schema = _output_schema(parquet.schema_arrow, scorer, expected)
-        computed = frozenset(scorer.output_columns)
+        out_schema = output_schema(parquet.schema_arrow, scorer, expected)
         side = _Shadow(shadow, shadow_path, parquet.schema_arrow, shadow_expected, scorer) if shadow else None
         with atomic_writer(output, out_schema) as write_scored, atomic_writer(rejects, None) as write_rejected:
-            position = 0
-            for batch in parquet.iter_batches(batch_size=chunk_size):
-                frame = batch.to_pandas()
-                frame.index = pd.RangeIndex(position, position + len(frame))
-                scored = scorer.score(frame)
-                bad = scored[REJECT_REASON].notna().to_numpy()
-                write_scored(
-                    _output_table(batch, scored, ~bad, out_schema, computed=computed, source=str(source), run_id=run_id)
-                )
-                if bad.any():
-                    write_rejected(_rejected_rows(frame[bad], scored[bad], source, run_id, scorer.version))
-                if side is not None:
-                    side.score(batch, frame, scored, source=str(source), run_id=run_id)
-                result.rows += len(frame)
-                result.scored += int((~bad).sum())
-                result.rejected += int(bad.sum())
-                position += len(frame)
-                if on_rows is not None:
-                    on_rows(len(frame))
+            score_rows(
+                parquet, scorer, result, schema=out_schema, chunk_size=chunk_size, source=source, run_id=run_id,
+                write_scored=write_scored, write_rejected=write_rejected, side=side, on_rows=on_rows,
+            )  # fmt: skip
             if not result.rejected and rejects.exists():
                 rejects.unlink()  # a stale rejects file from an earlier run no longer applies
         if side is not None:
@@ -131,6 +115,60 @@ def score_file(
     result.rejects = str(rejects) if result.rejected else None
     result.seconds = time.perf_counter() - started
     return result
+
+
+def score_rows(
+    parquet: pq.ParquetFile,
+    scorer: Scorer,
+    result: FileResult,
+    *,
+    schema: pa.Schema,
+    chunk_size: int,
+    source: Location,
+    run_id: str,
+    write_scored: Callable[[pa.Table], None],
+    write_rejected: Callable[[pd.DataFrame], None],
+    start: int = 0,
+    stop: int | None = None,
+    side: _Shadow | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> None:
+    """Score rows ``[start, stop)`` of ``parquet`` in chunks, adding the counts to ``result``.
+
+    Only the row groups holding those rows are read, and ``source_row`` stays the row of the file.
+    """
+    metadata = parquet.metadata
+    stop = metadata.num_rows if stop is None else stop
+    first = np.cumsum([0, *(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))])
+    groups = [i for i in range(metadata.num_row_groups) if first[i] < stop and first[i + 1] > start]
+    if not groups:
+        return
+    computed = frozenset(scorer.output_columns)
+    position = int(first[groups[0]])
+    for batch in parquet.iter_batches(batch_size=chunk_size, row_groups=groups):
+        begin, end = position, position + batch.num_rows
+        position = end
+        if begin >= stop:
+            break  # the rest of the last row group belongs to the next part
+        low, high = max(begin, start), min(end, stop)
+        if high <= low:
+            continue
+        if (low, high) != (begin, end):
+            batch = batch.slice(low - begin, high - low)
+        frame = batch.to_pandas()
+        frame.index = pd.RangeIndex(low, high)
+        scored = scorer.score(frame)
+        bad = scored[REJECT_REASON].notna().to_numpy()
+        write_scored(_output_table(batch, scored, ~bad, schema, computed=computed, source=str(source), run_id=run_id))
+        if bad.any():
+            write_rejected(_rejected_rows(frame[bad], scored[bad], source, run_id, scorer.version))
+        if side is not None:
+            side.score(batch, frame, scored, source=str(source), run_id=run_id)
+        result.rows += len(frame)
+        result.scored += int((~bad).sum())
+        result.rejected += int(bad.sum())
+        if on_rows is not None:
+            on_rows(len(frame))
 
 
 class _Shadow:
@@ -147,7 +185,7 @@ class _Shadow:
         self.computed = frozenset(challenger.output_columns)
         self.writer: AtomicParquet | None = None
         try:
-            self.schema = _output_schema(input_schema, challenger, expected or {})
+            self.schema = output_schema(input_schema, challenger, expected or {})
             self.writer = AtomicParquet(path, self.schema)
         except Exception as exc:  # noqa: BLE001 - a broken challenger is reported, never raised
             self._fail(exc)
@@ -183,7 +221,7 @@ class _Shadow:
         self.abandon()
 
 
-def _output_schema(input_schema: pa.Schema, scorer: Scorer, expected: dict) -> pa.Schema:
+def output_schema(input_schema: pa.Schema, scorer: Scorer, expected: dict) -> pa.Schema:
     """Output columns and types fixed up front, so every chunk writes to one schema."""
     schema = scorer.bundle.schema
     fields = []

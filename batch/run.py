@@ -59,6 +59,7 @@ def run_batch(
     registry: str = "",
     on_rows: RowsScored | None = None,
     scorer_options: ScorerOptions = ALL_VERIFIED,
+    split_rows: int = 0,
 ) -> BatchSummary:
     """Score every input file with ``scorer`` on ``runner`` (default: one after another here)."""
     inputs = discover_inputs(input)
@@ -79,6 +80,7 @@ def run_batch(
         model_version=scorer.version,
         shadow_version=summary.shadow_version,
         options=scorer_options,
+        split_rows=split_rows,
     )
     summary.files = (runner or SequentialRunner(scorer, shadow)).run(inputs, job, on_rows)
     return summary
@@ -123,6 +125,7 @@ def score_batch(
         registry=str(settings.registry_dir),
         on_rows=on_rows,
         scorer_options=scorer_options,
+        split_rows=settings.batch_split_rows,
     )
     push_run_figures(settings.pushgateway_url, job="score-batch", figures=summary.figures(time.monotonic() - started))
     return summary

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batch.engine import score_file
+from batch.pieces import Joiner, Piece, plan, score_piece
 from batch.results import FileResult
 from scoring import Registry, Scorer, ScoringError
 from scoring.scorer import ALL_VERIFIED, ScorerOptions
@@ -43,6 +44,7 @@ class BatchJob:
     model_version: int = 0
     shadow_version: int | None = None
     options: ScorerOptions = ALL_VERIFIED
+    split_rows: int = 0  # on Dask, a file is cut into row ranges of at least this many rows (0: never)
 
 
 @dataclass(frozen=True)
@@ -124,19 +126,49 @@ class DaskRunner(Runner):
         return self.options.describe()
 
     def run(self, inputs: InputSet, job: BatchJob, on_rows: RowsScored | None = None) -> list[FileResult]:
-        sources = [str(p) for p in inputs.files]
-        with self.submit(sources, inputs, job) as futures:
-            return [_outcome(s, f.result, on_rows) for s, f in zip(sources, futures, strict=True)]
+        pieces = self.plan(inputs, job)
+        results: list[FileResult] = []
+        joiner: Joiner | None = None
+        with self.submit(pieces, inputs, job) as futures:
+            for piece, future in zip(pieces, futures, strict=True):
+                outcome = _outcome(piece.source, future.result, on_rows)
+                if piece.whole:
+                    results.append(outcome)
+                    continue
+                if piece.part == 0:
+                    joiner = Joiner(inputs, job.output, job.run_id, piece.source)
+                assert joiner is not None  # a file's parts come in order, from its first
+                if (joined := joiner.add(piece, outcome)) is not None:  # written while later parts score
+                    results.append(joined)
+        return results
+
+    def plan(self, inputs: InputSet, job: BatchJob) -> list[Piece]:
+        """Files whole, or large ones cut into up to two row ranges per worker (with a shadow, files stay whole)."""
+        if not job.split_rows or job.shadow_version is not None:
+            return [Piece(str(source)) for source in inputs.files]
+        return plan(
+            inputs, output=job.output, model_version=job.model_version, workers=self.workers(),
+            min_rows=job.split_rows, force=job.force,
+        )  # fmt: skip
+
+    def workers(self) -> int:
+        """How many workers the files go to: the LocalCluster's, or what the existing scheduler has now."""
+        if not self.options.address:
+            return self.options.workers or os.cpu_count() or 1
+        from distributed import Client
+
+        with Client(self.options.address, timeout=30) as client:
+            return max(1, len(client.scheduler_info().get("workers", {})))
 
     @contextmanager
-    def submit(self, sources: list[str], inputs: InputSet, job: BatchJob) -> Iterator[Sequence[Any]]:
-        """Futures of ``score_file_on_worker`` for every source (each with ``.result()``)."""
+    def submit(self, pieces: list[Piece], inputs: InputSet, job: BatchJob) -> Iterator[Sequence[Any]]:
+        """Futures of ``score_piece_on_worker`` for every piece (each with ``.result()``)."""
         from distributed import Client, LocalCluster
 
         with ExitStack() as stack:
             cluster = self.options.address or stack.enter_context(LocalCluster(**self.options.cluster_kwargs()))
             client = stack.enter_context(Client(cluster))
-            yield client.map(score_file_on_worker, sources, inputs=inputs, job=job, pure=False, retries=2)
+            yield client.map(score_piece_on_worker, pieces, inputs=inputs, job=job, pure=False, retries=2)
 
 
 def _outcome(source: str, result: Callable[[], FileResult], on_rows: RowsScored | None) -> FileResult:
@@ -174,6 +206,17 @@ def score_file_on_worker(source: str, inputs: InputSet, job: BatchJob) -> FileRe
     if shadow_error is not None:
         result.shadow_error = shadow_error
     return result
+
+
+def score_piece_on_worker(piece: Piece, inputs: InputSet, job: BatchJob) -> FileResult:
+    """Score a whole file (``score_file_on_worker``) or one row range of it into its parts."""
+    if piece.whole:
+        return score_file_on_worker(piece.source, inputs, job)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        scorer = _scorer(job.registry, job.model_version, job.options)
+        return score_piece(piece, inputs, job.output, scorer, chunk_size=job.chunk_size, run_id=job.run_id)
 
 
 @functools.lru_cache(maxsize=4)

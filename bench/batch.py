@@ -7,7 +7,8 @@ Measured in one run, on the same 1M-row Parquet file and the same model:
 - peak RSS of a fresh process scoring 1M and 4M rows, to show memory stays flat;
 - scale-out: many files on a Dask LocalCluster of 1, 2 and 4 single-threaded workers (the
   ``score-batch --workers N`` path), against the sequential in-process run and the ideal
-  (N times one worker, capped at the machine's cores), with each worker's peak RSS.
+  (N times one worker, capped at the machine's cores), with each worker's peak RSS;
+- one big file on 1 and 2 workers (cut into a row range per worker, then joined).
 
 Usage: .venv/bin/python bench/batch.py [--rows 1000000] [--big-rows 4000000] [--chunk-size 100000]
        [--scaling-files 8] [--scaling-rows 250000] [--only-scaling | --skip-scaling]
@@ -40,6 +41,8 @@ from scoring.bundle import TREES_FILE  # noqa: E402
 from scoring.compiled import TreeCompiler  # noqa: E402
 from scoring.sources import discover_inputs  # noqa: E402
 from scoring.training import train_bundle  # noqa: E402
+
+SPLIT_ROWS = 200_000  # the batch_split_rows setting's default: the fewest rows a part of a cut file gets
 
 
 def registry() -> Registry:
@@ -121,7 +124,7 @@ def scaling_inputs(files: int, rows: int) -> Path:
     return folder.parent
 
 
-def on_dask(folder: Path, workers: int, chunk_size: int) -> dict:
+def on_dask(folder: Path, workers: int, chunk_size: int, split_rows: int = SPLIT_ROWS) -> dict:
     """Score every file on a fresh LocalCluster of ``workers``; time from submission (cluster already up)."""
     from distributed import Client, LocalCluster
 
@@ -134,7 +137,10 @@ def on_dask(folder: Path, workers: int, chunk_size: int) -> dict:
         Client(cluster) as client,
     ):
         client.run(lambda: __import__("batch.runners"))  # imports are start-up, not scoring
-        job = BatchJob(tmp, chunk_size, "bench", True, registry=str(reg.root), model_version=reg.resolve("champion"))
+        job = BatchJob(
+            tmp, chunk_size, "bench", True, registry=str(reg.root), model_version=reg.resolve("champion"),
+            split_rows=split_rows,
+        )  # fmt: skip
         started = time.perf_counter()
         results = DaskRunner(DaskOptions(address=cluster.scheduler_address)).run(inputs, job)
         seconds = time.perf_counter() - started
@@ -164,13 +170,13 @@ def sequential(folder: Path, chunk_size: int) -> dict:
     }
 
 
-def scaling(files: int, rows: int, chunk_size: int) -> dict:
+def scaling(files: int, rows: int, chunk_size: int, workers: tuple[int, ...] = (1, 2, 4)) -> dict:
     import os
 
     folder = scaling_inputs(files, rows)
     cores = os.cpu_count() or 1
     base = sequential(folder, chunk_size)
-    runs = [on_dask(folder, n, chunk_size) for n in (1, 2, 4)]
+    runs = [on_dask(folder, n, chunk_size) for n in workers]
     one = runs[0]["rows_per_s"]
     for run in runs:
         ideal = one * min(run["workers"], cores)
@@ -205,16 +211,19 @@ def main() -> None:
     parser.add_argument("--scaling-rows", type=int, default=250_000)
     parser.add_argument("--only-scaling", action="store_true", help="run only the Dask scale-out measure")
     parser.add_argument("--skip-scaling", action="store_true", help="run only the single-file measures")
+    parser.add_argument("--one-file-rows", type=int, default=1_000_000, help="one big file on 1 and 2 workers")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.child:
         child(args.child, args.chunk_size)
         return
     scale = {} if args.skip_scaling else scaling(args.scaling_files, args.scaling_rows, args.chunk_size)
-    if scale:
-        print_scaling(scale)
+    one_file = {} if args.skip_scaling else scaling(1, args.one_file_rows, args.chunk_size, workers=(1, 2))
+    for measured in (scale, one_file):
+        if measured:
+            print_scaling(measured)
     if args.only_scaling:
-        print(json.dumps({"scaling": scale}))
+        print(json.dumps({"scaling": scale, "one_file": one_file}))
         return
     scorer = Scorer.from_registry(registry())
     path = dataset(args.rows)
@@ -236,6 +245,7 @@ def main() -> None:
         "peak_rss_mb": {str(small["rows"]): round(small["peak_rss_mb"]), str(big["rows"]): round(big["peak_rss_mb"])},
         "peak_rss_growth": round(big["peak_rss_mb"] / small["peak_rss_mb"], 3),
         "scaling": scale,
+        "one_file": one_file,
     }
     print(f"limit (read + predict_proba + write): {results['limit_rows_per_s']:>10,} rows/s")
     print(f"scorepipe end to end:                 {results['scorepipe_rows_per_s']:>10,} rows/s")
@@ -246,8 +256,9 @@ def main() -> None:
         f"peak RSS: {small['peak_rss_mb']:.0f} MB at {small['rows']:,} rows, "
         f"{big['peak_rss_mb']:.0f} MB at {big['rows']:,} rows (x{results['peak_rss_growth']})"
     )
-    if scale:
-        print_scaling(scale)
+    for measured in (scale, one_file):
+        if measured:
+            print_scaling(measured)
     print(json.dumps(results))
 
 

@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--naive-rows", type=int, default=1_000)
+    parser.add_argument("--records", type=int, default=5_000, help="single records timed through score_one")
     args = parser.parse_args()
     started = time.perf_counter()
     frame = synthetic.generate(100_000, seed=42)
@@ -98,8 +99,48 @@ def main() -> None:
             f"({r['compiled_over_previous_score']}x), naive {naive_rps:,.0f} rows/s "
             f"({r['compiled_over_naive']:,}x), bit-identical: {identical}"
         )
+    results["one_record"] = one_record(bundle, args.records)
+    r = results["one_record"]
+    print(
+        f"one record, Scorer.score_one on 1 thread: p50 {r['record_path']['p50_us']} us, "
+        f"p99 {r['record_path']['p99_us']} us (target p50 < 100 us); the frame path: "
+        f"p50 {r['frame_path']['p50_us']} us, p99 {r['frame_path']['p99_us']} us ({r['p50_speedup']}x); "
+        f"bit-identical: {r['bit_identical']}"
+    )
     print(f"compiled in {compile_s:.1f} s (train {trained:.1f} s)")
     print(json.dumps(results))
+
+
+def one_record(bundle, count: int) -> dict:
+    """``score_one`` latency per record: the record path against the frame path (compiled trees off)."""
+    frame = synthetic.generate(count, seed=77, with_target=False)
+    records = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in frame.to_dict("records")
+    ]
+    with threadpool_limits(1):
+        fast, frames = Scorer(bundle, 1), Scorer(bundle, 1, options=ScorerOptions(compiled_trees=False))
+        figures = {}
+        for name, scorer in (("record_path", fast), ("frame_path", frames)):
+            for record in records[:200]:
+                scorer.score_one(record)  # warm
+            times = []
+            for record in records:
+                started = time.perf_counter()
+                scorer.score_one(record)
+                times.append(time.perf_counter() - started)
+            figures[name] = {
+                "p50_us": round(float(np.percentile(times, 50)) * 1e6, 1),
+                "p99_us": round(float(np.percentile(times, 99)) * 1e6, 1),
+            }
+        identical = all(
+            fast.score_one(r)[c] == frames.score_one(r)[c] for r in records[:500] for c in fast.proba_columns
+        )
+    return {
+        **figures,
+        "records": count,
+        "p50_speedup": round(figures["frame_path"]["p50_us"] / figures["record_path"]["p50_us"], 1),
+        "bit_identical": identical,
+    }
 
 
 if __name__ == "__main__":

@@ -18,10 +18,11 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
 from batch.engine import score_file
+from batch.pieces import Piece
 from batch.results import BatchSummary
 from batch.run import BatchRequest, plain_runner
 from batch.run import score_batch as run_score_batch
-from batch.runners import BatchJob, DaskOptions, DaskRunner, Runner, SequentialRunner, score_file_on_worker
+from batch.runners import BatchJob, DaskOptions, DaskRunner, Runner, SequentialRunner, score_piece_on_worker
 from flows.settings import load_flow_settings
 from scoring import Scorer
 from scoring.layout import QUARANTINE_DIR, REJECTED_DIR, SHADOW_DIR
@@ -37,10 +38,10 @@ score_file_task = task(  # type: ignore[call-overload]
     cache_policy=NO_CACHE,
 )
 
-score_file_on_worker_task = task(  # type: ignore[call-overload]
-    score_file_on_worker,
+score_piece_on_worker_task = task(  # type: ignore[call-overload]
+    score_piece_on_worker,
     name="score-file",
-    task_run_name="score {source}",
+    task_run_name="score {piece.label}",
     retries=2,
     retry_delay_seconds=2,
     cache_policy=NO_CACHE,
@@ -51,7 +52,7 @@ class PrefectDaskRunner(DaskRunner):
     """Files as Prefect task runs on prefect-dask's DaskTaskRunner: retries, states and logs per file."""
 
     @contextmanager
-    def submit(self, sources: list[str], inputs: InputSet, job: BatchJob) -> Iterator[Sequence[Any]]:
+    def submit(self, pieces: list[Piece], inputs: InputSet, job: BatchJob) -> Iterator[Sequence[Any]]:
         from prefect.utilities.annotations import unmapped
         from prefect_dask import DaskTaskRunner
 
@@ -60,8 +61,8 @@ class PrefectDaskRunner(DaskRunner):
             {"address": options.address} if options.address else {"cluster_kwargs": options.cluster_kwargs()}
         )
         with DaskTaskRunner(**kwargs) as runner:
-            parameters = {"source": sources, "inputs": unmapped(inputs), "job": unmapped(job)}
-            yield runner.map(score_file_on_worker_task, parameters)
+            parameters = {"piece": pieces, "inputs": unmapped(inputs), "job": unmapped(job)}
+            yield runner.map(score_piece_on_worker_task, parameters)
 
 
 def prefect_runner(options: DaskOptions | None, scorer: Scorer, shadow: Scorer | None) -> Runner:

@@ -24,6 +24,7 @@ tables), the baseline's order of addition, and the check that makes the result t
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import logging
@@ -86,15 +87,17 @@ class TreeCompiler:
         build = (_versions(), _PARAMS, self.toolchain, _compiler_version(self.toolchain))
         key = hashlib.sha256(joint.serialize_bytes() + repr(build).encode()).hexdigest()
         cached = self.cache / f"{key}.so" if self.cache is not None else None
-        if cached is not None and cached.is_file():
+        if cached is not None and cached.is_file() and _trusted(cached):
             return cached.read_bytes()
         with tempfile.TemporaryDirectory(prefix="scorepipe-trees-") as work:
             target = Path(work) / "trees.so"
             params = {**_PARAMS, "parallel_comp": max(1, self.jobs)}
             tl2cgen.export_lib(joint, toolchain=self.toolchain, libpath=str(target), params=params, nthread=self.jobs)
             library = target.read_bytes()
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
+        if cached is not None and self.cache is not None:
+            self.cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _trusted(self.cache):
+                return library  # a cache others can write to is neither read nor written
             partial = cached.with_suffix(f".{os.getpid()}.tmp")
             partial.write_bytes(library)
             partial.replace(cached)  # atomic: a concurrent build of the same trees writes the same bytes
@@ -157,21 +160,26 @@ class CompiledTrees:
         except ImportError as exc:
             raise NotSupported(f"tl2cgen is not installed ({exc.name})") from exc
         self._tl2cgen = tl2cgen
+        self._pipeline = bundle.pipeline
         self._model, outer = read_outer(bundle.pipeline, bundle.schema)
         self._columns = _Prepared.of(outer, self._model)
         self.threads = threads
+        self.records: Any = None  # a verified scoring.record_path.RecordPath, set by ``verified``
         # The library is loaded from the bytes whose hash the registry checked, written to a file
         # only this process can read: loading by path would let the file change after the check.
-        self._dir = tempfile.mkdtemp(prefix="scorepipe-trees-")
-        path = Path(self._dir) / "trees.so"
-        path.write_bytes(bundle.compiled_trees)
-        path.chmod(0o500)
+        folder = None
         try:
+            folder = tempfile.mkdtemp(prefix="scorepipe-trees-")
+            path = Path(folder) / "trees.so"
+            path.write_bytes(bundle.compiled_trees)
+            path.chmod(0o500)
             self._predictor = tl2cgen.Predictor(str(path), nthread=threads)
-        except Exception as exc:  # noqa: BLE001 - a library built for another machine or tl2cgen version
+            self.library = ctypes.CDLL(str(path))  # the same file: one row at a time (scoring.record_path)
+        except Exception as exc:  # noqa: BLE001 - no room for the file, or a library built for another machine
             raise NotSupported(f"the compiled trees do not load here: {type(exc).__name__}: {exc}") from exc
         finally:
-            shutil.rmtree(self._dir, ignore_errors=True)  # mapped already; the path is no longer needed
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)  # mapped already; the path is no longer needed
 
     @classmethod
     def verified(cls, bundle: ModelBundle, *, threads: int | None = None) -> tuple[CompiledTrees | None, str]:
@@ -198,6 +206,7 @@ class CompiledTrees:
                 worst = float(np.nanmax(np.abs(got - expected))) if got.shape == expected.shape else float("nan")
                 log.warning("compiled trees not used: they differ from predict_proba by up to %.3g", worst)
                 return None, f"compiled trees differ from predict_proba on the reference sample (by up to {worst:.3g})"
+        trees.records = _record_path(trees, bundle, features, expected)
         return trees, f"verified on {len(features)} rows, {threads} thread(s)"
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
@@ -205,7 +214,10 @@ class CompiledTrees:
         matrix = self._columns.matrix(features)
         margin = self._predictor.predict(self._tl2cgen.DMatrix(matrix, dtype="float64"), pred_margin=True)
         raw = np.asarray(margin, dtype=np.float64).reshape(len(matrix), -1)
-        return self._model._loss.predict_proba(raw.ravel() if raw.shape[1] == 1 else raw)
+        proba = self._model._loss.predict_proba(raw.ravel() if raw.shape[1] == 1 else raw)
+        if len(ambiguous := _read_as_missing(matrix)):
+            proba[ambiguous] = self._pipeline.predict_proba(features.iloc[ambiguous])
+        return proba
 
 
 @dataclass(frozen=True)
@@ -260,6 +272,49 @@ class _Prepared:
                 positions = np.where(column.isna().to_numpy(), len(index) + 1, positions)
             out[:, j] = table[positions]
         return out
+
+
+def _record_path(trees: CompiledTrees, bundle: ModelBundle, features: pd.DataFrame, expected: np.ndarray) -> Any:
+    """The one-record route through the same library, if it reproduces ``expected`` row by row; else None."""
+    from scoring.record_path import RecordPath
+
+    try:
+        path = RecordPath.build(trees.library, bundle.schema, trees._columns, trees._model)
+        reason = path.verify(features, expected)
+    except Exception as exc:  # noqa: BLE001 - a library without the entry point, or a shape it cannot fill
+        reason = f"{type(exc).__name__}: {exc}"
+    if reason is not None:
+        log.warning("one-record path not used: %s", reason)
+        return None
+    return path
+
+
+def _trusted(path: Path) -> bool:
+    """Whether a cached library (or the cache folder) is ours alone: owned by this user, writable by no one else.
+
+    A library read from the cache becomes a registered version's ``trees.so``, and loading one runs its
+    code, so the cache is trusted like the virtualenv, and checked like it should be.
+    """
+    try:
+        for item in (path, path.parent) if path.is_file() else (path,):
+            status = item.stat()
+            if status.st_uid != os.getuid() or status.st_mode & 0o022:
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _read_as_missing(matrix: np.ndarray) -> np.ndarray:
+    """Rows holding a value the compiled code would take for a missing one.
+
+    The generated code keeps each input in a union and marks a missing value by the int -1 in its
+    low 32 bits, so a present double whose low 32 bits are all ones (about one value in four billion,
+    e.g. 100.00000000093132) is read as missing and may take the other branch. Those rows are scored
+    by scikit-learn instead; no check on a sample could find such a value.
+    """
+    low = matrix.view(np.uint64) & np.uint64(0xFFFFFFFF)
+    return np.flatnonzero(((low == np.uint64(0xFFFFFFFF)) & ~np.isnan(matrix)).any(axis=1))
 
 
 def _same(a: float, b: float) -> bool:

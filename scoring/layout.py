@@ -10,6 +10,7 @@ from __future__ import annotations
 # Folders beside the outputs
 SHADOW_DIR = "_shadow"  # a challenger's outputs (batch) or live window (stream), mirroring the champion's paths
 REJECTED_DIR = "_rejected"  # rows (batch) or label messages (label sink) refused, with the reason of each
+PARTS_DIR = "_parts"  # a large file's row ranges, scored on several workers, until joined into its output
 QUARANTINE_DIR = "_quarantine"  # input files that could not be read, each with a ``.error.json``
 
 # The columns a scorer adds to every row

@@ -72,6 +72,8 @@ class Scorer:
         self.proba_columns = [f"{PROBA_PREFIX}{c}" for c in bundle.classes]
         self._classes = np.asarray(bundle.classes)
         self._integer_classes = np.issubdtype(self._classes.dtype, np.integer)
+        self._schema_kinds = {spec.name: spec.kind == "numeric" for spec in bundle.schema.features}
+        self._output_names = frozenset(self.output_columns)
         # Small frames (a request, a quiet stream's poll) skip sklearn's per-call overhead when a
         # shortcut reproduces this pipeline exactly; large frames always go through sklearn.
         # The shortcut reads fitted-tree internals of scikit-learn; ``ScorerOptions`` turns it off.
@@ -156,9 +158,66 @@ class Scorer:
             yield self.score(frame)
 
     def score_one(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Score one record through ``score``: a convenience, never a second scoring path."""
+        """Score one record: what ``score`` gives for a one-row frame of it, key for key and type for type.
+
+        A clean record (see ``scoring.record_path``) goes straight into the verified compiled trees
+        (tens of microseconds); any other goes through ``score``, which says why it is rejected.
+        """
+        if (fast := self._one_record(record)) is not None:
+            return fast
         row = self.score(pd.DataFrame([record])).iloc[0]
         return {str(key): value for key, value in row.items()}
+
+    def _one_record(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        path = self._compiled.records if self._compiled is not None else None
+        if path is None or not self._plain_extras(record) or (proba := path.proba(record)) is None:
+            return None
+        out: dict[str, Any] = {}
+        for key, value in record.items():
+            if key in self._schema_kinds:
+                numeric = self._schema_kinds[key]
+                out[key] = np.float64(np.nan if value is None else value) if numeric else value
+            else:
+                out[key] = _as_pandas_scalar(value)
+        best = int(np.argmax(proba))
+        label = self._classes[best]
+        out[PREDICTION] = (
+            np.int64(label) if self._integer_classes else label.item() if hasattr(label, "item") else label
+        )
+        for i, column in enumerate(self.proba_columns):
+            out[column] = np.float64(proba[i])
+        out[CONFIDENCE] = np.float64(proba.max())
+        out[MODEL_VERSION] = np.int64(self.version)
+        out[SCORED_AT] = self._clock()
+        out[REJECT_REASON] = None
+        return out
+
+    def _plain_extras(self, record: dict[str, Any]) -> bool:
+        """Whether every key is a string and no extra value needs pandas to say what it becomes."""
+        for key, value in record.items():
+            if type(key) is not str or key in self._output_names:
+                return False
+            if key in self._schema_kinds or value is None or type(value) in _PLAIN:
+                continue
+            if type(value) is not int or value not in _INT64:
+                return False
+        return True
+
+
+_PLAIN = (str, float, bool)  # extra values a one-row frame keeps as the same (numpy) scalar
+_INT64 = range(-(2**63), 2**63)
+
+
+def _as_pandas_scalar(value: Any) -> Any:
+    """What a one-row frame's column makes of a plain extra value: numpy scalars for numbers and booleans."""
+    kind = type(value)
+    if kind is int:
+        return np.int64(value)
+    if kind is float:
+        return np.float64(value)
+    if kind is bool:
+        return np.bool_(value)
+    return value
 
 
 def split_rejected(scored: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -91,7 +91,7 @@ class CoreSettings(Section):
     seed: int = Field(default=42, description="Seed for synthetic data, splits and sampling.")
     small_frame_shortcut: bool = Field(
         default=True,
-        description="Score frames of up to 64 rows with the verified tree shortcut (false: always sklearn).",
+        description="Score frames of up to 512 rows with the verified tree shortcut (false: always sklearn).",
     )
     compiled_trees: bool = Field(
         default=True,

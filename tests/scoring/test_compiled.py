@@ -152,3 +152,34 @@ def test_other_models_are_registered_without_compiled_trees_and_say_why(training
 def test_the_setting_turns_compiled_trees_off(bundle):
     off = Scorer(bundle, 1, options=ScorerOptions(compiled_trees=False))
     assert not off.compiled_trees and off.compiled_trees_reason == "off by setting"
+
+
+def _low_word_all_ones(value: float) -> float:
+    import struct
+
+    bits = struct.unpack("<Q", struct.pack("<d", value))[0]
+    return struct.unpack("<d", struct.pack("<Q", (bits & ~0xFFFFFFFF) | 0xFFFFFFFF))[0]
+
+
+def test_values_the_compiled_code_would_read_as_missing_are_scored_by_sklearn(bundle):
+    """tl2cgen marks a missing input by -1 in a double's low 32 bits: such present values go to sklearn."""
+    trees, reason = CompiledTrees.verified(bundle, threads=1)
+    assert trees is not None, reason
+    rows = synthetic.generate(1_000, seed=3, with_target=False)
+    rows.loc[::3, "amount"] = [_low_word_all_ones(v) for v in rows.loc[::3, "amount"]]  # e.g. 100.00000000093132
+    features = validate(rows, bundle.schema).features
+    _exact(trees, bundle.pipeline, features)
+
+
+def test_a_cache_others_can_write_to_is_not_read(bundle, monkeypatch, tmp_path):
+    import tl2cgen
+
+    cache = tmp_path / "trees"
+    plain = dataclasses.replace(bundle, compiled_trees=None)
+    TreeCompiler(cache=cache).attach(plain)
+    cache.chmod(0o777)  # anyone could have put a library here
+    built = []
+    real = tl2cgen.export_lib
+    monkeypatch.setattr(tl2cgen, "export_lib", lambda *a, **k: built.append(1) or real(*a, **k))
+    assert TreeCompiler(cache=cache).attach(plain).compiled_trees is not None
+    assert built == [1]  # compiled again, not taken from the cache
