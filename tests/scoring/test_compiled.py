@@ -15,7 +15,7 @@ from scoring.scorer import ScorerOptions
 from scoring.training import bundle_from_estimator, default_pipeline
 from scoring.validation import validate
 from tests.conftest import TREES_CACHE
-from tests.scoring.test_fastpath import _awkward_rows
+from tests.scoring.test_fastpath import _awkward_rows, last_bit_off
 
 
 def _exact(trees: CompiledTrees, pipeline, features: pd.DataFrame) -> None:
@@ -104,14 +104,7 @@ def test_the_library_is_in_the_manifest_and_a_swapped_one_is_never_loaded(bundle
 
 
 def test_trees_that_differ_in_the_last_bit_are_refused_and_sklearn_scores(bundle, monkeypatch, caplog):
-    exact = CompiledTrees.predict_proba
-
-    def off_by_one_ulp(self, features):
-        proba = exact(self, features)
-        proba[-1, -1] = np.nextafter(proba[-1, -1], 2.0)
-        return proba
-
-    monkeypatch.setattr(CompiledTrees, "predict_proba", off_by_one_ulp)
+    monkeypatch.setattr(CompiledTrees, "predict_proba", last_bit_off(CompiledTrees.predict_proba))
     scorer = Scorer(bundle, 1)
     assert not scorer.compiled_trees
     assert "differ from predict_proba" in scorer.compiled_trees_reason and "differ from predict_proba" in caplog.text

@@ -82,15 +82,20 @@ def test_an_encoder_that_raises_on_unknown_categories_is_not_replayed(bundle):
     assert SmallFramePredictor.verified(pipeline, bundle.schema, bundle.reference) is None
 
 
-def test_a_replay_that_differs_in_the_last_bit_is_refused(bundle, monkeypatch, caplog):
-    exact = SmallFramePredictor.predict_proba
+def last_bit_off(exact):
+    """``exact`` (a method returning probabilities, or None) with its last probability one ulp higher."""
 
-    def off_by_one_ulp(self, features):
-        proba = exact(self, features)
-        proba[-1, -1] = np.nextafter(proba[-1, -1], 2.0)
+    def off_by_one_ulp(self, *args):
+        proba = exact(self, *args)
+        if proba is not None:
+            proba[..., -1] = np.nextafter(proba[..., -1], 2.0)
         return proba
 
-    monkeypatch.setattr(SmallFramePredictor, "predict_proba", off_by_one_ulp)
+    return off_by_one_ulp
+
+
+def test_a_replay_that_differs_in_the_last_bit_is_refused(bundle, monkeypatch, caplog):
+    monkeypatch.setattr(SmallFramePredictor, "predict_proba", last_bit_off(SmallFramePredictor.predict_proba))
     assert SmallFramePredictor.verified(bundle.pipeline, bundle.schema, bundle.reference) is None
     assert "differs from predict_proba" in caplog.text
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -12,7 +11,7 @@ from scoring import Scorer, synthetic
 from scoring.record_path import RecordPath
 from scoring.scorer import SCORED_AT, ScorerOptions
 from tests.scoring.test_compiled import _low_word_all_ones
-from tests.scoring.test_fastpath import _awkward_rows
+from tests.scoring.test_fastpath import _awkward_rows, last_bit_off
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -99,15 +98,7 @@ def test_a_missing_feature_goes_through_the_frame_path_which_names_it(scorers):
 
 
 def test_a_record_path_that_differs_in_the_last_bit_is_not_used(bundle, monkeypatch, caplog):
-    real = RecordPath.proba
-
-    def off_by_one_ulp(self, record):
-        got = real(self, record)
-        if got is not None:
-            got[-1] = np.nextafter(got[-1], 2.0)
-        return got
-
-    monkeypatch.setattr(RecordPath, "proba", off_by_one_ulp)
+    monkeypatch.setattr(RecordPath, "proba", last_bit_off(RecordPath.proba))
     scorer = Scorer(bundle, 1)
     assert scorer.compiled_trees and scorer._compiled.records is None
     assert "one-record scores differ" in caplog.text
