@@ -47,7 +47,8 @@ log = logging.getLogger("scorepipe.models")
 ROUTE = "tl2cgen"
 INFO_KEY = "compiled_trees"  # in the bundle's info: what was built, or why nothing was
 _PARAMS = {"quantize": 1}
-_CHECK_CHUNK = 7  # the reference is also replayed in small frames, as a stream's polls are
+_CHECK_CHUNK = 7  # rows are also replayed in small frames, as a stream's polls are
+_CHECK_SMALL = 40  # that many reference rows (and the probes) in small frames: a reload stays cheap
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class TreeCompiler:
             import treelite
         except ImportError as exc:
             raise NotSupported(f"treelite/tl2cgen are not installed ({exc.name})") from exc
+        _quiet(tl2cgen)
         joint = _treelite_model(model, treelite)
         build = (_versions(), _PARAMS, self.toolchain, _compiler_version(self.toolchain))
         key = hashlib.sha256(joint.serialize_bytes() + repr(build).encode()).hexdigest()
@@ -159,6 +161,7 @@ class CompiledTrees:
             import tl2cgen
         except ImportError as exc:
             raise NotSupported(f"tl2cgen is not installed ({exc.name})") from exc
+        _quiet(tl2cgen)
         self._tl2cgen = tl2cgen
         self._pipeline = bundle.pipeline
         self._model, outer = read_outer(bundle.pipeline, bundle.schema)
@@ -194,16 +197,20 @@ class CompiledTrees:
         if len(features) == 0:
             return None, "no reference rows to verify the compiled trees on"
         expected = bundle.pipeline.predict_proba(features)
+        # Whole, and a few rows (the probes among them) in small frames: each row's value does not depend
+        # on its frame, and a watcher reloading mid-stream shares the interpreter with the stream's loop.
+        small = np.unique(np.r_[np.arange(min(_CHECK_SMALL, len(features))), len(features) - 2, len(features) - 1])
+        small = small[small >= 0]
         try:
             whole = trees.predict_proba(features)
-            chunks = range(0, len(features), _CHECK_CHUNK)
-            parts = np.vstack([trees.predict_proba(features.iloc[i : i + _CHECK_CHUNK]) for i in chunks])
+            chunks = [small[i : i + _CHECK_CHUNK] for i in range(0, len(small), _CHECK_CHUNK)]
+            parts = np.vstack([trees.predict_proba(features.iloc[rows]) for rows in chunks])
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, scikit-learn scores instead
             log.warning("compiled trees not used: %s: %s", type(exc).__name__, exc)
             return None, f"compiled trees failed on the reference sample: {type(exc).__name__}: {exc}"
-        for got in (whole, parts):
-            if got.shape != expected.shape or not np.array_equal(got, expected):
-                worst = float(np.nanmax(np.abs(got - expected))) if got.shape == expected.shape else float("nan")
+        for got, want in ((whole, expected), (parts, expected[small])):
+            if got.shape != want.shape or not np.array_equal(got, want):
+                worst = float(np.nanmax(np.abs(got - want))) if got.shape == want.shape else float("nan")
                 log.warning("compiled trees not used: they differ from predict_proba by up to %.3g", worst)
                 return None, f"compiled trees differ from predict_proba on the reference sample (by up to {worst:.3g})"
         trees.records = _record_path(trees, bundle, features, expected)
@@ -287,6 +294,19 @@ def _record_path(trees: CompiledTrees, bundle: ModelBundle, features: pd.DataFra
         log.warning("one-record path not used: %s", reason)
         return None
     return path
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+def _native_log(message: bytes) -> None:
+    log.debug("tl2cgen: %s", message.decode("utf-8", "replace").strip())
+
+
+def _quiet(tl2cgen: Any) -> None:
+    """Send tl2cgen's native log lines to Python logging (it prints them to stdout, into a CLI's output)."""
+    library = getattr(getattr(tl2cgen, "libloader", None), "_LIB", None)
+    if library is not None:
+        library.TL2cgenRegisterLogCallback(_native_log)
+        library.TL2cgenRegisterWarningCallback(_native_log)
 
 
 def _trusted(path: Path) -> bool:

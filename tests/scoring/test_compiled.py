@@ -176,3 +176,12 @@ def test_a_cache_others_can_write_to_is_not_read(bundle, monkeypatch, tmp_path):
     monkeypatch.setattr(tl2cgen, "export_lib", lambda *a, **k: built.append(1) or real(*a, **k))
     assert TreeCompiler(cache=cache).attach(plain).compiled_trees is not None
     assert built == [1]  # compiled again, not taken from the cache
+
+
+def test_building_and_loading_print_nothing_on_stdout(bundle, tmp_path, capfd):
+    """A CLI's output (tables, JSON) stays its own: tl2cgen's log lines go to logging instead."""
+    plain = dataclasses.replace(bundle, compiled_trees=None)
+    TreeCompiler(cache=tmp_path / "trees").attach(plain)
+    CompiledTrees.verified(bundle)
+    out, _ = capfd.readouterr()
+    assert out == ""
