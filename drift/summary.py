@@ -8,14 +8,19 @@ from pydantic import BaseModel
 
 
 class ColumnDrift(BaseModel):
-    """One column's drift test: which test, its score (a distance or a p-value), its threshold, the verdict."""
+    """One column's drift test: which test, its score (a distance or a p-value), its threshold, the verdict.
+
+    A column with no value in the current data (or the reference) has no score, counts as drifted,
+    and ``note`` says why.
+    """
 
     name: str
     kind: Literal["numeric", "categorical"]
     method: str
-    score: float
+    score: float | None
     threshold: float
     drifted: bool
+    note: str = ""
 
 
 class DriftSummary(BaseModel):
@@ -33,6 +38,7 @@ class DriftSummary(BaseModel):
     drifted_features: list[str]
     features: list[ColumnDrift]
     predictions: list[ColumnDrift]
+    rendered_features: list[str] | None = None  # the features the HTML shows (every one is in ``features``)
     model_version: int
     reference_rows: int
     current_rows: int

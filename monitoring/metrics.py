@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from scoring.agreement import Agreement
+from scoring.live_drift import LiveDriftFigures
 from scoring.watcher import ReloadEvent
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -208,6 +209,51 @@ class ScoringMetrics:
             ["stage"],
             registry=r,
         )
+        # Live drift: the scorer's last rows against the model's reference (monitoring.live_drift).
+        self.feature_drift = Gauge(
+            "scorepipe_feature_drift",
+            "Live drift of each feature over the scorer's window against the model's training reference: the "
+            "method's statistic (a distance; a p-value for ks and chisquare), as in the drift report",
+            ["feature", "method"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.feature_drift_detected = Gauge(
+            "scorepipe_feature_drift_detected",
+            "1 when a feature's live drift crosses its threshold",
+            ["feature"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.prediction_drift = Gauge(
+            "scorepipe_prediction_drift",
+            "Live drift of the model's outputs (positive-class probability, predicted label) against their "
+            "values on the training reference",
+            ["output", "method"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.live_drift_share = Gauge(
+            "scorepipe_live_drift_share",
+            "Share of features whose live drift crosses the threshold",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.live_prediction_drift = Gauge(
+            "scorepipe_live_prediction_drift_detected",
+            "1 when an output's live drift crosses its threshold",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.live_drift_rows = Gauge(
+            "scorepipe_live_drift_window_rows", "Rows in the live drift window when last measured", registry=r
+        )
+        self.live_drift_version = Gauge(
+            "scorepipe_live_drift_model_version", "Model version the live drift window was measured for", registry=r
+        )
+        self.live_drift_failures = Counter(
+            "scorepipe_live_drift_failures", "Live drift measurements that failed (logged)", registry=r
+        )
         self._info: dict[str, str] = {}
         self._origins: dict[str, tuple[str, str]] = {}  # alias -> (version, origin) now in service
 
@@ -281,6 +327,18 @@ class ScoringMetrics:
             self.shadow_agreement.labels(*pair).set(total.label_agreement)
         observe_many(self.shadow_diff.labels(*pair), diff)
 
+    def show_live_drift(self, figures: LiveDriftFigures) -> None:
+        """One measurement of the live drift window: each feature's and output's statistic, the share drifted."""
+        for stat in figures.features:
+            self.feature_drift.labels(stat.column, stat.method).set(_figure(stat.score))
+            self.feature_drift_detected.labels(stat.column).set(float(stat.drifted))
+        for stat in figures.outputs:
+            self.prediction_drift.labels(stat.column, stat.method).set(_figure(stat.score))
+        self.live_drift_share.set(figures.drifted_share)
+        self.live_prediction_drift.set(float(figures.prediction_drift))
+        self.live_drift_rows.set(figures.rows)
+        self.live_drift_version.set(figures.version)
+
     def exposition(self) -> bytes:
         """The Prometheus text of this process, or of every worker when metrics are multiprocess.
 
@@ -302,6 +360,10 @@ class ScoringMetrics:
                 key = sample.name + ("{" + ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items())) + "}")
                 out[key] = sample.value
         return out
+
+
+def _figure(score: float | None) -> float:
+    return float("nan") if score is None else score
 
 
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:

@@ -2,7 +2,8 @@
 
 A bundle folder holds ``model.joblib`` (the fitted pipeline, preprocessing included),
 ``schema.json``, ``bundle.json`` (classes, metrics, provenance) and ``reference.parquet``
-(a sample of training features for drift), and optionally ``trees.so`` (the trees compiled to native
+(a sample of training features for drift), ``profile.parquet`` (that sample reduced to what drift
+tests need, see ``scoring.profile``), and optionally ``trees.so`` (the trees compiled to native
 code, see ``scoring.compiled``). Only the registry reads bundles back, because only
 the registry knows the hashes the files must have.
 """
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scoring.errors import IntegrityError, ModelLoadError
+from scoring.profile import ReferenceProfile
 from scoring.schema import FeatureSchema
 from scoring.storage import Location
 
@@ -31,6 +33,7 @@ SCHEMA_FILE = "schema.json"
 INFO_FILE = "bundle.json"
 REFERENCE_FILE = "reference.parquet"
 TREES_FILE = "trees.so"  # optional: the model's trees compiled to native code (scoring.compiled)
+PROFILE_FILE = "profile.parquet"  # the reference's drift profile; versions stored before it have none
 BUNDLE_FILES = (MODEL_FILE, SCHEMA_FILE, INFO_FILE, REFERENCE_FILE)
 
 
@@ -45,6 +48,7 @@ class ModelBundle:
     reference: pd.DataFrame
     info: dict[str, Any] = field(default_factory=dict)
     compiled_trees: bytes | None = field(default=None, repr=False)  # a shared library, verified before use
+    profile: ReferenceProfile | None = field(default=None, repr=False)  # made from ``reference`` when saved
 
     def with_info(self, **entries: Any) -> ModelBundle:
         """A new bundle whose ``info`` also holds ``entries`` (lineage added after fitting): bundles never change."""
@@ -75,6 +79,8 @@ def write_bundle(bundle: ModelBundle, directory: Location) -> dict[str, str]:
     }
     if bundle.compiled_trees is not None:
         payloads[TREES_FILE] = bundle.compiled_trees
+    profile = bundle.profile or ReferenceProfile.of_features(bundle.reference, bundle.schema)
+    payloads[PROFILE_FILE] = profile.to_bytes()
     hashes = {}
     for name, data in payloads.items():
         (directory / name).write_bytes(data)
@@ -113,7 +119,7 @@ def read_bundle(directory: Location, hashes: dict[str, str]) -> ModelBundle:
     missing = [name for name in BUNDLE_FILES if name not in hashes]
     if missing:
         raise IntegrityError(f"manifest for {directory} lacks hashes for {', '.join(missing)}")
-    optional = [name for name in (TREES_FILE,) if name in hashes]
+    optional = [name for name in (TREES_FILE, PROFILE_FILE) if name in hashes]
     payloads = {name: read_verified(directory / name, hashes[name]) for name in (*BUNDLE_FILES, *optional)}
     try:
         pipeline = joblib.load(io.BytesIO(payloads[MODEL_FILE]))
@@ -130,6 +136,9 @@ def read_bundle(directory: Location, hashes: dict[str, str]) -> ModelBundle:
         reference=reference,
         info=info["info"],
         compiled_trees=payloads.get(TREES_FILE),
+        profile=ReferenceProfile.from_bytes(payloads[PROFILE_FILE], str(directory / PROFILE_FILE))
+        if PROFILE_FILE in payloads
+        else None,
     )
 
 

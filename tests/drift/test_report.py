@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
 import pytest
 
 from batch.run import run_batch
 from drift.data import sample_current
 from drift.report import build_report
 from drift.summary import DriftSummary
-from reports.html import EXTERNAL_ASSET
+from reports.html import EXTERNAL_ASSET, ReportError
 from scorepipe.settings import Settings
 from scoring import Registry, Scorer, SourceError, synthetic
 from scoring.training import train_bundle
@@ -80,7 +82,7 @@ def test_json_summary_follows_its_documented_shape(reports):
     assert DriftSummary.model_validate(on_disk) == summary
     assert set(on_disk) >= {"verdict", "share_drifted_features", "features", "predictions", "html"}
     amount = next(f for f in on_disk["features"] if f["name"] == "amount")
-    assert set(amount) == {"name", "kind", "method", "score", "threshold", "drifted"}
+    assert set(amount) == {"name", "kind", "method", "score", "threshold", "drifted", "note"}
     assert amount["kind"] == "numeric" and amount["score"] > amount["threshold"] and amount["drifted"]
     assert [p["name"] for p in on_disk["predictions"]] == ["proba_1", "prediction"]
     assert on_disk["current_rows_total"] == 6000 and 4000 <= on_disk["current_rows"] <= 6000
@@ -88,7 +90,7 @@ def test_json_summary_follows_its_documented_shape(reports):
 
 def test_reference_predictions_are_cached_per_model_version(scored, reports):
     root, settings = scored
-    cached = list((settings.cache_dir / "drift").glob("reference-v1-*.parquet"))
+    cached = list((settings.cache_dir / "drift").glob("reference-outputs-v1-*.parquet"))
     assert len(cached) == 1
     before = cached[0].stat().st_mtime_ns
     build_report(root / "scored" / "clean", root / "reports", settings, name="again")
@@ -172,3 +174,66 @@ def test_unscored_input_is_refused_by_name(tmp_path):
     synthetic.generate(50, seed=1, with_target=False).to_parquet(path)
     with pytest.raises(SourceError, match=r"part-0.parquet is not scored output \(no 'prediction' column\)"):
         sample_current(path.parent, sample_rows=10, seed=1)
+
+
+def test_every_feature_is_judged_and_only_the_top_k_are_rendered(scored, reports):
+    root, settings = scored
+    top = build_report(
+        root / "scored" / "drifted",
+        root / "reports",
+        settings.model_copy(update={"drift_report_top": 3}),
+        name="top3",
+    )
+    full = reports["drifted"]
+    assert [(f.name, f.score, f.drifted) for f in top.features] == [(f.name, f.score, f.drifted) for f in full.features]
+    strongest = sorted(full.features, key=lambda f: f.score / f.threshold, reverse=True)[:3]
+    assert top.rendered_features is not None and set(top.rendered_features) == {f.name for f in strongest}
+    with open(top.html) as handle:
+        page = handle.read()
+    assert f"columns shown: 3 of {len(full.features)} features (the strongest drift first)" in page
+    hidden = [f.name for f in full.features if f.name not in top.rendered_features]
+    assert all(f'"column_name": "{name}"' in page for name in top.rendered_features)
+    assert not any(f'"column_name": "{name}"' in page for name in hidden)
+
+
+def test_a_method_scorepipe_does_not_compute_is_left_to_evidently_for_every_column(scored):
+    root, settings = scored
+    summary = build_report(
+        root / "scored" / "drifted",
+        root / "reports",
+        settings.model_copy(update={"drift_num_method": "anderson", "drift_num_threshold": 0.05}),
+        name="anderson",
+    )
+    assert summary.rendered_features == [f.name for f in summary.features]
+    assert {f.method for f in summary.features if f.kind == "numeric"} == {"anderson"}
+    assert "amount" in summary.drifted_features
+
+
+def test_a_figure_that_disagrees_with_evidentlys_refuses_the_report(scored, monkeypatch):
+    import drift.report
+
+    root, settings = scored
+    real = drift.report.numeric_stat
+
+    def off_by_a_millionth(*args):
+        stat = real(*args)
+        return dataclasses.replace(stat, score=stat.score * (1 + 1e-6)) if stat.column == "amount" else stat
+
+    monkeypatch.setattr(drift.report, "numeric_stat", off_by_a_millionth)
+    with pytest.raises(ReportError, match=r"drift of 'amount' by wasserstein: scorepipe computed .* Evidently "):
+        build_report(root / "scored" / "drifted", root / "reports", settings, name="disagree")
+
+
+def test_a_feature_with_no_current_value_counts_as_drifted_and_is_not_rendered(scored, tmp_path):
+    import pyarrow.parquet as pq
+
+    root, settings = scored
+    table = pq.read_table(next((root / "scored" / "clean").rglob("*.parquet")))
+    emptied = table.set_column(table.schema.get_field_index("amount"), "amount", pa.nulls(table.num_rows, pa.float64()))
+    (tmp_path / "date=2026-11-24").mkdir()
+    pq.write_table(emptied, tmp_path / "date=2026-11-24" / "part-0.parquet")
+    summary = build_report(tmp_path, root / "reports", settings, name="empty-amount")
+    amount = next(f for f in summary.features if f.name == "amount")
+    assert amount.score is None and amount.drifted and amount.note == "no values in the current data"
+    assert summary.rendered_features is not None and "amount" not in summary.rendered_features
+    assert summary.drifted_features == ["amount"]

@@ -5,10 +5,11 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scoring import IntegrityError, Registry, RegistryError
-from scoring.bundle import MODEL_FILE, REFERENCE_FILE, SCHEMA_FILE
+from scoring.bundle import MODEL_FILE, PROFILE_FILE, REFERENCE_FILE, SCHEMA_FILE
 
 
 def test_versions_are_numbered_and_immutable(make_registry):
@@ -28,7 +29,17 @@ def test_load_verifies_and_returns_the_bundle(make_registry, bundle):
     assert len(loaded.bundle.reference) == len(bundle.reference)
 
 
-@pytest.mark.parametrize("artifact", [MODEL_FILE, SCHEMA_FILE, REFERENCE_FILE])
+def test_registration_stores_the_references_drift_profile(make_registry, bundle):
+    registry = make_registry()
+    assert PROFILE_FILE in registry.info(1).files
+    profile = registry.load("champion").bundle.profile
+    assert profile is not None and profile.rows == len(bundle.reference)
+    amount = bundle.reference["amount"].dropna().to_numpy()
+    assert np.array_equal(profile.numeric("amount").values, np.sort(amount))
+    assert profile.categorical("channel").counts == bundle.reference["channel"].value_counts().to_dict()
+
+
+@pytest.mark.parametrize("artifact", [MODEL_FILE, SCHEMA_FILE, REFERENCE_FILE, PROFILE_FILE])
 def test_tampered_artifact_is_refused_before_unpickling(make_registry, artifact, monkeypatch):
     registry = make_registry()
     path = Path(registry.root) / "versions" / "000001" / artifact

@@ -1,0 +1,160 @@
+"""Live drift: the last rows a long-running scorer scored, compared with the model's reference profile.
+
+The scoring loop only hands over each batch's columns (no copy: scored frames are not written
+to afterwards); the window keeps the last ``rows`` rows scored within ``seconds``, and ``measure``,
+called off the scoring path, computes every feature's and output's drift with the same statistics
+as the drift report (``scoring.drift_stats``). A new model version starts a new window against its
+own reference: rows scored by two versions are never compared as one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from scoring.drift_reference import drift_profile, output_columns, reference_outputs
+from scoring.drift_stats import ColumnStat, categorical_stat, current_counts, numeric_stat, sorted_finite
+from scoring.profile import ReferenceProfile
+from scoring.scorer import Scorer
+
+
+@dataclass(frozen=True)
+class DriftMethods:
+    """Which test judges numeric and categorical columns, and the threshold of each."""
+
+    numeric: str = "wasserstein"
+    categorical: str = "jensenshannon"
+    numeric_threshold: float = 0.1
+    categorical_threshold: float = 0.1
+
+
+@dataclass(frozen=True)
+class LiveDriftFigures:
+    """One measurement of the window: each feature's and output's statistic, on how many rows of which version."""
+
+    version: int
+    rows: int
+    features: list[ColumnStat]
+    outputs: list[ColumnStat]
+
+    @property
+    def drifted_share(self) -> float:
+        return sum(s.drifted for s in self.features) / len(self.features) if self.features else 0.0
+
+    @property
+    def prediction_drift(self) -> bool:
+        return any(s.drifted for s in self.outputs)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    at: float
+    version: int
+    rows: int
+    columns: dict[str, Any]
+
+
+class LiveDrift:
+    """A sliding window of scored rows and the drift of its columns against the scoring version's reference."""
+
+    def __init__(
+        self,
+        methods: DriftMethods,
+        *,
+        rows: int,
+        seconds: float,
+        min_rows: int = 200,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.methods = methods
+        self.rows = rows
+        self.seconds = seconds
+        self.min_rows = min_rows
+        self._clock = clock
+        self._batches: deque[_Batch] = deque()
+        self._held = 0
+        self._lock = threading.Lock()
+        self._scorer: Scorer | None = None  # the version the window holds rows of
+        self._references: dict[int, tuple[ReferenceProfile, list[str], list[str], list[str]]] = {}
+
+    def observe(self, scorer: Scorer, columns: Mapping[str, Any]) -> None:
+        """Keep a scored batch's features and outputs (``columns``: name to array or Series, same length)."""
+        names = [*scorer.bundle.schema.names, *output_columns(scorer.bundle.classes)]
+        kept = {name: _array(columns[name]) for name in names if name in columns}
+        rows = len(next(iter(kept.values()))) if kept else 0
+        if rows == 0:
+            return
+        with self._lock:
+            if self._batches and self._batches[-1].version != scorer.version:
+                self._batches.clear()  # a new version: a new window, against its own reference
+                self._held = 0
+            self._scorer = scorer
+            self._batches.append(_Batch(self._clock(), scorer.version, rows, kept))
+            self._held += rows
+            self._trim()
+
+    def measure(self) -> LiveDriftFigures | None:
+        """Every column's drift over the window, or None while it holds fewer than ``min_rows`` rows."""
+        with self._lock:
+            self._trim()
+            batches = list(self._batches)
+            scorer = self._scorer
+        if scorer is None or not batches or sum(b.rows for b in batches) < self.min_rows:
+            return None
+        version = scorer.version
+        profile, numeric, categorical, outputs = self._reference(scorer)
+        names = [name for name in batches[-1].columns if name in profile.columns]
+        columns = {name: np.concatenate([b.columns[name] for b in batches]) for name in names}
+        rows = sum(b.rows for b in batches)
+        stats: dict[str, ColumnStat] = {}
+        present = [n for n in numeric if n in columns]
+        if present:
+            block, kept = sorted_finite(np.vstack([columns[n].astype(np.float64) for n in present]))
+            for i, name in enumerate(present):
+                method = self.methods.numeric
+                stats[name] = numeric_stat(
+                    name, method, self.methods.numeric_threshold, profile.numeric(name), block[i, : kept[i]]
+                )
+        for name in (n for n in categorical if n in columns):
+            stats[name] = categorical_stat(
+                name,
+                self.methods.categorical,
+                self.methods.categorical_threshold,
+                profile.categorical(name),
+                current_counts(columns[name]),
+            )
+        features = [stats[n] for n in [*numeric, *categorical] if n in stats and n not in outputs]
+        return LiveDriftFigures(version, rows, features, [stats[n] for n in outputs if n in stats])
+
+    def _reference(self, scorer: Scorer) -> tuple[ReferenceProfile, list[str], list[str], list[str]]:
+        """The version's profile (features and outputs), made once per version on the measuring thread."""
+        version = scorer.version
+        if version not in self._references:
+            bundle = scorer.bundle
+            outputs = output_columns(bundle.classes)
+            profile = drift_profile(bundle, reference_outputs(scorer))
+            numeric = [f.name for f in bundle.schema.numeric] + outputs[:-1]
+            categorical = [f.name for f in bundle.schema.categorical] + outputs[-1:]
+            self._references = {version: (profile, numeric, categorical, outputs)}
+        return self._references[version]
+
+    def _trim(self) -> None:
+        """Drop whole batches older than ``seconds`` or beyond the last ``rows`` rows."""
+        oldest = self._clock() - self.seconds
+        while self._batches and (self._batches[0].at < oldest or self._held - self._batches[0].rows >= self.rows):
+            self._held -= self._batches.popleft().rows
+
+
+def _array(values: Any) -> np.ndarray:
+    """A column as a NumPy array; a pandas extension column (nullable labels) becomes objects with None."""
+    if hasattr(values, "to_numpy"):
+        if not isinstance(values.dtype, np.dtype):
+            return values.to_numpy(dtype=object, na_value=None)
+        return values.to_numpy()
+    return np.asarray(values)
