@@ -9,6 +9,7 @@ Evidently renders as one frame, and the many scorepipe computes statistics for a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,8 @@ from scoring import SourceError
 from scoring.scorer import PREDICTION, SCORED_AT
 from scoring.sources import discover_inputs
 from scoring.storage import Location
+
+NIGHT = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,18 @@ class CurrentSample:
                     block[i, offset : offset + table.num_rows] = values.to_numpy()
                 offset += table.num_rows
             yield names, block
+
+    def by_night(self) -> dict[str, CurrentSample]:
+        """The sample split by the ``date=`` partition in each scored file's path, night by night."""
+        nights: dict[str, list[ScoredFile]] = {}
+        for f in self.files:
+            found = NIGHT.search(str(f.path))
+            if found:
+                nights.setdefault(found.group(1), []).append(f)
+        return {
+            night: CurrentSample(self.spec, files, sum(len(f.kept) for f in files))
+            for night, files in sorted(nights.items())
+        }
 
     @staticmethod
     def _read(f: ScoredFile, columns: list[str]) -> pa.Table:

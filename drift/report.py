@@ -57,6 +57,7 @@ from scoring.profile import ReferenceProfile
 from scoring.scorer import MODEL_VERSION, PREDICTION
 from scoring.storage import Location, as_location
 
+SHARE_FIGURE = "share_drifted_features"  # the workspace's trend: scorepipe's share over every feature
 AGREEMENT = 1e-9  # relative: scorepipe's figure and Evidently's for a rendered column
 
 
@@ -156,9 +157,12 @@ def build_report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
-    runs = _nightly_runs(report, frame, current_frame, reference_frame, definition, current, loaded.version)
+    nightly = _nightly_shares(sample, profile, features, set(numeric), settings) if fast else {}
+    runs = _nightly_runs(
+        report, frame, current_frame, reference_frame, definition, current, loaded.version, features, nightly
+    )
     if not runs:
-        runs = [snapshot, figures_snapshot({"model_version": loaded.version}, **labels)]
+        runs = [snapshot, figures_snapshot({"model_version": loaded.version, SHARE_FIGURE: share}, **labels)]
     summary.workspace_project = add_runs(settings, model_name(bundle.info, settings), *runs)
     json_path.write_bytes(summary.model_dump_json(indent=2).encode())  # whole or not at all, also on S3
     return summary
@@ -254,6 +258,20 @@ def _as_column(stat: ColumnStat, numeric: bool) -> ColumnDrift:
     )
 
 
+def _nightly_shares(
+    sample: CurrentSample, profile: ReferenceProfile, features: list[str], numeric: set[str], settings: DriftSettings
+) -> dict[str, float]:
+    """Each night's share of drifted features, over every feature, when the files span several nights."""
+    nights = sample.by_night()
+    if len(nights) < 2:
+        return {}
+    shares = {}
+    for night, part in nights.items():
+        stats = _statistics(part, profile, features, numeric, settings)
+        shares[night] = sum(s.drifted for s in stats.values()) / len(stats)
+    return shares
+
+
 def _nightly_runs(
     report: Report,
     frame: pd.DataFrame,
@@ -262,11 +280,15 @@ def _nightly_runs(
     definition: DataDefinition,
     where: str | Path,
     version: int,
+    features: list[str],
+    shares: dict[str, float],
 ) -> list[Any]:
     """One workspace run per night when the scored rows span several ``date=`` partitions (a backfill).
 
     The HTML and JSON judge all the rows together; the workspace plots a trend, so each night gets
-    its own run, dated by it. Empty when the rows come from one night or none.
+    its own run, dated by it, with that night's share of drifted features over every feature (from
+    ``shares``, or from Evidently's own verdicts when it judged every feature itself). Empty when the
+    rows come from one night or none.
     """
     if SOURCE_FILE not in frame.columns:
         return []
@@ -277,8 +299,12 @@ def _nightly_runs(
     reference_data = Dataset.from_pandas(reference, data_definition=definition)
     for night, rows in current.groupby(nights, sort=True):
         labels = run_labels(where, "batch", version, night=night.to_pydatetime())
-        runs.append(report.run(Dataset.from_pandas(rows, data_definition=definition), reference_data, **labels))
-        runs.append(figures_snapshot({"model_version": version}, **labels))
+        run = report.run(Dataset.from_pandas(rows, data_definition=definition), reference_data, **labels)
+        share = shares.get(night.strftime("%Y-%m-%d"))
+        if share is None:
+            judged = [c for c in _column_verdicts(json.loads(run.json()), set()) if c.name in features]
+            share = sum(c.drifted for c in judged) / max(len(judged), 1)
+        runs += [run, figures_snapshot({"model_version": version, SHARE_FIGURE: share}, **labels)]
     return runs
 
 

@@ -134,12 +134,11 @@ def _figure(legend: str, column: str) -> PanelMetric:
 
 
 def dashboard_panels() -> list[Any]:
-    share = {"value_type": "share"}
     return [
         text_panel(title="scorepipe", description="Drift and performance of the model, one point per night and source"),
         counter_panel(
             title="Share of drifted features, last night",
-            values=[PanelMetric(legend="share", metric="DriftedColumnsCount", metric_labels=share)],
+            values=[_figure("share", "share_drifted_features")],
             size="half",
         ),
         counter_panel(
@@ -149,7 +148,7 @@ def dashboard_panels() -> list[Any]:
         ),
         line_plot_panel(
             title="Share of drifted features",
-            values=[PanelMetric(legend="share of features", metric="DriftedColumnsCount", metric_labels=share)],
+            values=[_figure("share of features", "share_drifted_features")],
         ),
         line_plot_panel(
             title="Drift score per column (features and predictions)",

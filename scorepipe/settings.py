@@ -15,7 +15,7 @@ from integrations.mlflow.settings import MlflowSettings
 from monitoring.settings import MonitoringSettings
 from performance.settings import PerformanceSettings
 from reports.settings import ReportSettings
-from scoring.settings import CoreSettings, Section, load
+from scoring.settings import CoreSettings, DriftTestSettings, LiveDriftSettings, Section, load
 from serving.settings import ServeSettings
 from streaming.settings import KafkaSettings, StreamSettings
 
@@ -36,7 +36,9 @@ SECTIONS: tuple[tuple[str, type[Section]], ...] = (
     ("Batch runs", BatchSettings),
     ("Monitoring", MonitoringSettings),
     ("Reports", ReportSettings),
-    ("Drift", DriftSettings),
+    ("Drift tests (reports and live windows)", DriftTestSettings),
+    ("Live drift (stream and server)", LiveDriftSettings),
+    ("Drift reports", DriftSettings),
     ("Performance", PerformanceSettings),
     ("The canary gate", GateSettings),
     ("MLflow", MlflowSettings),

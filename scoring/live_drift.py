@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from scoring.drift_reference import drift_profile, output_columns, reference_outputs
 from scoring.drift_stats import ColumnStat, categorical_stat, current_counts, numeric_stat, sorted_finite
@@ -83,7 +84,7 @@ class LiveDrift:
         self._scorer: Scorer | None = None  # the version the window holds rows of
         self._references: dict[int, tuple[ReferenceProfile, list[str], list[str], list[str]]] = {}
 
-    def observe(self, scorer: Scorer, columns: Mapping[str, Any]) -> None:
+    def observe(self, scorer: Scorer, columns: Mapping[str, Any] | pd.DataFrame) -> None:
         """Keep a scored batch's features and outputs (``columns``: name to array or Series, same length)."""
         names = [*scorer.bundle.schema.names, *output_columns(scorer.bundle.classes)]
         kept = {name: _array(columns[name]) for name in names if name in columns}

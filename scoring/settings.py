@@ -22,6 +22,7 @@ from scoring.storage import Location
 
 if TYPE_CHECKING:
     from scoring.compiled import TreeCompiler
+    from scoring.live_drift import DriftMethods, LiveDrift
     from scoring.scorer import ScorerOptions
 
 S = TypeVar("S", bound="Section")
@@ -148,6 +149,72 @@ class CoreSettings(Section):
     def live_dir(self) -> Path:
         """Where the stream appends scored features for drift reports."""
         return self.home / "live"
+
+
+class DriftTestSettings(Section):
+    """Which drift test judges numeric and categorical columns, and their thresholds: reports and live windows."""
+
+    # Distances, not p-values: a p-value test flags trivial differences once windows are large, and
+    # Evidently would otherwise switch methods with the data's size.
+    drift_num_method: str = Field(
+        default="wasserstein",
+        description="Drift test for numeric columns: wasserstein, ks, psi, jensenshannon or kl_div (computed by "
+        "scorepipe, equal to Evidently's); any other Evidently method is left to Evidently for every column "
+        "of a report (live drift needs one of these).",
+    )
+    drift_cat_method: str = Field(
+        default="jensenshannon",
+        description="Drift test for categorical columns: jensenshannon, psi, kl_div or chisquare (computed by "
+        "scorepipe); any other Evidently method is left to Evidently for every column of a report.",
+    )
+    drift_num_threshold: float = Field(default=0.1, description="Numeric test threshold (distance above = drift).")
+    drift_cat_threshold: float = Field(default=0.1, description="Categorical test threshold (distance above = drift).")
+
+    def drift_methods(self) -> DriftMethods:
+        from scoring.live_drift import DriftMethods
+
+        return DriftMethods(
+            self.drift_num_method, self.drift_cat_method, self.drift_num_threshold, self.drift_cat_threshold
+        )
+
+
+class LiveDriftSettings(DriftTestSettings):
+    """Live drift of a long-running scorer (the stream, the server): its window and how often it is measured."""
+
+    live_drift: bool = Field(
+        default=True,
+        description="Measure drift over the last rows scored and export it as Prometheus gauges "
+        "(scorepipe_feature_drift, scorepipe_prediction_drift).",
+    )
+    live_drift_rows: int = Field(default=5_000, gt=0, description="Rows the live drift window holds at most.")
+    live_drift_minutes: float = Field(default=15.0, gt=0, description="Age of the oldest row in the live drift window.")
+    live_drift_interval_seconds: float = Field(
+        default=30.0, gt=0, description="How often the live drift window is measured (off the scoring path)."
+    )
+
+    def live_drift_methods(self) -> DriftMethods:
+        """The drift tests of the live window; ``SettingsError`` for one only Evidently computes (reports only)."""
+        from scoring.drift_stats import CATEGORICAL_METHODS, NUMERIC_METHODS
+
+        for kind, method, offered in (
+            ("numeric", self.drift_num_method, NUMERIC_METHODS),
+            ("categorical", self.drift_cat_method, CATEGORICAL_METHODS),
+        ):
+            if method not in offered:
+                raise SettingsError(
+                    f"live drift computes {', '.join(offered)} for {kind} columns, not {method!r} "
+                    f"(SCOREPIPE_DRIFT_{'NUM' if kind == 'numeric' else 'CAT'}_METHOD); set "
+                    "SCOREPIPE_LIVE_DRIFT=false to keep that method for reports only"
+                )
+        return self.drift_methods()
+
+    def live_drift_window(self) -> LiveDrift | None:
+        """The live drift window of a long-running scorer, or None when live drift is off."""
+        if not self.live_drift:
+            return None
+        from scoring.live_drift import LiveDrift
+
+        return LiveDrift(self.live_drift_methods(), rows=self.live_drift_rows, seconds=self.live_drift_minutes * 60)
 
 
 def secret_fields(section: type[Section]) -> set[str]:

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from integrations.stores import model_stores
+from monitoring.live_drift import LiveDriftPublisher
 from monitoring.metrics import ScoringMetrics
 from monitoring.payload import Exchange, PayloadLog, logged_endpoint
 from scoring import Scorer
@@ -70,6 +71,11 @@ def create_app(
     app.state.runtime = runtime
     app.state.batcher = batcher
     app.router.on_shutdown.append(batcher.stop)
+    if runtime.live_drift is not None:
+        drift = LiveDriftPublisher(runtime.live_drift, metrics, interval=settings.live_drift_interval_seconds)
+        app.state.live_drift = drift
+        app.router.on_startup.append(drift.start)
+        app.router.on_shutdown.append(drift.stop)
     name = settings.serve_model_name
     key = settings.api_key.get_secret_value().encode() if settings.api_key else None
 

@@ -71,6 +71,7 @@ class Runtime:
         self.shadow = shadow
         self.metrics = metrics
         self.registry = models.registry
+        self.live_drift = settings.live_drift_window()
         self._pinned: OrderedDict[int, Scorer] = OrderedDict()
 
     # -- models ------------------------------------------------------------------------------
@@ -170,6 +171,8 @@ class Runtime:
                     "arm": arm,
                 }
                 kept.append(row)
+            if arm == CHAMPION and self.live_drift is not None and kept:
+                self.live_drift.observe(scorer, scored.iloc[kept] if len(kept) < len(scored) else scored)
             ids = [""] * len(scored)  # each scored row's prediction id ("" where the row was refused)
             if self.window is not None and kept:
                 for row in kept:
@@ -248,6 +251,8 @@ class Runtime:
         if bad.any():
             problems = [f"row {i}: {reasons.iloc[i]}" for i in np.flatnonzero(bad)]
             raise RequestError(f"{int(bad.sum())} of {len(frame)} rows cannot be scored", problems)
+        if arm == CHAMPION and self.live_drift is not None:
+            self.live_drift.observe(scorer, scored)
         ids = [uuid.uuid4().hex for _ in range(len(scored))] if self.window is not None else None
         if ids is not None:
             self._remember(scored, ids)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from scoring.settings import CoreSettings
+from scoring.settings import CoreSettings, LiveDriftSettings
 
 
-class ServeSettings(CoreSettings):
+class ServeSettings(CoreSettings, LiveDriftSettings):
     """Online scoring over HTTP."""
 
     serve_model: str = Field(

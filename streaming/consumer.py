@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from monitoring.health import Health
+from monitoring.live_drift import LiveDriftPublisher
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer, SinkError
 from scoring.agreement import Agreement
@@ -98,6 +99,12 @@ class StreamConsumer:
         if canary is not None:
             self.health.add_note("canary", lambda: canary.last_error)
         self.consumer = self.transport.stream_consumer(settings, client_id)
+        self.live_drift = settings.live_drift_window()
+        self._drift_publisher = (
+            LiveDriftPublisher(self.live_drift, self.metrics, interval=settings.live_drift_interval_seconds)
+            if self.live_drift is not None
+            else None
+        )
         self.outputs = Outputs(
             settings,
             lambda: self.delivery.producer,
@@ -145,6 +152,8 @@ class StreamConsumer:
         Signal handlers, the collector and thread limits are the entry point's: see ``streaming.process``.
         """
         idle_since = time.monotonic()
+        if self._drift_publisher is not None:
+            self._drift_publisher.start()
         try:
             while not self._stopping.is_set():
                 self.health.beat()
@@ -186,6 +195,8 @@ class StreamConsumer:
             return False
 
     def close(self) -> None:
+        if self._drift_publisher is not None:
+            self._drift_publisher.stop()
         self.outputs.close()
         self.delivery.close()
         self.consumer.close()  # leaves the group, so its partitions move at once
@@ -283,6 +294,8 @@ class StreamConsumer:
         if batch.accepted is not None and len(batch.kept):
             outputs.predictions.add(scorer, batch.kept, batch.accepted, arm)
             outputs.window.add(batch.accepted, batch.kept)
+            if arm == CHAMPION and self.live_drift is not None:
+                self.live_drift.observe(scorer, batch.accepted)  # kept by reference; measured off this loop
             if outputs.shadow is not None and arm == CHAMPION and batch.frame is not None:
                 outputs.shadow.score(scorer, batch.frame[batch.valid], batch.accepted, batch.kept)
         for record, reason, stage in batch.dead:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from scoring.settings import CoreSettings, Section
+from scoring.settings import CoreSettings, LiveDriftSettings, Section
 from streaming.kafka_properties import settings_from_properties
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -78,7 +78,7 @@ class KafkaSettings(Section):
         return self
 
 
-class StreamSettings(CoreSettings, KafkaSettings):
+class StreamSettings(CoreSettings, KafkaSettings, LiveDriftSettings):
     """The stream's topics, group and delivery, over the core's settings and the Kafka connection."""
 
     features_topic: str = Field(default="features", description="Topic the consumer reads JSON events from.")

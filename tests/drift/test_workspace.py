@@ -21,7 +21,8 @@ from scoring import Scorer, synthetic
 pytestmark = pytest.mark.integration
 
 NIGHTS = {"2026-11-26": False, "2026-11-27": False, "2026-11-28": True}  # night -> drifted
-SHARE = {"metric": "evidently:metric_v2:DriftedColumnsCount", "metric_labels": {"value_type": "share"}}
+# scorepipe's share of drifted features over every feature (Evidently renders only some of them)
+SHARE = {"metric": "evidently:metric_v2:MeanValue", "metric_labels": {"column": "share_drifted_features"}}
 
 
 def series(ui, project, *filters):

@@ -119,6 +119,26 @@ CASES = {
         {"instance": "c:1", "job": "stream"},
         "Stream consumer c:1 not ready for 5 minutes (model v4)",
     ),
+    "ScorepipeLiveDataDrift": (
+        [
+            {"series": 'scorepipe_live_drift_share{instance="s:1",job="serve"}', "values": "0.05x5 0.41x20"},
+            {"series": 'scorepipe_live_drift_model_version{instance="s:1",job="serve"}', "values": "4x25"},
+        ],
+        15,
+        22,
+        {"instance": "s:1"},
+        "41% of features drifting in what s:1 scored for 15 minutes (model v4)",
+    ),
+    "ScorepipeLivePredictionDrift": (
+        [
+            {"series": 'scorepipe_live_prediction_drift_detected{instance="c:1",job="stream"}', "values": "0x5 1x20"},
+            {"series": 'scorepipe_live_drift_model_version{instance="c:1",job="stream"}', "values": "4x25"},
+        ],
+        15,
+        22,
+        {"instance": "c:1"},
+        "The predictions of c:1 drifted from the model's on its training reference for 15 minutes (model v4)",
+    ),
     "ScorepipeHttp5xxRatioHigh": (
         [
             {

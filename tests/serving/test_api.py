@@ -230,3 +230,29 @@ def test_model_info_and_metrics_say_whether_compiled_trees_score_and_why_not(mak
     assert answer.status_code == 200 and answer.json()["scored"] == 600
     text = client.get("/metrics").text
     assert f'scorepipe_compiled_trees_active{{alias="champion"}} {float(compiled)}' in text
+
+
+def test_live_drift_of_the_requests_is_measured_off_the_request_path_and_exported(make_client):
+    """Drifted requests (JSON API and V2) raise the live drift gauges the server's own thread measures."""
+    client, _ = make_client(live_drift_interval_seconds=0.2)
+    drifted = synthetic.generate(600, seed=8, drifted=True, with_target=False).drop(columns=[synthetic.ID_COLUMN])
+    rows = [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        for r in drifted.to_dict("records")
+    ]
+    with client:  # runs the app's startup: the live drift thread starts
+        assert client.post("/v2/models/scorepipe/infer", json=v2_request(rows[:400])).status_code == 200
+        for row in rows[400:]:
+            assert client.post("/predict", json=row).status_code == 200
+
+        def measured() -> str | None:
+            text = client.get("/metrics").text
+            return text if "scorepipe_live_drift_window_rows 600.0" in text else None
+
+        text = wait_for(measured, timeout=30, what="the live drift thread to measure all 600 rows")
+    amount = next(line for line in text.splitlines() if line.startswith('scorepipe_feature_drift{feature="amount"'))
+    assert 'method="wasserstein"' in amount and float(amount.split()[-1]) > 0.1
+    assert 'scorepipe_feature_drift_detected{feature="amount"} 1.0' in text
+    assert "scorepipe_live_drift_model_version 1.0" in text
+    share = next(line for line in text.splitlines() if line.startswith("scorepipe_live_drift_share "))
+    assert float(share.split()[-1]) > 0.1

@@ -81,6 +81,30 @@ def test_a_quiet_stream_writes_its_live_window_rows_without_waiting_for_more_eve
     assert sum(len(pd.read_parquet(f)) for f in files) == 50
 
 
+def test_the_running_stream_exports_the_live_drift_of_what_it_scores(stream_settings):
+    """Drifted events raise the stream's live drift gauges, measured by its own thread while it runs."""
+    settings = stream_settings(live_drift_interval_seconds=0.2)
+    ensure_topics(settings)
+    produce(settings, count=600, seed=23, drifted=True)
+    consumer = score_stream(settings, scorer_for(settings))
+    runner = threading.Thread(target=consumer.run)
+    runner.start()
+    try:
+        wait_for(lambda: consumer.stats.predictions == 600, timeout=60, what="the 600 events scored")
+        seen = wait_for(
+            lambda: (s := consumer.metrics.snapshot()).get("scorepipe_live_drift_window_rows{}") == 600 and s,
+            timeout=30,
+            what="the live drift thread to measure the 600 rows",
+        )
+        assert runner.is_alive()  # measured by the running stream
+    finally:
+        consumer.stop()
+        runner.join(timeout=60)
+    assert seen["scorepipe_feature_drift{feature=amount,method=wasserstein}"] > 0.1
+    assert seen["scorepipe_feature_drift_detected{feature=amount}"] == 1.0
+    assert seen["scorepipe_live_drift_share{}"] > 0.1
+
+
 @both_transports
 def test_malformed_events_go_to_the_dead_letter_topic_unchanged_with_reasons(stream_settings):
     settings = stream_settings()

@@ -1,0 +1,116 @@
+"""The live drift window: what it keeps, what it measures, and that its figures are the drift report's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitoring.live_drift import LiveDriftPublisher
+from monitoring.metrics import ScoringMetrics
+from scoring import Scorer
+from scoring.drift_reference import drift_profile, output_columns, reference_outputs
+from scoring.drift_stats import categorical_stat, current_counts, numeric_stat
+from scoring.errors import SettingsError
+from scoring.live_drift import DriftMethods, LiveDrift
+from scoring.settings import LiveDriftSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _scored(scorer: Scorer, rows: pd.DataFrame) -> pd.DataFrame:
+    return scorer.score(rows).drop(columns=["reject_reason"])
+
+
+def test_the_window_keeps_the_last_rows_within_its_age(scorer, incoming_rows):
+    clock = Clock()
+    window = LiveDrift(DriftMethods(), rows=1000, seconds=60, min_rows=100, clock=clock)
+    for seed in range(4):
+        window.observe(scorer, _scored(scorer, incoming_rows(400, seed=seed)))
+        clock.now += 10
+    figures = window.measure()
+    assert figures is not None and figures.rows == 1200  # whole batches: dropping one more would leave 800 < 1000
+    clock.now += 45  # the first three batches are now older than 60 s
+    figures = window.measure()
+    assert figures is not None and figures.rows == 400
+    clock.now += 60
+    assert window.measure() is None  # nothing left within the age: no figure, rather than one from no rows
+
+
+def test_a_new_version_starts_a_new_window(bundle, challenger_bundle, incoming_rows):
+    first, second = Scorer(bundle, version=1), Scorer(challenger_bundle, version=2)
+    window = LiveDrift(DriftMethods(), rows=10_000, seconds=3600, min_rows=100)
+    window.observe(first, _scored(first, incoming_rows(600, seed=1)))
+    window.observe(second, _scored(second, incoming_rows(300, seed=2)))
+    figures = window.measure()
+    assert figures is not None and figures.version == 2 and figures.rows == 300
+
+
+def test_figures_are_the_reports_statistics_over_the_window(scorer, incoming_rows):
+    """Each feature's figure is drift_stats' (the report's, equal to Evidently's) on the concatenated window."""
+    window = LiveDrift(DriftMethods(), rows=10_000, seconds=3600, min_rows=100)
+    batches = [_scored(scorer, incoming_rows(500, seed=s, drifted=True)) for s in (3, 4)]
+    for batch in batches:
+        window.observe(scorer, batch)
+    figures = window.measure()
+    assert figures is not None
+    rows = pd.concat(batches)
+    outputs = output_columns(scorer.bundle.classes)
+    profile = drift_profile(scorer.bundle, reference_outputs(scorer))
+    by_name = {s.column: s for s in [*figures.features, *figures.outputs]}
+    assert set(by_name) == {*scorer.bundle.schema.names, *outputs}
+    for spec in scorer.bundle.schema.numeric:
+        values = rows[spec.name].to_numpy(dtype=float)
+        expected = numeric_stat(
+            spec.name, "wasserstein", 0.1, profile.numeric(spec.name), np.sort(values[np.isfinite(values)])
+        )
+        assert by_name[spec.name].score == expected.score
+    for spec in scorer.bundle.schema.categorical:
+        counts = current_counts(rows[spec.name].to_numpy(dtype=object))
+        expected = categorical_stat(spec.name, "jensenshannon", 0.1, profile.categorical(spec.name), counts)
+        assert by_name[spec.name].score == expected.score
+    assert by_name["amount"].drifted and figures.drifted_share > 0.1 and figures.prediction_drift
+
+
+def test_clean_rows_show_no_drift_and_drifted_rows_do(scorer, incoming_rows):
+    clean, drifted = (LiveDrift(DriftMethods(), rows=5000, seconds=3600) for _ in range(2))
+    clean.observe(scorer, _scored(scorer, incoming_rows(3000, seed=5)))
+    drifted.observe(scorer, _scored(scorer, incoming_rows(3000, seed=5, drifted=True)))
+    calm, shifted = clean.measure(), drifted.measure()
+    assert calm is not None and calm.drifted_share == 0 and not calm.prediction_drift
+    assert shifted is not None and {"amount", "channel"} <= {s.column for s in shifted.features if s.drifted}
+
+
+def test_the_publisher_sets_the_gauges_and_survives_a_failed_measurement(scorer, incoming_rows):
+    metrics = ScoringMetrics()
+    window = LiveDrift(DriftMethods(), rows=5000, seconds=3600)
+    publisher = LiveDriftPublisher(window, metrics, interval=3600)
+    assert not publisher.publish()  # an empty window: nothing to show yet
+    window.observe(scorer, _scored(scorer, incoming_rows(1000, seed=6, drifted=True)))
+    assert publisher.publish()
+    seen = metrics.snapshot()
+    assert seen["scorepipe_feature_drift{feature=amount,method=wasserstein}"] > 0.1
+    assert seen["scorepipe_feature_drift_detected{feature=amount}"] == 1.0
+    assert seen["scorepipe_prediction_drift{method=wasserstein,output=proba_1}"] >= 0
+    assert seen["scorepipe_live_drift_window_rows{}"] == 1000 and seen["scorepipe_live_drift_model_version{}"] == 1
+    window.methods = DriftMethods(numeric="no-such-test")
+    assert not publisher.publish()
+    after = metrics.snapshot()
+    assert after["scorepipe_live_drift_failures_total{}"] == 1
+    assert (
+        after["scorepipe_feature_drift{feature=amount,method=wasserstein}"]
+        == seen["scorepipe_feature_drift{feature=amount,method=wasserstein}"]
+    )
+
+
+def test_a_method_live_drift_does_not_compute_is_named_at_start():
+    settings = LiveDriftSettings(drift_num_method="anderson")
+    with pytest.raises(SettingsError, match=r"live drift computes wasserstein.*not 'anderson'.*SCOREPIPE_LIVE_DRIFT"):
+        settings.live_drift_window()
+    assert LiveDriftSettings(drift_num_method="anderson", live_drift=False).live_drift_window() is None
