@@ -4,9 +4,9 @@ A simulated clock drives the real ``LiveDrift`` window of the stream and the ser
 the last 5,000 rows within 15 minutes, measured every 30 s) over the default model, fed by scored
 synthetic events at ``--rate`` events/s:
 
-- clean traffic for ``--hours`` hours: how often a feature's figure crosses its threshold, how often
-  the alert condition (``scorepipe_live_drift_share`` >= 0.3, held 15 minutes) holds, the largest
-  figure seen against its threshold;
+- clean traffic for ``--hours`` hours (drawn half an hour at a time): how often a feature's figure
+  crosses its threshold, how often the alert condition (``scorepipe_live_drift_share`` >= 0.3, held
+  15 minutes) holds, the largest figure seen against its threshold;
 - then drifted traffic (the generator's drifted mode): how long until the share of drifting
   features reaches 0.3 and the predictions drift.
 
@@ -68,12 +68,21 @@ def main() -> None:
     )
     measured = crossings = alert_ticks = alerts = predictions = 0
     held = 0.0
-    worst = 0.0
+    worst, worst_name = 0.0, ""
+    strengths: dict[str, float] = {}
     seconds: list[float] = []
     seed = 1000
+    traffic = iter(())
     for _ in range(ticks):
-        seed += 1
-        window.observe(scorer, scorer.score(synthetic.generate(per_tick, seed=seed, with_target=False)))
+        # The generator draws its customers per call: a call per tick would make every 30 s a small
+        # population of its own, so half an hour of traffic is drawn at once and fed tick by tick.
+        rows = next(traffic, None)
+        if rows is None:
+            seed += 1
+            chunk = synthetic.generate(per_tick * 60, seed=seed, with_target=False)
+            traffic = (chunk.iloc[i : i + per_tick] for i in range(0, len(chunk), per_tick))
+            rows = next(traffic)
+        window.observe(scorer, scorer.score(rows))
         clock.now += interval
         started = time.perf_counter()
         figures = window.measure()
@@ -83,7 +92,10 @@ def main() -> None:
         measured += 1
         crossings += sum(s.drifted for s in figures.features)
         predictions += figures.prediction_drift
-        worst = max(worst, *(s.strength for s in figures.features))
+        for stat in figures.features:
+            strengths[stat.column] = max(strengths.get(stat.column, 0.0), stat.strength)
+            if stat.strength > worst:
+                worst, worst_name = stat.strength, f"{stat.column} ({stat.method} {stat.score:.3f})"
         held = held + interval if figures.drifted_share >= SHARE else 0.0
         alert_ticks += held >= HELD_S
         alerts += held == HELD_S
@@ -92,8 +104,10 @@ def main() -> None:
         f"clean: {measured:,} measurements x {features} features: {crossings} feature crossings "
         f"({crossings / (measured * features):.2%} of figures), prediction drift in {predictions} "
         f"({predictions / measured:.2%}), alert condition held in {alert_ticks} ({alerts} alerts); largest "
-        f"figure {worst:.2f}x its threshold"
+        f"figure {worst:.2f}x its threshold: {worst_name}"
     )
+    ranked = sorted(strengths.items(), key=lambda item: -item[1])[:5]
+    print("largest figure per feature, over threshold: " + ", ".join(f"{n} {v:.2f}" for n, v in ranked))
     ms = np.array(seconds) * 1000
     print(f"one measurement of the full window: p50 {np.median(ms):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms")
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devservers.process import LocalServer, ServiceError, free_port, http_ok, port_in_use, read_recorded
+from devservers.process import LocalServer, ServiceError, free_port, http_ok, port_in_use, prepared_once, read_recorded
 
 REPO = Path(__file__).resolve().parent.parent
 MLFLOW_VERSION = "3.17.2"
@@ -32,6 +32,14 @@ def ensure_server_venv(venv: Path = SERVER_VENV, version: str = MLFLOW_VERSION) 
     marker = venv / ".installed"
     if mlflow.exists() and marker.exists() and marker.read_text().strip() == version:
         return mlflow
+    with prepared_once(venv):
+        if mlflow.exists() and marker.exists() and marker.read_text().strip() == version:
+            return mlflow  # another process built it while this one waited
+        _build_venv(venv, version)
+    return mlflow
+
+
+def _build_venv(venv: Path, version: str) -> None:
     steps = [
         [sys.executable, "-m", "venv", "--clear", str(venv)],
         [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip"],
@@ -45,8 +53,7 @@ def ensure_server_venv(venv: Path = SERVER_VENV, version: str = MLFLOW_VERSION) 
         if result.returncode != 0:
             tail = (result.stdout + result.stderr)[-2000:]
             raise ServiceError(f"building the MLflow server's venv in {venv} failed ({' '.join(step[2:])}):\n{tail}")
-    marker.write_text(version)
-    return mlflow
+    (venv / ".installed").write_text(version)
 
 
 class MLflowServer(LocalServer):

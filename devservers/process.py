@@ -8,6 +8,7 @@ running by ``scorepipe NAME up`` records its PID and port in a state file, for `
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Self
 
@@ -42,9 +43,32 @@ def venv_bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+@contextlib.contextmanager
+def prepared_once(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside ``target`` while it is prepared (downloaded, built).
+
+    Two processes preparing the same cache (two test workers on a fresh clone, two ``up`` commands)
+    would otherwise download into and rename over each other; the second waits, then finds it ready.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def maven_jars(pom: Path, libs: Path, *, marker: str, what: str) -> Path:
     """Resolve the runtime jars ``pom`` names into ``libs`` with Maven, once (``marker`` shows they are there)."""
     if any(libs.glob(marker)):
+        return libs
+    with prepared_once(libs):
+        return _resolve_jars(pom, libs, marker=marker, what=what)
+
+
+def _resolve_jars(pom: Path, libs: Path, *, marker: str, what: str) -> Path:
+    if any(libs.glob(marker)):  # another process resolved them while this one waited for the lock
         return libs
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise ServiceError(f"{what} needs java (17+) and mvn on PATH")

@@ -70,13 +70,15 @@ class LiveDrift:
         *,
         rows: int,
         seconds: float,
-        min_rows: int = 200,
+        min_rows: int = 1_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.methods = methods
         self.rows = rows
         self.seconds = seconds
-        self.min_rows = min_rows
+        # Fewer rows give noisy figures (600 clean rows measured 0.09 against a 0.1 threshold): none is
+        # published until the window holds this many, or all it can hold.
+        self.min_rows = min(min_rows, rows)
         self._clock = clock
         self._batches: deque[_Batch] = deque()
         self._held = 0

@@ -234,7 +234,7 @@ def test_model_info_and_metrics_say_whether_compiled_trees_score_and_why_not(mak
 
 def test_live_drift_of_the_requests_is_measured_off_the_request_path_and_exported(make_client):
     """Drifted requests (JSON API and V2) raise the live drift gauges the server's own thread measures."""
-    client, _ = make_client(live_drift_interval_seconds=0.2)
+    client, _ = make_client(live_drift_interval_seconds=0.2, live_drift_rows=600)
     drifted = synthetic.generate(600, seed=8, drifted=True, with_target=False).drop(columns=[synthetic.ID_COLUMN])
     rows = [
         {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}

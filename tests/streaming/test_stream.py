@@ -83,7 +83,7 @@ def test_a_quiet_stream_writes_its_live_window_rows_without_waiting_for_more_eve
 
 def test_the_running_stream_exports_the_live_drift_of_what_it_scores(stream_settings):
     """Drifted events raise the stream's live drift gauges, measured by its own thread while it runs."""
-    settings = stream_settings(live_drift_interval_seconds=0.2)
+    settings = stream_settings(live_drift_interval_seconds=0.2, live_drift_rows=600)
     ensure_topics(settings)
     produce(settings, count=600, seed=23, drifted=True)
     consumer = score_stream(settings, scorer_for(settings))
