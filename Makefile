@@ -45,8 +45,10 @@ tools:
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# Two workers (pytest-xdist), each with its own servers, whole modules per worker: the suite waits on
+# brokers, servers and child processes as much as it computes (20 min on one worker, 13 on two).
 test: lint tools docs
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadscope
 
 test-unit: venv
 	$(BIN)/python -m pytest -m "not integration"

@@ -9,7 +9,6 @@ Evidently renders as one frame, and the many scorepipe computes statistics for a
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,8 +23,6 @@ from scoring import SourceError
 from scoring.scorer import PREDICTION, SCORED_AT
 from scoring.sources import discover_inputs
 from scoring.storage import Location
-
-NIGHT = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 
 
 @dataclass(frozen=True)
@@ -108,27 +105,34 @@ class CurrentSample:
                 offset += table.num_rows
             yield names, block
 
-    def by_night(self) -> dict[str, CurrentSample]:
-        """The sample split by the ``date=`` partition in each scored file's path, night by night."""
-        nights: dict[str, list[ScoredFile]] = {}
+    def where(self, mask: np.ndarray) -> CurrentSample:
+        """The rows of this sample where ``mask`` (one flag per row, in ``read`` order) is set."""
+        files, offset = [], 0
         for f in self.files:
-            found = NIGHT.search(str(f.path))
-            if found:
-                nights.setdefault(found.group(1), []).append(f)
-        return {
-            night: CurrentSample(self.spec, files, sum(len(f.kept) for f in files))
-            for night, files in sorted(nights.items())
-        }
+            files.append(ScoredFile(f.path, f.parquet, f.kept[mask[offset : offset + len(f.kept)]]))
+            offset += len(f.kept)
+        return CurrentSample(self.spec, files, int(np.count_nonzero(mask)))
 
     @staticmethod
     def _read(f: ScoredFile, columns: list[str]) -> pa.Table:
+        """The kept rows of ``columns``, a row group at a time (memory: one row group, not the file)."""
         present = [c for c in columns if c in f.names]
-        table = f.parquet.read(columns=present)
-        if len(f.kept) < table.num_rows:
-            table = table.take(pa.array(f.kept))
+        parts = []
+        start = 0
+        for group in range(f.parquet.metadata.num_row_groups):
+            stop = start + f.parquet.metadata.row_group(group).num_rows
+            lo, hi = np.searchsorted(f.kept, [start, stop])
+            if hi > lo:
+                table = f.parquet.read_row_group(group, columns=present)
+                if hi - lo < table.num_rows:
+                    table = table.take(pa.array(f.kept[lo:hi] - start))
+                parts.append(table)
+            start = stop
+        schema = f.parquet.schema_arrow
+        table = pa.concat_tables(parts) if parts else pa.table({c: pa.array([], schema.field(c).type) for c in present})
         for name in columns:
-            if name not in present:
-                table = table.append_column(name, pa.nulls(table.num_rows, pa.float64()))
+            if name not in present:  # null of no type: it joins another file's column of any type
+                table = table.append_column(name, pa.nulls(table.num_rows, pa.null()))
         return table.select(columns)
 
 

@@ -14,6 +14,7 @@ stylesheet is fetched from elsewhere).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -44,16 +45,8 @@ from reports.workspace import (
 )
 from scoring import Registry
 from scoring.drift_reference import drift_profile, output_columns
-from scoring.drift_stats import (
-    CATEGORICAL_METHODS,
-    NUMERIC_METHODS,
-    ColumnStat,
-    categorical_stat,
-    current_counts,
-    numeric_stat,
-    sorted_finite,
-)
-from scoring.profile import ReferenceProfile
+from scoring.drift_stats import CATEGORICAL_METHODS, NUMERIC_METHODS, ColumnStat, block_stats, column_stat
+from scoring.profile import ReferenceProfile, reference_features
 from scoring.scorer import MODEL_VERSION, PREDICTION
 from scoring.storage import Location, as_location
 
@@ -100,7 +93,7 @@ def build_report(
     )
     frame = sample.read([*columns, *([SOURCE_FILE] if SOURCE_FILE in available else [])])
     current_frame = _as_labels(frame[columns])
-    reference_rows = bundle.reference[rendered].reset_index(drop=True)
+    reference_rows = reference_features(bundle.reference, schema)[rendered]
     reference_frame = _as_labels(pd.concat([reference_rows, predicted[outputs]], axis=1))
     report = _report(rendered, outputs, settings)
     labels = run_labels(current, source_of(frame.columns), loaded.version)
@@ -114,7 +107,7 @@ def build_report(
     if unjudged:
         raise ReportError(f"Evidently returned no drift test for {', '.join(unjudged)}")
     if fast:
-        _agree(computed, judged)
+        computed = _agree(computed, judged)
     # scorepipe's figures for every feature (the same whichever are rendered), Evidently's for the outputs
     by_name = {**judged, **{n: _as_column(s, n in numeric) for n, s in computed.items()}}
     feature_results = [by_name[n] for n in features]
@@ -127,13 +120,18 @@ def build_report(
     nights = (
         sorted(nights_of(frame[SOURCE_FILE]).dropna().dt.strftime("%Y-%m-%d").unique()) if SOURCE_FILE in frame else []
     )
+    drifted = [c.name for c in feature_results if c.drifted]
+    share = len(drifted) / len(feature_results)
     title, details = drift_heading(
         current, loaded.version, sampled=sample.rows, total=sample.window_rows, reference=profile.rows,
         nights=nights, rendered=_rendering_note(rendered, feature_results, settings) if fast else "",
     )  # fmt: skip
+    if fast and len(rendered) < len(features):
+        details.insert(-1, (
+            f"dataset drift, over every feature: {len(drifted)} of {len(features)} drifted (share {share:.2f}, "
+            f"threshold {settings.drift_share:.2f}); the table's own dataset test counts only the features shown"
+        ))  # fmt: skip
     save_html(snapshot, html, title=title, details=details)
-    drifted = [c.name for c in feature_results if c.drifted]
-    share = len(drifted) / len(feature_results)
     prediction_results = [by_name[n] for n in outputs]
     dataset_drift = share >= settings.drift_share
     prediction_drift = any(c.drifted for c in prediction_results)
@@ -157,7 +155,7 @@ def build_report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
-    nightly = _nightly_shares(sample, profile, features, set(numeric), settings) if fast else {}
+    nightly = _nightly_shares(sample, frame, profile, features, set(numeric), settings) if fast else {}
     runs = _nightly_runs(
         report, frame, current_frame, reference_frame, definition, current, loaded.version, features, nightly
     )
@@ -172,18 +170,13 @@ def _statistics(
     sample: CurrentSample, profile: ReferenceProfile, features: list[str], numeric: set[str], settings: DriftSettings
 ) -> dict[str, ColumnStat]:
     """Every feature's statistic against the profile, numeric columns a block at a time."""
+    methods = settings.drift_methods()
     stats: dict[str, ColumnStat] = {}
     numeric_features = [f for f in features if f in numeric]
     for names, block in sample.numeric_blocks(numeric_features, settings.drift_block_columns):
-        block, kept = sorted_finite(block)
-        for i, name in enumerate(names):
-            method, threshold = settings.drift_num_method, settings.drift_num_threshold
-            stats[name] = numeric_stat(name, method, threshold, profile.numeric(name), block[i, : kept[i]])
+        stats.update((s.column, s) for s in block_stats(names, block, profile, methods))
     for name in (f for f in features if f not in numeric):
-        counts = current_counts(sample.read([name])[name].to_numpy(dtype=object))
-        stats[name] = categorical_stat(
-            name, settings.drift_cat_method, settings.drift_cat_threshold, profile.categorical(name), counts
-        )
+        stats[name] = column_stat(name, sample.read([name])[name].to_numpy(dtype=object), profile, methods)
     return stats
 
 
@@ -232,18 +225,27 @@ def _report(rendered: list[str], outputs: list[str], settings: DriftSettings) ->
     return Report(metrics, include_tests=True)
 
 
-def _agree(computed: dict[str, ColumnStat], judged: dict[str, ColumnDrift]) -> None:
-    """Refuse a report in which scorepipe's figure for a rendered column is not Evidently's."""
+def _agree(computed: dict[str, ColumnStat], judged: dict[str, ColumnDrift]) -> dict[str, ColumnStat]:
+    """Refuse a report in which scorepipe's figure for a rendered column is not Evidently's.
+
+    Figures equal to 1e-9 may still fall on two sides of a threshold they sit on: Evidently's
+    verdict, the one the page shows, is kept.
+    """
+    agreed = dict(computed)
     for name, ours in computed.items():
         theirs = judged.get(name)
         if theirs is None or ours.score is None or theirs.score is None:
             continue
         close = math.isclose(ours.score, theirs.score, rel_tol=AGREEMENT, abs_tol=AGREEMENT * 1e-3)
-        if not close or ours.drifted != theirs.drifted:
+        on_threshold = math.isclose(ours.score, ours.threshold, rel_tol=AGREEMENT, abs_tol=AGREEMENT * 1e-3)
+        if close and ours.drifted != theirs.drifted and on_threshold:
+            agreed[name] = dataclasses.replace(ours, drifted=theirs.drifted)
+        elif not close or ours.drifted != theirs.drifted:
             raise ReportError(
                 f"drift of {name!r} by {ours.method}: scorepipe computed {ours.score!r} (drifted: {ours.drifted}), "
                 f"Evidently {theirs.score!r} (drifted: {theirs.drifted}); the report is not published"
             )
+    return agreed
 
 
 def _as_column(stat: ColumnStat, numeric: bool) -> ColumnDrift:
@@ -259,16 +261,26 @@ def _as_column(stat: ColumnStat, numeric: bool) -> ColumnDrift:
 
 
 def _nightly_shares(
-    sample: CurrentSample, profile: ReferenceProfile, features: list[str], numeric: set[str], settings: DriftSettings
+    sample: CurrentSample,
+    frame: pd.DataFrame,
+    profile: ReferenceProfile,
+    features: list[str],
+    numeric: set[str],
+    settings: DriftSettings,
 ) -> dict[str, float]:
-    """Each night's share of drifted features, over every feature, when the files span several nights."""
-    nights = sample.by_night()
-    if len(nights) < 2:
+    """Each night's share of drifted features over every feature, when the rows span several nights.
+
+    Nights are those ``_nightly_runs`` groups by (the ``date=`` partition each row was scored from).
+    """
+    if SOURCE_FILE not in frame.columns:
+        return {}
+    nights = nights_of(frame[SOURCE_FILE])
+    if nights.nunique() < 2:
         return {}
     shares = {}
-    for night, part in nights.items():
-        stats = _statistics(part, profile, features, numeric, settings)
-        shares[night] = sum(s.drifted for s in stats.values()) / len(stats)
+    for night in sorted(nights.dropna().unique()):
+        stats = _statistics(sample.where((nights == night).to_numpy()), profile, features, numeric, settings)
+        shares[pd.Timestamp(night).strftime("%Y-%m-%d")] = sum(s.drifted for s in stats.values()) / len(stats)
     return shares
 
 

@@ -22,6 +22,11 @@ class ColumnDrift(BaseModel):
     drifted: bool
     note: str = ""
 
+    @property
+    def shown_score(self) -> str:
+        """The score for a table: four decimals, or why there is none."""
+        return f"{self.score:.4f}" if self.score is not None else f"none: {self.note}"
+
 
 class DriftSummary(BaseModel):
     """Everything a reviewer or a flow needs to act on one drift report.

@@ -34,7 +34,7 @@ def drift_report(
 
 def markdown(summary: DriftSummary) -> str:
     rows = "\n".join(
-        f"| {c.name} | {c.method} | {c.score:.4f} | {c.threshold:g} | {'**yes**' if c.drifted else 'no'} |"
+        f"| {c.name} | {c.method} | {c.shown_score} | {c.threshold:g} | {'**yes**' if c.drifted else 'no'} |"
         for c in [*summary.features, *summary.predictions]
     )
     return (

@@ -2,7 +2,8 @@
 
 The scoring loop only hands batches to ``LiveDrift``; this thread sorts, counts and compares, so the
 loop never waits on a drift statistic (NumPy's sorts release the GIL). A measurement that fails
-is logged and counted, and the previous figures stay until the next one succeeds.
+is logged and counted, and the previous figures stay until the next one succeeds; a window with too
+few recent rows (traffic stopped) shows no figure rather than a stale one.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class LiveDriftPublisher:
             self.metrics.live_drift_failures.inc()
             return False
         if figures is None:
+            self.metrics.clear_live_drift()
             return False
         self.metrics.show_live_drift(figures)
         return True

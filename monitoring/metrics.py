@@ -8,15 +8,17 @@ version, predicted label, alias, stage, partition; never an event id).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from scoring.agreement import Agreement
-from scoring.live_drift import LiveDriftFigures
 from scoring.watcher import ReloadEvent
+
+if TYPE_CHECKING:
+    from scoring.live_drift import LiveDriftFigures
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -216,14 +218,14 @@ class ScoringMetrics:
             "method's statistic (a distance; a p-value for ks and chisquare), as in the drift report",
             ["feature", "method"],
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="liveall",
         )
         self.feature_drift_detected = Gauge(
             "scorepipe_feature_drift_detected",
             "1 when a feature's live drift crosses its threshold",
             ["feature"],
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.prediction_drift = Gauge(
             "scorepipe_prediction_drift",
@@ -231,25 +233,31 @@ class ScoringMetrics:
             "values on the training reference",
             ["output", "method"],
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="liveall",
         )
         self.live_drift_share = Gauge(
             "scorepipe_live_drift_share",
             "Share of features whose live drift crosses the threshold",
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.live_prediction_drift = Gauge(
             "scorepipe_live_prediction_drift_detected",
             "1 when an output's live drift crosses its threshold",
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.live_drift_rows = Gauge(
-            "scorepipe_live_drift_window_rows", "Rows in the live drift window when last measured", registry=r
+            "scorepipe_live_drift_window_rows",
+            "Rows in the live drift window when last measured",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.live_drift_version = Gauge(
-            "scorepipe_live_drift_model_version", "Model version the live drift window was measured for", registry=r
+            "scorepipe_live_drift_model_version",
+            "Model version the live drift window was measured for",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.live_drift_failures = Counter(
             "scorepipe_live_drift_failures", "Live drift measurements that failed (logged)", registry=r
@@ -338,6 +346,14 @@ class ScoringMetrics:
         self.live_prediction_drift.set(float(figures.prediction_drift))
         self.live_drift_rows.set(figures.rows)
         self.live_drift_version.set(figures.version)
+
+    def clear_live_drift(self) -> None:
+        """No measurement (too few recent rows): no figure at all rather than the last one, which went stale."""
+        self.feature_drift.clear()
+        self.feature_drift_detected.clear()
+        self.prediction_drift.clear()
+        for gauge in (self.live_drift_share, self.live_prediction_drift, self.live_drift_rows):
+            gauge.set(float("nan"))
 
     def exposition(self) -> bytes:
         """The Prometheus text of this process, or of every worker when metrics are multiprocess.

@@ -129,7 +129,7 @@ def print_drift(summary: DriftSummary) -> None:
     for column in ("column", "test", "score", "threshold", "drifted"):
         table.add_column(column)
     for c in [*summary.features, *summary.predictions]:
-        table.add_row(c.name, c.method, f"{c.score:.4f}", f"{c.threshold:g}", "[red]yes[/]" if c.drifted else "no")
+        table.add_row(c.name, c.method, c.shown_score, f"{c.threshold:g}", "[red]yes[/]" if c.drifted else "no")
     console.print(table)
     colour = "red" if summary.drift_detected else "green"
     console.print(f"[bold {colour}]{summary.headline()}[/]", soft_wrap=True)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from scoring.bundle import ModelBundle
 from scoring.layout import PREDICTION, PROBA_PREFIX
-from scoring.profile import ReferenceProfile
+from scoring.profile import ReferenceProfile, reference_features
 from scoring.scorer import Scorer
 
 
@@ -23,9 +23,9 @@ def output_columns(classes: list, columns: list[str] | None = None) -> list[str]
 
 
 def reference_outputs(scorer: Scorer) -> pd.DataFrame:
-    """The model's outputs on its reference rows, row for row (a row it rejects has none)."""
+    """The model's outputs on its reference rows (``reference_features``), row for row."""
     bundle = scorer.bundle
-    scored = scorer.score(bundle.reference[bundle.schema.names])
+    scored = scorer.score(reference_features(bundle.reference, bundle.schema))
     return scored[output_columns(bundle.classes)].reset_index(drop=True)
 
 

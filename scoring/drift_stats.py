@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
-from scoring.profile import CategoricalProfile, NumericProfile
+from scoring.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 
 NUMERIC_METHODS = ("wasserstein", "ks", "psi", "jensenshannon", "kl_div")
 CATEGORICAL_METHODS = ("jensenshannon", "psi", "kl_div", "chisquare")
@@ -31,6 +31,16 @@ P_VALUE_METHODS = frozenset({"ks", "chisquare"})  # a low score means drift
 BINS = 30  # Evidently's n_bins default, unused by its Sturges edges but kept for the record
 KS_EXACT_N = 10_000  # scipy's ks_2samp computes exact p-values up to this many values per sample
 DISCRETE_UNIQUE = 20  # a numeric reference with at most this many values is compared value by value
+
+
+@dataclass(frozen=True)
+class DriftMethods:
+    """Which test judges numeric and categorical columns, and the threshold of each."""
+
+    numeric: str = "wasserstein"
+    categorical: str = "jensenshannon"
+    numeric_threshold: float = 0.1
+    categorical_threshold: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,21 @@ def categorical_stat(
     cur = np.array([current.get(k, 0) for k in keys], dtype=np.float64)
     score = _counts_stat(method, ref, cur)
     return ColumnStat(column, method, score, threshold, is_drift(method, score, threshold))
+
+
+def block_stats(
+    names: list[str], block: np.ndarray, profile: ReferenceProfile, methods: DriftMethods
+) -> list[ColumnStat]:
+    """The numeric statistic of each of ``names`` from ``block`` (one row per column; sorted here, in place)."""
+    block, kept = sorted_finite(block)
+    method, threshold = methods.numeric, methods.numeric_threshold
+    return [numeric_stat(n, method, threshold, profile.numeric(n), block[i, : kept[i]]) for i, n in enumerate(names)]
+
+
+def column_stat(name: str, values: np.ndarray, profile: ReferenceProfile, methods: DriftMethods) -> ColumnStat:
+    """The categorical statistic of one column's current values."""
+    counts = current_counts(values)
+    return categorical_stat(name, methods.categorical, methods.categorical_threshold, profile.categorical(name), counts)
 
 
 def sorted_finite(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

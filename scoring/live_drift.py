@@ -1,7 +1,7 @@
 """Live drift: the last rows a long-running scorer scored, compared with the model's reference profile.
 
-The scoring loop only hands over each batch's columns (no copy: scored frames are not written
-to afterwards); the window keeps the last ``rows`` rows scored within ``seconds``, and ``measure``,
+The scoring loop only hands over each batch's columns (copied: microseconds, and no view keeps a
+request's whole frame alive); the window keeps the last ``rows`` rows scored within ``seconds``, and ``measure``,
 called off the scoring path, computes every feature's and output's drift with the same statistics
 as the drift report (``scoring.drift_stats``). A new model version starts a new window against its
 own reference: rows scored by two versions are never compared as one.
@@ -20,19 +20,9 @@ import numpy as np
 import pandas as pd
 
 from scoring.drift_reference import drift_profile, output_columns, reference_outputs
-from scoring.drift_stats import ColumnStat, categorical_stat, current_counts, numeric_stat, sorted_finite
+from scoring.drift_stats import ColumnStat, DriftMethods, block_stats, column_stat
 from scoring.profile import ReferenceProfile
 from scoring.scorer import Scorer
-
-
-@dataclass(frozen=True)
-class DriftMethods:
-    """Which test judges numeric and categorical columns, and the threshold of each."""
-
-    numeric: str = "wasserstein"
-    categorical: str = "jensenshannon"
-    numeric_threshold: float = 0.1
-    categorical_threshold: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -89,10 +79,13 @@ class LiveDrift:
     def observe(self, scorer: Scorer, columns: Mapping[str, Any] | pd.DataFrame) -> None:
         """Keep a scored batch's features and outputs (``columns``: name to array or Series, same length)."""
         names = [*scorer.bundle.schema.names, *output_columns(scorer.bundle.classes)]
-        kept = {name: _array(columns[name]) for name in names if name in columns}
-        rows = len(next(iter(kept.values()))) if kept else 0
+        arrays = {name: _array(columns[name]) for name in names if name in columns}
+        rows = len(next(iter(arrays.values()))) if arrays else 0
         if rows == 0:
             return
+        # A copy of at most the window's rows: a view would keep a whole request's frame alive.
+        kept = {name: np.array(values[-self.rows :], copy=True) for name, values in arrays.items()}
+        rows = min(rows, self.rows)
         with self._lock:
             if self._batches and self._batches[-1].version != scorer.version:
                 self._batches.clear()  # a new version: a new window, against its own reference
@@ -115,23 +108,13 @@ class LiveDrift:
         names = [name for name in batches[-1].columns if name in profile.columns]
         columns = {name: np.concatenate([b.columns[name] for b in batches]) for name in names}
         rows = sum(b.rows for b in batches)
-        stats: dict[str, ColumnStat] = {}
         present = [n for n in numeric if n in columns]
+        stats: dict[str, ColumnStat] = {}
         if present:
-            block, kept = sorted_finite(np.vstack([columns[n].astype(np.float64) for n in present]))
-            for i, name in enumerate(present):
-                method = self.methods.numeric
-                stats[name] = numeric_stat(
-                    name, method, self.methods.numeric_threshold, profile.numeric(name), block[i, : kept[i]]
-                )
+            block = np.vstack([columns[n].astype(np.float64) for n in present])
+            stats.update((s.column, s) for s in block_stats(present, block, profile, self.methods))
         for name in (n for n in categorical if n in columns):
-            stats[name] = categorical_stat(
-                name,
-                self.methods.categorical,
-                self.methods.categorical_threshold,
-                profile.categorical(name),
-                current_counts(columns[name]),
-            )
+            stats[name] = column_stat(name, columns[name], profile, self.methods)
         features = [stats[n] for n in [*numeric, *categorical] if n in stats and n not in outputs]
         return LiveDriftFigures(version, rows, features, [stats[n] for n in outputs if n in stats])
 

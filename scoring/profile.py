@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from scoring.errors import ModelLoadError
 from scoring.schema import FeatureSchema
+from scoring.validation import validate
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,11 @@ class ReferenceProfile:
 
     @classmethod
     def of_features(cls, reference: pd.DataFrame, schema: FeatureSchema) -> ReferenceProfile:
-        """The profile of a bundle's reference features, as registration stores it."""
+        """The profile of a bundle's reference features (``reference_features``), as registration stores it."""
         return cls.build(
-            reference,
-            numeric=[f.name for f in schema.numeric if f.name in reference],
-            categorical=[f.name for f in schema.categorical if f.name in reference],
+            reference_features(reference, schema),
+            numeric=[f.name for f in schema.numeric],
+            categorical=[f.name for f in schema.categorical],
         )
 
     def with_columns(self, other: ReferenceProfile) -> ReferenceProfile:
@@ -157,6 +158,17 @@ class ReferenceProfile:
             return cls(columns, int(meta["rows"]))
         except (pa.ArrowException, KeyError, ValueError, TypeError) as exc:
             raise ModelLoadError(f"cannot read the reference profile {where}: {exc}") from exc
+
+
+def reference_features(reference: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """The reference rows drift compares with: those the model scores, as validation casts them.
+
+    Categories become text and numbers float64 exactly as in scored output, so the reference and
+    the current data are compared value for value; a row the model would reject is left out, as
+    it is left out of scored output.
+    """
+    validated = validate(reference[schema.names], schema)
+    return validated.features[validated.valid].reset_index(drop=True)
 
 
 def _metadata(raw: Mapping[bytes, bytes] | None) -> dict[str, str]:

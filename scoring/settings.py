@@ -22,7 +22,8 @@ from scoring.storage import Location
 
 if TYPE_CHECKING:
     from scoring.compiled import TreeCompiler
-    from scoring.live_drift import DriftMethods, LiveDrift
+    from scoring.drift_stats import DriftMethods
+    from scoring.live_drift import LiveDrift
     from scoring.scorer import ScorerOptions
 
 S = TypeVar("S", bound="Section")
@@ -171,7 +172,7 @@ class DriftTestSettings(Section):
     drift_cat_threshold: float = Field(default=0.1, description="Categorical test threshold (distance above = drift).")
 
     def drift_methods(self) -> DriftMethods:
-        from scoring.live_drift import DriftMethods
+        from scoring.drift_stats import DriftMethods
 
         return DriftMethods(
             self.drift_num_method, self.drift_cat_method, self.drift_num_threshold, self.drift_cat_threshold

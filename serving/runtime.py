@@ -21,6 +21,7 @@ from scoring import Scorer, ScoringError
 from scoring.canary import CHAMPION
 from scoring.canary_models import NO_SPLIT, CanaryModels, Split
 from scoring.layout import EVENT_ID
+from scoring.live_drift import LiveDrift
 from scoring.live_window import LiveWindow
 from scoring.records import RecordShape, json_type, short
 from scoring.scorer import CONFIDENCE, PREDICTION, REJECT_REASON
@@ -171,8 +172,8 @@ class Runtime:
                     "arm": arm,
                 }
                 kept.append(row)
-            if arm == CHAMPION and self.live_drift is not None and kept:
-                self.live_drift.observe(scorer, scored.iloc[kept] if len(kept) < len(scored) else scored)
+            if kept and (drift := self._drift_window(scorer, arm)) is not None:
+                drift.observe(scorer, scored.iloc[kept] if len(kept) < len(scored) else scored)
             ids = [""] * len(scored)  # each scored row's prediction id ("" where the row was refused)
             if self.window is not None and kept:
                 for row in kept:
@@ -251,8 +252,8 @@ class Runtime:
         if bad.any():
             problems = [f"row {i}: {reasons.iloc[i]}" for i in np.flatnonzero(bad)]
             raise RequestError(f"{int(bad.sum())} of {len(frame)} rows cannot be scored", problems)
-        if arm == CHAMPION and self.live_drift is not None:
-            self.live_drift.observe(scorer, scored)
+        if (drift := self._drift_window(scorer, arm)) is not None:
+            drift.observe(scorer, scored)
         ids = [uuid.uuid4().hex for _ in range(len(scored))] if self.window is not None else None
         if ids is not None:
             self._remember(scored, ids)
@@ -268,6 +269,15 @@ class Runtime:
         self.window.append(columns)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _drift_window(self, scorer: Scorer, arm: str) -> LiveDrift | None:
+        """The live drift window, if rows scored by ``scorer`` belong in it: the followed champion's only.
+
+        A canary's rows, and requests for a pinned version, are another model's: they would restart
+        the window against that model's reference.
+        """
+        counts = arm == CHAMPION and scorer.version == self.models.version
+        return self.live_drift if counts else None
 
     def _count(
         self, scorer: Scorer, labels: np.ndarray, confidence: np.ndarray, rejected: int, *, arm: str = CHAMPION

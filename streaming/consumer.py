@@ -295,7 +295,7 @@ class StreamConsumer:
             outputs.predictions.add(scorer, batch.kept, batch.accepted, arm)
             outputs.window.add(batch.accepted, batch.kept)
             if arm == CHAMPION and self.live_drift is not None:
-                self.live_drift.observe(scorer, batch.accepted)  # kept by reference; measured off this loop
+                self.live_drift.observe(scorer, batch.accepted)  # measured off this loop
             if outputs.shadow is not None and arm == CHAMPION and batch.frame is not None:
                 outputs.shadow.score(scorer, batch.frame[batch.valid], batch.accepted, batch.kept)
         for record, reason, stage in batch.dead:

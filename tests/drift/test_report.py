@@ -212,16 +212,16 @@ def test_a_method_scorepipe_does_not_compute_is_left_to_evidently_for_every_colu
 
 
 def test_a_figure_that_disagrees_with_evidentlys_refuses_the_report(scored, monkeypatch):
-    import drift.report
+    import scoring.drift_stats
 
     root, settings = scored
-    real = drift.report.numeric_stat
+    real = scoring.drift_stats.numeric_stat
 
     def off_by_a_millionth(*args):
         stat = real(*args)
         return dataclasses.replace(stat, score=stat.score * (1 + 1e-6)) if stat.column == "amount" else stat
 
-    monkeypatch.setattr(drift.report, "numeric_stat", off_by_a_millionth)
+    monkeypatch.setattr(scoring.drift_stats, "numeric_stat", off_by_a_millionth)
     with pytest.raises(ReportError, match=r"drift of 'amount' by wasserstein: scorepipe computed .* Evidently "):
         build_report(root / "scored" / "drifted", root / "reports", settings, name="disagree")
 
@@ -239,3 +239,20 @@ def test_a_feature_with_no_current_value_counts_as_drifted_and_is_not_rendered(s
     assert amount.score is None and amount.drifted and amount.note == "no values in the current data"
     assert summary.rendered_features is not None and "amount" not in summary.rendered_features
     assert summary.drifted_features == ["amount"]
+    from flows.drift_report import markdown
+
+    assert "| amount | wasserstein | none: no values in the current data |" in markdown(summary)
+
+
+def test_a_column_some_files_lack_is_null_there_whatever_its_type(scored, tmp_path):
+    import pyarrow.parquet as pq
+
+    from drift.current import sample_current
+
+    root, _ = scored
+    table = pq.read_table(next((root / "scored" / "clean").rglob("*.parquet")))
+    pq.write_table(table.slice(0, 100), tmp_path / "a.parquet")
+    pq.write_table(table.slice(100, 50).drop_columns(["channel", "amount"]), tmp_path / "b.parquet")
+    frame, rows = sample_current(tmp_path, sample_rows=1000, seed=1)
+    assert rows == 150 and frame["channel"].iloc[:100].notna().all() and frame["channel"].iloc[100:].isna().all()
+    assert frame["amount"].iloc[100:].isna().all() and frame["channel"].dtype == object

@@ -10,9 +10,9 @@ from monitoring.live_drift import LiveDriftPublisher
 from monitoring.metrics import ScoringMetrics
 from scoring import Scorer
 from scoring.drift_reference import drift_profile, output_columns, reference_outputs
-from scoring.drift_stats import categorical_stat, current_counts, numeric_stat
+from scoring.drift_stats import DriftMethods, categorical_stat, current_counts, numeric_stat
 from scoring.errors import SettingsError
-from scoring.live_drift import DriftMethods, LiveDrift
+from scoring.live_drift import LiveDrift
 from scoring.settings import LiveDriftSettings
 
 
@@ -107,6 +107,27 @@ def test_the_publisher_sets_the_gauges_and_survives_a_failed_measurement(scorer,
         after["scorepipe_feature_drift{feature=amount,method=wasserstein}"]
         == seen["scorepipe_feature_drift{feature=amount,method=wasserstein}"]
     )
+
+
+def test_a_window_with_too_few_recent_rows_shows_no_figure_rather_than_a_stale_one(scorer, incoming_rows):
+    metrics, clock = ScoringMetrics(), Clock()
+    window = LiveDrift(DriftMethods(), rows=5000, seconds=600, clock=clock)
+    publisher = LiveDriftPublisher(window, metrics, interval=3600)
+    window.observe(scorer, _scored(scorer, incoming_rows(1000, seed=6, drifted=True)))
+    assert publisher.publish()
+    assert metrics.snapshot()["scorepipe_live_drift_share{}"] > 0
+    clock.now += 601  # traffic stopped: the rows aged out of the window
+    assert not publisher.publish()
+    after = metrics.snapshot()
+    assert not any(key.startswith("scorepipe_feature_drift{") for key in after)
+    assert np.isnan(after["scorepipe_live_drift_share{}"]) and np.isnan(after["scorepipe_live_drift_window_rows{}"])
+
+
+def test_a_batch_larger_than_the_window_keeps_its_last_rows_only(scorer, incoming_rows):
+    window = LiveDrift(DriftMethods(), rows=1000, seconds=3600)
+    window.observe(scorer, _scored(scorer, incoming_rows(2500, seed=9)))
+    figures = window.measure()
+    assert figures is not None and figures.rows == 1000
 
 
 def test_a_method_live_drift_does_not_compute_is_named_at_start():
