@@ -11,6 +11,7 @@ champion alias, which the champion's watcher follows.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -163,7 +164,9 @@ class CanaryModels:
                 log.exception("canary: plan check failed")
 
 
-def follow_canary(settings: CoreSettings, champion: ModelWatcher | FixedModel) -> CanaryModels | None:
+def follow_canary(
+    settings: CoreSettings, champion: ModelWatcher | FixedModel, *, threads: int | None = None
+) -> CanaryModels | None:
     """A started follower of the registry's canary plan, where the champion alias is what is served (else None)."""
     if champion.ref != "champion" or not champion.follows:
         return None
@@ -174,5 +177,5 @@ def follow_canary(settings: CoreSettings, champion: ModelWatcher | FixedModel) -
         serving.bundle.schema,
         check_seconds=settings.model_check_seconds,
         min_roc_auc=settings.min_roc_auc,
-        options=settings.scorer_options,
+        options=dataclasses.replace(settings.scorer_options, threads=threads),
     ).start()

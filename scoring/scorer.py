@@ -39,6 +39,9 @@ class ScorerOptions:
 
     small_frame_shortcut: bool = True  # frames of up to fastpath.MAX_ROWS rows: sklearn's trees in one call
     compiled_trees: bool = True  # larger frames: the bundle's compiled trees (scoring.compiled)
+    # OpenMP threads the compiled trees run (and are verified) on; None: as many as scikit-learn would use
+    # here. A long-running scorer that limits OpenMP itself says so, since it loads models on other threads.
+    threads: int | None = None
 
 
 ALL_VERIFIED = ScorerOptions()  # every fast path, each where it verifies
@@ -84,7 +87,9 @@ class Scorer:
         )
         # Larger frames go through the bundle's compiled trees when they reproduce predict_proba exactly.
         self._compiled, self.compiled_trees_reason = (
-            compiled.CompiledTrees.verified(bundle) if options.compiled_trees else (None, "off by setting")
+            compiled.CompiledTrees.verified(bundle, threads=options.threads)
+            if options.compiled_trees
+            else (None, "off by setting")
         )
 
     @classmethod

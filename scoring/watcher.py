@@ -11,6 +11,7 @@ keeps serving and the failure is reported to the listeners. A pinned version nev
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -276,16 +277,18 @@ def watch_models(
     shadow: str | int | None = None,
     listeners: Iterable[ReloadListener] = (),
     stores: Mapping[str, SourceFactory] | None = None,
+    threads: int | None = None,
 ) -> tuple[ModelWatcher, ModelWatcher | None]:
     """Started watchers for every long-running entry point: the champion's (required) and a shadow's.
 
     ``stores`` are the model stores the entry point offers besides the local registry (by prefix).
+    ``threads``: the OpenMP threads the entry point scores on (``ScorerOptions.threads``).
 
     Both refuse a version whose features differ from the champion's at start: clients and events
     are shaped for those fields, so a reload can change the model but never what it takes.
     """
     registry = Registry(settings.registry_dir)
-    options = settings.scorer_options
+    options = dataclasses.replace(settings.scorer_options, threads=threads)
     models = ModelWatcher(
         registry,
         model,

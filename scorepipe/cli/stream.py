@@ -29,8 +29,10 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = stream_settings(args, settings)
     metrics, health = ScoringMetrics(), Health()
+    # One OpenMP thread, as long_running_scorer sets for this thread: models load on the watcher's threads,
+    # so their compiled trees are told (and verified with) the same.
     models, shadow = watch_models(
-        settings, args.model, shadow=args.shadow, listeners=[metrics.on_reload], stores=model_stores()
+        settings, args.model, shadow=args.shadow, listeners=[metrics.on_reload], stores=model_stores(), threads=1
     )
     if not stopping.is_set():
         ensure_topics(settings, *_stream_topics(settings, shadow=args.shadow is not None))
@@ -48,7 +50,7 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
         settings,
         models,
         shadow=shadow,
-        canary=follow_canary(settings, models),
+        canary=follow_canary(settings, models, threads=1),
         metrics=metrics,
         health=health,
         client_id=args.client_id,

@@ -147,6 +147,15 @@ def test_the_setting_turns_compiled_trees_off(bundle):
     assert not off.compiled_trees and off.compiled_trees_reason == "off by setting"
 
 
+def test_a_scorer_told_its_threads_runs_and_verifies_its_trees_on_them(bundle):
+    """The stream scores on one OpenMP thread but loads models on other threads: it says so, and is obeyed."""
+    one = Scorer(bundle, 1, options=ScorerOptions(threads=1))
+    assert one.compiled_trees and one.compiled_trees_reason.endswith(", 1 thread(s)")
+    rows = synthetic.generate(3000, seed=4, with_target=False)
+    expected = bundle.pipeline.predict_proba(validate(rows, bundle.schema).features)
+    assert np.array_equal(one.score(rows)[one.proba_columns].to_numpy(), expected)
+
+
 def _low_word_all_ones(value: float) -> float:
     import struct
 
