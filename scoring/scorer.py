@@ -108,6 +108,11 @@ class Scorer:
         return self._small_frames is not None
 
     @property
+    def record_path(self) -> bool:
+        """Whether ``score_one`` sends clean records straight into the compiled trees (verified at load)."""
+        return self._compiled is not None and self._compiled.records is not None
+
+    @property
     def compiled_trees(self) -> bool:
         """Whether larger frames are scored by the bundle's compiled trees (``compiled_trees_reason`` says why not)."""
         return self._compiled is not None

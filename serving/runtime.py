@@ -34,6 +34,9 @@ NUMERIC_DATATYPES = frozenset({"FP64", "FP32", "FP16", "INT64", "INT32", "INT16"
 VERSION_CACHE = 4  # pinned versions asked for by path, kept loaded
 
 
+RECORD_PATH_MAX = 8  # requests in one batcher run scored record by record; more are cheaper as one frame
+
+
 @dataclass
 class RecordResult:
     """One record's outcome: its scores, or why it could not be scored."""
@@ -126,13 +129,25 @@ class Runtime:
     # -- the simple JSON API -------------------------------------------------------------------
 
     def score_records(self, records: list[Any], scorer: Scorer, arm: str = CHAMPION) -> list[RecordResult]:
-        """Score every well-formed record as one frame; the others come back with their reasons, in order."""
+        """Score the well-formed records (a few one by one on the record path, more as one frame).
+
+        The others come back with their reasons, in order. ``Scorer.score_one`` gives, key for key and
+        type for type, what a one-row frame would (tested), in tens of microseconds instead of
+        milliseconds: a lone request, the common case below saturation, skips the frame.
+        """
         with self.metrics.arm_seconds.labels(arm, str(scorer.version)).time():
-            prepared = self.records_frame(records, scorer)
-            scored = scorer.score(prepared.frame) if prepared.good else None
+            one_by_one = scorer.record_path and len(records) <= RECORD_PATH_MAX
+            prepared = self.records_frame(records, scorer, as_frame=not one_by_one)
+            if not prepared.good:
+                scored = None
+            elif one_by_one:
+                assert prepared.records is not None
+                scored = pd.DataFrame([scorer.score_one(record) for record in prepared.records])
+            else:
+                scored = scorer.score(prepared.frame)
         return self.records_results(prepared, scorer, scored, arm)
 
-    def records_frame(self, records: list[Any], scorer: Scorer) -> PreparedRecords:
+    def records_frame(self, records: list[Any], scorer: Scorer, *, as_frame: bool = True) -> PreparedRecords:
         """The well-formed records as one frame, and a result per record (with its reason if it is not)."""
         shape = RecordShape(scorer.bundle.schema)
         results = [RecordResult(i) for i in range(len(records))]
@@ -145,7 +160,7 @@ class Runtime:
             else:
                 good.append(i)
         kept = [records[i] for i in good]
-        frame = pd.DataFrame.from_records(kept, columns=list(shape.names)) if good else None
+        frame = pd.DataFrame.from_records(kept, columns=list(shape.names)) if good and as_frame else None
         return PreparedRecords(results, good, frame, kept)
 
     def records_results(
@@ -180,8 +195,8 @@ class Runtime:
                     ids[row] = uuid.uuid4().hex
                     results[prepared.good[row]].scores["prediction_id"] = ids[row]  # type: ignore[index]
                 self._remember(scored.iloc[kept] if len(kept) < len(scored) else scored, [ids[r] for r in kept])
-            if self.shadow is not None and arm == CHAMPION and prepared.frame is not None:
-                features = prepared.records if prepared.records is not None else prepared.frame
+            features = prepared.records if prepared.records is not None else prepared.frame
+            if self.shadow is not None and arm == CHAMPION and features is not None:
                 self.shadow.offer(scorer, features, scored, ids if self.window is not None else None)
         ok = [r.scores for r in results if r.scores is not None]
         self._count(

@@ -256,3 +256,29 @@ def test_live_drift_of_the_requests_is_measured_off_the_request_path_and_exporte
     assert "scorepipe_live_drift_model_version 1.0" in text
     share = next(line for line in text.splitlines() if line.startswith("scorepipe_live_drift_share "))
     assert float(share.split()[-1]) > 0.1
+
+
+def test_a_lone_record_skips_the_frame_and_gets_the_frames_answer(make_client, monkeypatch):
+    """Up to RECORD_PATH_MAX records go one by one through Scorer.score_one; the answer is the frame path's."""
+    from serving import runtime
+
+    client, _ = make_client()
+    row = records(1, seed=12)[0]
+    frames = []
+    real = Scorer.score
+
+    def counted(self, frame, **kwargs):
+        frames.append(len(frame))
+        return real(self, frame, **kwargs)
+
+    monkeypatch.setattr(Scorer, "score", counted)
+    fast = client.post("/predict", json=row).json()
+    assert frames == []  # no frame was built for it
+    monkeypatch.setattr(runtime, "RECORD_PATH_MAX", 0)
+    slow = client.post("/predict", json=row).json()
+    assert frames == [1]
+    for answer in (fast, slow):
+        answer.pop("prediction_id", None)
+    assert fast == slow
+    batch = client.post("/predict_batch", json=records(runtime.RECORD_PATH_MAX + 1, seed=13)).json()
+    assert frames == [1, runtime.RECORD_PATH_MAX + 1] and len(batch["results"]) == runtime.RECORD_PATH_MAX + 1
