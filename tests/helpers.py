@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from scorepipe.settings import Settings
@@ -39,6 +41,22 @@ def wait_for_value(check: Callable[[], T | None], *, timeout: float, what: str, 
         lambda: (value,) if (value := check()) is not None else None, timeout=timeout, what=what, interval=interval
     )
     return found[0]
+
+
+def paused(pid: int, *, timeout: float = 10.0) -> None:
+    """SIGSTOP ``pid``'s process group, and return once every thread of ``pid`` is stopped.
+
+    ``killpg`` returns before the stop takes hold: on a busy machine a thread may run on (and answer
+    a request) for a moment, so a test that asserts on a paused server waits for it.
+    """
+    os.killpg(pid, signal.SIGSTOP)
+
+    def all_stopped() -> bool:
+        tasks = Path(f"/proc/{pid}/task")
+        states = [(task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in tasks.iterdir()]
+        return all(state in ("T", "t") for state in states)
+
+    wait_for(all_stopped, timeout=timeout, what=f"every thread of process {pid} to stop")
 
 
 def stream_process(settings: Settings, *args: str) -> subprocess.Popen:

@@ -20,6 +20,7 @@ from tests.helpers import (
     committed_total,
     everything_committed,
     keys_on,
+    paused,
     scorer_for,
     stream_process,
     wait_for,
@@ -65,7 +66,7 @@ def test_sends_failing_mid_stream_are_never_committed_past_and_are_retried(strea
         runner = threading.Thread(target=consumer.run, kwargs={"idle_exit_seconds": 4})
         runner.start()
         wait_for(committed_at_least(settings, 800), timeout=60, what="800 events committed")
-        os.killpg(broker.pid, signal.SIGSTOP)
+        paused(broker.pid)
         try:
             wait_for(lambda: consumer.stats.send_failures >= 1, timeout=60, what="a failed send")
             assert "results not acknowledged" in consumer.health.ready()[1]["results"]
