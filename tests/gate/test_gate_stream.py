@@ -134,10 +134,13 @@ def test_a_good_canary_walks_every_step_to_champion_and_the_stream_follows(strea
         canary_min_agreement=0.5,
         canary_max_probability_shift=0.5,
         canary_max_estimated_auc_drop=0.5,
+        # Latency is not this test's subject (a slow canary has its own): with another test worker on
+        # the same two cores, the p95 of a few parts swings by more than the default 5 ms slack.
+        canary_latency_slack_seconds=1.0,
     )
     plan, registry, version = run_gate(settings, challenger_bundle, steps=(20, 60), failure_limit=2)
     assert plan.state == "promoted" and registry.resolve("champion") == version
-    actions = [d["action"] for d in registry.canary_log() if d["verdict"] != "wait"]
-    assert actions == ["next_step", "promoted"]
+    judged = [d for d in registry.canary_log() if d["verdict"] != "wait"]
+    assert [d["action"] for d in judged] == ["next_step", "promoted"], [(d["action"], d["reason"]) for d in judged]
     late = scored_after(settings, plan.updated_at)
     assert late and all(p["model_version"] == version and p["arm"] == "champion" for p in late)
