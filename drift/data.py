@@ -14,17 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from drift.current import sample_current
 from scoring import ModelBundle, Scorer
 from scoring.bundle import MODEL_FILE
 from scoring.drift_reference import reference_outputs
 from scoring.registry import Registry
 from scoring.scorer import MODEL_VERSION
 
-__all__ = ["dominant_version", "sample_current", "scored_reference"]
 
-
-def scored_reference(registry: Registry, version: int, bundle: ModelBundle, cache_dir: Path) -> pd.DataFrame:
+def cached_reference_outputs(registry: Registry, version: int, bundle: ModelBundle, cache_dir: Path) -> pd.DataFrame:
     """The model's outputs on its reference rows, row for row, computed once per version."""
     digest = registry.info(version).files[MODEL_FILE][:12]
     path = cache_dir / f"reference-outputs-v{version}-{digest}.parquet"

@@ -30,7 +30,7 @@ from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset, DataSummaryPreset
 
 from drift.current import CurrentSample
-from drift.data import dominant_version, scored_reference
+from drift.data import cached_reference_outputs, dominant_version
 from drift.settings import DriftSettings
 from drift.summary import ColumnDrift, DriftSummary
 from reports.html import ReportError, save_html
@@ -77,14 +77,13 @@ def build_report(
     missing = sorted(set(schema.names) - set(features))
     if missing:
         raise ReportError(f"{current} lacks feature columns {', '.join(missing)}: is it scorepipe output?")
-    predicted = scored_reference(registry, loaded.version, bundle, settings.cache_dir / "drift")
+    predicted = cached_reference_outputs(registry, loaded.version, bundle, settings.cache_dir / "drift")
     outputs = output_columns(bundle.classes, available)
-    numeric = [f.name for f in schema.numeric] + outputs[:-1]
-    categorical = [f.name for f in schema.categorical] + [PREDICTION]
     profile = drift_profile(bundle, predicted)
+    numeric, categorical = set(profile.numeric_names), set(profile.categorical_names)
 
     fast = settings.drift_num_method in NUMERIC_METHODS and settings.drift_cat_method in CATEGORICAL_METHODS
-    computed = _statistics(sample, profile, features, set(numeric), settings) if fast else {}
+    computed = _statistics(sample, profile, features, numeric, settings) if fast else {}
     rendered = _rendered(features, computed, settings) if fast else features
     columns = [*rendered, *outputs]
     definition = DataDefinition(
@@ -102,7 +101,7 @@ def build_report(
         Dataset.from_pandas(reference_frame, data_definition=definition),
         **labels,
     )
-    judged = {c.name: c for c in _column_verdicts(json.loads(snapshot.json()), set(numeric))}
+    judged = {c.name: c for c in _column_verdicts(json.loads(snapshot.json()), numeric)}
     unjudged = [c for c in columns if c not in judged]
     if unjudged:
         raise ReportError(f"Evidently returned no drift test for {', '.join(unjudged)}")
@@ -155,7 +154,7 @@ def build_report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
-    nightly = _nightly_shares(sample, frame, profile, features, set(numeric), settings) if fast else {}
+    nightly = _nightly_shares(sample, frame, profile, features, numeric, settings) if fast else {}
     runs = _nightly_runs(
         report, frame, current_frame, reference_frame, definition, current, loaded.version, features, nightly
     )

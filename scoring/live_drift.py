@@ -74,7 +74,7 @@ class LiveDrift:
         self._held = 0
         self._lock = threading.Lock()
         self._scorer: Scorer | None = None  # the version the window holds rows of
-        self._references: dict[int, tuple[ReferenceProfile, list[str], list[str], list[str]]] = {}
+        self._references: dict[int, tuple[ReferenceProfile, list[str]]] = {}
 
     def observe(self, scorer: Scorer, columns: Mapping[str, Any] | pd.DataFrame) -> None:
         """Keep a scored batch's features and outputs (``columns``: name to array or Series, same length)."""
@@ -104,7 +104,8 @@ class LiveDrift:
         if scorer is None or not batches or sum(b.rows for b in batches) < self.min_rows:
             return None
         version = scorer.version
-        profile, numeric, categorical, outputs = self._reference(scorer)
+        profile, outputs = self._reference(scorer)
+        numeric, categorical = profile.numeric_names, profile.categorical_names
         names = [name for name in batches[-1].columns if name in profile.columns]
         columns = {name: np.concatenate([b.columns[name] for b in batches]) for name in names}
         rows = sum(b.rows for b in batches)
@@ -118,16 +119,13 @@ class LiveDrift:
         features = [stats[n] for n in [*numeric, *categorical] if n in stats and n not in outputs]
         return LiveDriftFigures(version, rows, features, [stats[n] for n in outputs if n in stats])
 
-    def _reference(self, scorer: Scorer) -> tuple[ReferenceProfile, list[str], list[str], list[str]]:
-        """The version's profile (features and outputs), made once per version on the measuring thread."""
+    def _reference(self, scorer: Scorer) -> tuple[ReferenceProfile, list[str]]:
+        """The version's profile (features and outputs) and its output names, made once per version."""
         version = scorer.version
         if version not in self._references:
             bundle = scorer.bundle
-            outputs = output_columns(bundle.classes)
             profile = drift_profile(bundle, reference_outputs(scorer))
-            numeric = [f.name for f in bundle.schema.numeric] + outputs[:-1]
-            categorical = [f.name for f in bundle.schema.categorical] + outputs[-1:]
-            self._references = {version: (profile, numeric, categorical, outputs)}
+            self._references = {version: (profile, output_columns(bundle.classes))}
         return self._references[version]
 
     def _trim(self) -> None:

@@ -101,6 +101,14 @@ class ReferenceProfile:
             raise ValueError(f"profiles of {self.rows} and {other.rows} rows describe different rows")
         return ReferenceProfile({**self.columns, **other.columns}, self.rows)
 
+    @property
+    def numeric_names(self) -> list[str]:
+        return [name for name, column in self.columns.items() if isinstance(column, NumericProfile)]
+
+    @property
+    def categorical_names(self) -> list[str]:
+        return [name for name, column in self.columns.items() if isinstance(column, CategoricalProfile)]
+
     def numeric(self, name: str) -> NumericProfile:
         column = self.columns[name]
         if not isinstance(column, NumericProfile):

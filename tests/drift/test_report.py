@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from batch.run import run_batch
-from drift.data import sample_current
+from drift.current import sample_current
 from drift.report import build_report
 from drift.summary import DriftSummary
 from reports.html import EXTERNAL_ASSET, ReportError
