@@ -1,8 +1,9 @@
 """Live drift: the last rows a long-running scorer scored, compared with the model's reference profile.
 
 The scoring loop only hands over each batch's columns (copied: microseconds, and no view keeps a
-request's whole frame alive); the window keeps the last ``rows`` rows scored within ``seconds``, and ``measure``,
-called off the scoring path, computes every feature's and output's drift with the same statistics
+request's whole frame alive), or a server's lone records as the scored rows themselves (made into
+columns when measured); the window keeps the last ``rows`` rows scored within ``seconds``, and
+``measure``, called off the scoring path, computes every feature's and output's drift with the same statistics
 as the drift report (``scoring.drift_stats``). A new model version starts a new window against its
 own reference: rows scored by two versions are never compared as one.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,12 +44,28 @@ class LiveDriftFigures:
         return any(s.drifted for s in self.outputs)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Batch:
     at: float
     version: int
     rows: int
-    columns: dict[str, Any]
+    columns: dict[str, Any] | None = None
+    records: list[Mapping[str, Any]] | None = None  # scored rows, gathered for up to ROWS_BATCH_SECONDS
+
+    def snapshot(self) -> _Batch:
+        return self if self.records is None else _Batch(self.at, self.version, self.rows, records=self.records[:])
+
+    def names(self) -> list[str]:
+        return list(self.columns) if self.columns is not None else list(self.records[0]) if self.records else []
+
+    def column(self, name: str, *, text: bool) -> np.ndarray:
+        if self.columns is not None:
+            return self.columns[name]
+        assert self.records is not None
+        return np.array([r[name] for r in self.records], dtype=object if text else None)
+
+
+ROWS_BATCH_SECONDS = 1.0  # rows observed one request at a time age out together, by the second
 
 
 class LiveDrift:
@@ -87,27 +104,50 @@ class LiveDrift:
         kept = {name: np.array(values[-self.rows :], copy=True) for name, values in arrays.items()}
         rows = min(rows, self.rows)
         with self._lock:
-            if self._batches and self._batches[-1].version != scorer.version:
-                self._batches.clear()  # a new version: a new window, against its own reference
-                self._held = 0
-            self._scorer = scorer
+            self._follow(scorer)
             self._batches.append(_Batch(self._clock(), scorer.version, rows, kept))
             self._held += rows
             self._trim()
+
+    def observe_rows(self, scorer: Scorer, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Keep scored rows (what ``Scorer.score_one`` gives: features and outputs by name), as they are.
+
+        Kept by reference, not copied: a scored row is built for its request and never changed after.
+        """
+        if not rows:
+            return
+        with self._lock:
+            self._follow(scorer)
+            now = self._clock()
+            last = self._batches[-1] if self._batches else None
+            if last is not None and last.records is not None and now - last.at < ROWS_BATCH_SECONDS:
+                last.records.extend(rows)
+                last.rows += len(rows)
+            else:
+                self._batches.append(_Batch(now, scorer.version, len(rows), records=list(rows)))
+            self._held += len(rows)
+            self._trim()
+
+    def _follow(self, scorer: Scorer) -> None:
+        if self._batches and self._batches[-1].version != scorer.version:
+            self._batches.clear()  # a new version: a new window, against its own reference
+            self._held = 0
+        self._scorer = scorer
 
     def measure(self) -> LiveDriftFigures | None:
         """Every column's drift over the window, or None while it holds fewer than ``min_rows`` rows."""
         with self._lock:
             self._trim()
-            batches = list(self._batches)
+            batches = [b.snapshot() for b in self._batches]  # rows observed later do not change them
             scorer = self._scorer
         if scorer is None or not batches or sum(b.rows for b in batches) < self.min_rows:
             return None
         version = scorer.version
         profile, outputs = self._reference(scorer)
         numeric, categorical = profile.numeric_names, profile.categorical_names
-        names = [name for name in batches[-1].columns if name in profile.columns]
-        columns = {name: np.concatenate([b.columns[name] for b in batches]) for name in names}
+        names = [name for name in batches[-1].names() if name in profile.columns]
+        text = set(categorical)
+        columns = {name: np.concatenate([b.column(name, text=name in text) for b in batches]) for name in names}
         rows = sum(b.rows for b in batches)
         present = [n for n in numeric if n in columns]
         stats: dict[str, ColumnStat] = {}

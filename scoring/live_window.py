@@ -10,6 +10,8 @@ window (never a prediction): the window is a sample for drift, not a ledger.
 A scorer appends a micro-batch's columns after every batch, so appending must cost next to
 nothing and rolling a file must not stall the scoring loop: a batch's columns are kept as arrays
 (no frame per batch), and each roll is joined per column and written by one background thread.
+A server scoring lone records appends rows (``append_rows``): they are kept as they come, and made
+into columns by the writer thread, since a column per request would cost more than the scoring.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +45,8 @@ class LiveWindow:
         self.name = name or f"live-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._columns: dict[str, list[np.ndarray]] = {}
         self._time_zones: dict[str, Any] = {}
+        self._pending: list[Mapping[str, Any]] = []  # rows appended one by one since the last columns
+        self._names: tuple[str, ...] = ()  # the columns of what is buffered
         self._rows = 0
         self._opened = time.monotonic()
         self._sequence = 0
@@ -57,24 +61,46 @@ class LiveWindow:
         rows = len(columns[names[0]]) if names else 0
         if rows == 0:
             return
-        if self._rows and set(names) != set(self._columns):
+        self._start(names)
+        if self._pending:
+            self._columns_of_pending()  # rows before these columns keep their place
+        for name in names:
+            self._columns.setdefault(name, []).append(self._plain(name, columns[name]))
+        self._added(rows)
+
+    def append_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Buffer scored rows, each a mapping of column name to value (the same names in every row)."""
+        if not rows:
+            return
+        self._start([str(name) for name in rows[0]])
+        self._pending.extend(rows)
+        self._added(len(rows))
+
+    def _start(self, names: list[str]) -> None:
+        if self._rows and set(names) != set(self._names):
             self.roll()  # another model's columns (a reload with other classes): a file of their own
         if not self._rows:
             self._opened = time.monotonic()
-        for name in names:
-            self._columns.setdefault(name, []).append(self._plain(name, columns[name]))
+            self._names = tuple(names)
+
+    def _added(self, rows: int) -> None:
         self._rows += rows
         if self._rows >= self.roll_rows:
             self.roll()
         else:
             self.roll_if_due()
 
+    def _columns_of_pending(self) -> None:
+        for name, column in _row_columns(self._pending, self._names).items():
+            self._columns.setdefault(name, []).append(self._plain(name, column))
+        self._pending = []
+
     def roll(self) -> Path | None:
         """Hand what is buffered to the writer as one file; return its path (None if nothing was buffered)."""
         if not self._rows:
             return None
-        parts, time_zones = self._columns, dict(self._time_zones)
-        self._columns, self._rows = {}, 0
+        parts, pending, names, time_zones = self._columns, self._pending, self._names, dict(self._time_zones)
+        self._columns, self._pending, self._rows = {}, [], 0
         now = datetime.now(UTC)
         path = self.root / f"date={now.date().isoformat()}" / f"{self.name}-{now:%H%M%S}-{self._sequence:05d}.parquet"
         self._sequence += 1
@@ -82,7 +108,7 @@ class LiveWindow:
             if write.exception() is not None:  # a sample for drift, not a ledger: say so, keep scoring
                 log.warning("live window: a file could not be written: %s", write.exception())
         self._writes = [w for w in self._writes if not w.done()]
-        self._writes.append(self._writer.submit(self._write, parts, time_zones, path))
+        self._writes.append(self._writer.submit(self._write, parts, pending, names, time_zones, path))
         return path
 
     def roll_if_due(self) -> Path | None:
@@ -107,13 +133,24 @@ class LiveWindow:
         self._writer.shutdown(wait=True)
 
     def _plain(self, name: str, values: Any) -> np.ndarray:
-        """A column as a numpy array; time-zone-aware times as UTC datetime64 (their zone kept aside)."""
-        if isinstance(getattr(values, "dtype", None), pd.DatetimeTZDtype):
-            self._time_zones[name] = values.dtype.tz
-            return values.to_numpy(dtype="datetime64[ns]")  # the UTC instants, without a per-value object
-        return np.asarray(values)
+        array, tz = _plain(values)
+        if tz is not None:
+            self._time_zones[name] = tz
+        return array
 
-    def _write(self, parts: dict[str, list[np.ndarray]], time_zones: dict[str, Any], path: Path) -> Path:
+    def _write(
+        self,
+        parts: dict[str, list[np.ndarray]],
+        pending: list[Mapping[str, Any]],
+        names: tuple[str, ...],
+        time_zones: dict[str, Any],
+        path: Path,
+    ) -> Path:
+        for name, column in _row_columns(pending, names).items():  # the rows after the last columns
+            array, tz = _plain(column)
+            parts.setdefault(name, []).append(array)
+            if tz is not None:
+                time_zones[name] = tz
         columns: dict[str, Any] = {name: np.concatenate(chunks) for name, chunks in parts.items()}
         for name, tz in time_zones.items():
             if name in columns:
@@ -125,3 +162,17 @@ class LiveWindow:
         with self._lock:
             self.files_written.append(path)
         return path
+
+
+def _plain(values: Any) -> tuple[np.ndarray, Any]:
+    """A column as a numpy array, and its time zone: zoned times become UTC datetime64 (no object per value)."""
+    if isinstance(getattr(values, "dtype", None), pd.DatetimeTZDtype):
+        return values.to_numpy(dtype="datetime64[ns]"), values.dtype.tz
+    return np.asarray(values), None
+
+
+def _row_columns(rows: list[Mapping[str, Any]], names: tuple[str, ...]) -> dict[str, pd.Series]:
+    """Rows as columns, each typed as a frame of them would type it (numbers, text, zoned times)."""
+    if not rows:
+        return {}
+    return {name: pd.Series([row[name] for row in rows]) for name in names}

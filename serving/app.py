@@ -10,6 +10,7 @@ raises scorepipe errors; the exception handler here is the only place they becom
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import os
@@ -40,6 +41,7 @@ from scoring.storage import as_location
 from scoring.watcher import ModelWatcher, model_origin, watch_models
 from serving.batcher import DynamicBatcher
 from serving.errors import ApiError, RequestError, UnknownModelError, status_of
+from serving.heap import freeze_heap, refreeze_after_reload
 from serving.rate_limit import RateLimiter, Refusal, caller_of
 from serving.runtime import Runtime
 from serving.settings import ServeSettings
@@ -200,7 +202,7 @@ def create_app(
         if not isinstance(record, dict):
             raise ApiError(422, "/predict takes one record, a JSON object (use /predict_batch for a list)")
         records, keys = _arm_keys(request, settings, [record], runtime.split().active)
-        scorer, [result] = await asyncio.wrap_future(batcher.submit(records, keys))
+        scorer, [result] = await _scored(batcher, records, keys)
         if result.error is not None:
             raise ApiError(422, "the record cannot be scored", result.error.split("; "))
         scores = result.scores or {}
@@ -220,7 +222,7 @@ def create_app(
         if len(records) > limit:
             raise ApiError(413, f"{len(records)} records is more than the limit of {limit} per request")
         records, keys = _arm_keys(request, settings, records, runtime.split().active)
-        scorer, results = await asyncio.wrap_future(batcher.submit(records, keys))
+        scorer, results = await _scored(batcher, records, keys)
         if keys:
             for result, key in zip(results, keys, strict=True):
                 if result.scores is not None:
@@ -298,7 +300,11 @@ def build_app(
     """
     metrics = ScoringMetrics()
     models, challenger = watch_models(
-        settings, model, shadow=settings.serve_shadow, listeners=[metrics.on_reload], stores=model_stores()
+        settings,
+        model,
+        shadow=settings.serve_shadow,
+        listeners=[metrics.on_reload, refreeze_after_reload],
+        stores=model_stores(),
     )
     serving = models.current()
     metrics.set_model(
@@ -339,6 +345,8 @@ def build_app(
         app.router.on_shutdown.append(window.close)  # after the batcher stopped: no row is lost on a clean stop
     if shadow is not None:
         app.router.on_shutdown.append(shadow.drain)
+    app.router.on_startup.append(freeze_heap)  # last: everything loaded at start is alive for good
+    app.router.on_shutdown.append(gc.unfreeze)  # an app stopped in a process that goes on leaves no frozen heap
     return app, models
 
 
@@ -444,6 +452,12 @@ class GuardAndMeasure:
         if self.limiter.blocking:
             return await run_in_threadpool(self.limiter.refuse, caller)
         return self.limiter.refuse(caller)
+
+
+async def _scored(batcher: DynamicBatcher, records: list[Any], keys: list[bytes] | None) -> Any:
+    """JSON records' ``(scorer, results)``: scored at once if the batcher is free for them, else batched."""
+    done = batcher.score_now(records, keys)
+    return done.result() if done is not None else await asyncio.wrap_future(batcher.submit(records, keys))
 
 
 def _authorised(request: Request, key: bytes) -> bool:

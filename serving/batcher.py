@@ -10,6 +10,11 @@ its own rows back. Under load batches grow by themselves. Rows are scored indepe
 record gets the same score alone or batched. Under a canary plan each record (a V2 request as a
 whole) meets the arm its key gives (``scoring.canary``), decided with the split of the moment the
 run is scored, and is scored by that arm's version.
+
+A request of a few records that the record path scores (tens of microseconds each) is scored at
+once by the caller (``score_now``) when the scoring thread is free and nothing is queued: waking
+that thread and being woken back costs an idle machine more than the scoring (about 2 ms of a
+lone request's 4.5 ms at 100 requests/s, measured). One lock keeps the two from scoring at once.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import sklearn
 from scoring import SchemaError, Scorer, ScoringError
 from scoring.canary import CANARY, CHAMPION, canary_mask
 from scoring.canary_models import Split
-from serving.runtime import RecordResult, Runtime
+from serving.runtime import RECORD_PATH_MAX, RecordResult, Runtime
 
 log = logging.getLogger("scorepipe.serve")
 IDLE_S = 1.0  # with nothing queued, how often the scoring thread checks whether live-window rows are due
@@ -54,6 +59,7 @@ class DynamicBatcher:
         self.records = 0
         self._queue: deque[_Job] = deque()
         self._ready = threading.Condition()
+        self._scoring = threading.Lock()  # held while scoring, by the scoring thread or by ``score_now``
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="dynamic-batcher", daemon=True)
         self._thread.start()
@@ -61,6 +67,29 @@ class DynamicBatcher:
     def submit(self, records: list[Any], keys: list[bytes] | None = None) -> Future:
         """Queue one JSON request's ``records`` (with each one's arm key); the future holds ``(scorer, results)``."""
         return self._queue_job(_Job("records", records, len(records), keys=keys))
+
+    def score_now(self, records: list[Any], keys: list[bytes] | None = None) -> Future | None:
+        """Score a few records in the calling thread if the scoring thread is free; None: ``submit`` them.
+
+        Only what the record path scores (up to ``RECORD_PATH_MAX`` records, a version with compiled
+        trees verified for records): a frame would hold the caller for milliseconds.
+        """
+        if len(records) > RECORD_PATH_MAX or self._queue or not self._scoring.acquire(blocking=False):
+            return None
+        try:
+            scorer, split = self.runtime.scorer(), self.runtime.split()
+            canary = split.canary if split.active else None
+            if not scorer.record_path or (canary is not None and not canary.record_path):
+                return None
+            job = _Job("records", records, len(records), keys=keys)
+            self._records(scorer, [job])
+            return job.future
+        except Exception as exc:  # noqa: BLE001 - the caller's own request: its answer, as the batcher gives it
+            failed: Future = Future()
+            failed.set_exception(exc)
+            return failed
+        finally:
+            self._scoring.release()
 
     def submit_infer(
         self, inputs: list[dict[str, Any]], version: str | None = None, key: bytes | None = None
@@ -88,7 +117,8 @@ class DynamicBatcher:
         with self._ready:
             while not self._queue and not self._stopping:
                 if not self._ready.wait(timeout=IDLE_S):
-                    self.runtime.idle()  # this thread appends to the live window: it rolls it too
+                    with self._scoring:
+                        self.runtime.idle()  # the live window is appended to under this lock: rolled too
             if not self._queue:
                 return None
             jobs = [self._queue.popleft()]
@@ -104,18 +134,22 @@ class DynamicBatcher:
         # finiteness checks are redundant here; the setting is per thread and changes no score.
         sklearn.set_config(assume_finite=True)
         while (jobs := self._take()) is not None:
-            for (kind, version), group in groupby(jobs, key=lambda j: (j.kind, j.version)):
-                run = list(group)
-                try:
-                    scorer = self.runtime.scorer(version)  # one version for the whole run of requests
-                    if kind == "records":
-                        self._records(scorer, run)
-                    else:
-                        self._infer(scorer, run)
-                except Exception as exc:  # noqa: BLE001 - handed to every waiting request, never lost
-                    for job in run:
-                        if not job.future.done():
-                            job.future.set_exception(exc)
+            with self._scoring:
+                self._score(jobs)
+
+    def _score(self, jobs: list[_Job]) -> None:
+        for (kind, version), group in groupby(jobs, key=lambda j: (j.kind, j.version)):
+            run = list(group)
+            try:
+                scorer = self.runtime.scorer(version)  # one version for the whole run of requests
+                if kind == "records":
+                    self._records(scorer, run)
+                else:
+                    self._infer(scorer, run)
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request, never lost
+                for job in run:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
 
     def _records(self, scorer: Scorer, jobs: list[_Job]) -> None:
         records = [r for job in jobs for r in job.payload]

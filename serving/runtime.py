@@ -133,19 +133,57 @@ class Runtime:
 
         The others come back with their reasons, in order. ``Scorer.score_one`` gives, key for key and
         type for type, what a one-row frame would (tested), in tens of microseconds instead of
-        milliseconds: a lone request, the common case below saturation, skips the frame.
+        milliseconds: a lone request, the common case below saturation, skips every frame, and its
+        rows reach the live windows as rows.
         """
         with self.metrics.arm_seconds.labels(arm, str(scorer.version)).time():
             one_by_one = scorer.record_path and len(records) <= RECORD_PATH_MAX
             prepared = self.records_frame(records, scorer, as_frame=not one_by_one)
-            if not prepared.good:
-                scored = None
-            elif one_by_one:
+            if one_by_one:
                 assert prepared.records is not None
-                scored = pd.DataFrame([scorer.score_one(record) for record in prepared.records])
+                scored_rows = [scorer.score_one(record) for record in prepared.records]
             else:
-                scored = scorer.score(prepared.frame)
+                scored = scorer.score(prepared.frame) if prepared.good else None
+        if one_by_one:
+            return self.rows_results(prepared, scorer, scored_rows, arm)
         return self.records_results(prepared, scorer, scored, arm)
+
+    def rows_results(
+        self, prepared: PreparedRecords, scorer: Scorer, scored: list[dict[str, Any]], arm: str = CHAMPION
+    ) -> list[RecordResult]:
+        """``records_results`` for records scored one by one (``scored``: ``score_one``'s rows), without a frame."""
+        results = prepared.results
+        kept: list[int] = []  # positions in ``scored`` of the rows that got scores
+        classes = [(str(c), column) for c, column in zip(scorer.bundle.classes, scorer.proba_columns, strict=True)]
+        for position, (i, row) in enumerate(zip(prepared.good, scored, strict=True)):
+            if isinstance(reason := row[REJECT_REASON], str):
+                results[i].error = reason
+                continue
+            results[i].scores = {
+                "prediction": _plain(row[PREDICTION]),
+                "probabilities": {name: float(row[column]) for name, column in classes},
+                "confidence": float(row[CONFIDENCE]),
+                "model_version": scorer.version,
+                "arm": arm,
+            }
+            kept.append(position)
+        if kept and (drift := self._drift_window(scorer, arm)) is not None:
+            drift.observe_rows(scorer, [scored[k] for k in kept])
+        ids = [""] * len(scored)  # each scored row's prediction id ("" where the row was refused)
+        if self.window is not None and kept:
+            names = [*scorer.bundle.schema.names, *(c for c in scorer.output_columns if c != REJECT_REASON)]
+            window_rows = []
+            for k in kept:
+                ids[k] = uuid.uuid4().hex
+                results[prepared.good[k]].scores["prediction_id"] = ids[k]  # type: ignore[index]
+                window_rows.append({EVENT_ID: ids[k], **{name: scored[k][name] for name in names}})
+            self.window.append_rows(window_rows)
+        if self.shadow is not None and arm == CHAMPION and scored:
+            columns = [REJECT_REASON, PREDICTION, *scorer.proba_columns]
+            frame = pd.DataFrame({c: [row[c] for row in scored] for c in columns})
+            self.shadow.offer(scorer, prepared.records or [], frame, ids if self.window is not None else None)
+        self._count_scores(scorer, results, arm)
+        return results
 
     def records_frame(self, records: list[Any], scorer: Scorer, *, as_frame: bool = True) -> PreparedRecords:
         """The well-formed records as one frame, and a result per record (with its reason if it is not)."""
@@ -198,6 +236,10 @@ class Runtime:
             features = prepared.records if prepared.records is not None else prepared.frame
             if self.shadow is not None and arm == CHAMPION and features is not None:
                 self.shadow.offer(scorer, features, scored, ids if self.window is not None else None)
+        self._count_scores(scorer, results, arm)
+        return results
+
+    def _count_scores(self, scorer: Scorer, results: list[RecordResult], arm: str) -> None:
         ok = [r.scores for r in results if r.scores is not None]
         self._count(
             scorer,
@@ -206,7 +248,6 @@ class Runtime:
             rejected=len(results) - len(ok),
             arm=arm,
         )
-        return results
 
     # -- Open Inference Protocol V2 ------------------------------------------------------------
 

@@ -78,6 +78,41 @@ def test_figures_are_the_reports_statistics_over_the_window(scorer, incoming_row
     assert by_name["amount"].drifted and figures.drifted_share > 0.1 and figures.prediction_drift
 
 
+def test_rows_observed_one_by_one_measure_as_the_same_rows_observed_as_a_frame(scorer, incoming_rows):
+    """Lone records (`score_one`'s rows, kept as they are) give the figures of the same rows as one frame."""
+    rows = incoming_rows(1200, seed=7, drifted=True)
+    by_frame, by_rows, mixed = (LiveDrift(DriftMethods(), rows=10_000, seconds=3600) for _ in range(3))
+    by_frame.observe(scorer, _scored(scorer, rows))
+    records = rows.to_dict("records")
+    scored_rows = [scorer.score_one(record) for record in records]
+    assert scorer.record_path and all(r["reject_reason"] is None for r in scored_rows)
+    for start in range(0, len(scored_rows), 3):
+        by_rows.observe_rows(scorer, scored_rows[start : start + 3])
+    mixed.observe_rows(scorer, scored_rows[:500])
+    mixed.observe(scorer, _scored(scorer, rows.iloc[500:1000]))
+    mixed.observe_rows(scorer, scored_rows[1000:])
+    expected = by_frame.measure()
+    assert expected is not None and expected.drifted_share > 0
+    for window in (by_rows, mixed):
+        figures = window.measure()
+        assert figures is not None and figures.rows == 1200
+        assert [(s.column, s.score, s.drifted) for s in [*figures.features, *figures.outputs]] == [
+            (s.column, s.score, s.drifted) for s in [*expected.features, *expected.outputs]
+        ]
+
+
+def test_rows_observed_one_by_one_age_out_by_the_second(scorer, incoming_rows):
+    clock = Clock()
+    window = LiveDrift(DriftMethods(), rows=10_000, seconds=60, min_rows=10, clock=clock)
+    scored_rows = [scorer.score_one(r) for r in incoming_rows(40, seed=8).to_dict("records")]
+    for i, row in enumerate(scored_rows):
+        window.observe_rows(scorer, [row])
+        clock.now += 0.1 if i % 10 != 9 else 1.1  # ten rows a second, then a second's pause
+    clock.now = 1000.0 + 60.5  # the first second's rows are past 60 s, the rest are not
+    figures = window.measure()
+    assert figures is not None and figures.rows == 30
+
+
 def test_clean_rows_show_no_drift_and_drifted_rows_do(scorer, incoming_rows):
     clean, drifted = (LiveDrift(DriftMethods(), rows=5000, seconds=3600) for _ in range(2))
     clean.observe(scorer, _scored(scorer, incoming_rows(3000, seed=5)))

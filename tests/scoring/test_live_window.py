@@ -49,6 +49,39 @@ def test_a_frame_is_accepted_as_well_as_columns(tmp_path):
     assert read(window)["event_id"].tolist() == [f"e{i}" for i in range(7)]
 
 
+def rows_of(columns: dict) -> list[dict]:
+    """The batch as scored rows, each value the scalar a one-row frame would hold (as ``Scorer.score_one`` gives)."""
+    frame = pd.DataFrame({k: v.reset_index(drop=True) if isinstance(v, pd.Series) else v for k, v in columns.items()})
+    return [{name: frame[name].iloc[i] for name in frame.columns} for i in range(len(frame))]
+
+
+def test_rows_appended_one_by_one_are_written_as_the_same_columns(tmp_path):
+    by_columns = LiveWindow(tmp_path / "columns", roll_rows=100, roll_seconds=3600)
+    by_rows = LiveWindow(tmp_path / "rows", roll_rows=100, roll_seconds=3600)
+    for start in range(0, 12, 4):
+        by_columns.append(batch(4, start))
+    by_rows.append_rows(rows_of(batch(4, 0)))  # rows, then columns, then rows: each keeps its place
+    by_rows.append(batch(4, 4))
+    for row in rows_of(batch(4, 8)):
+        by_rows.append_rows([row])
+    by_columns.close()
+    by_rows.close()
+    expected, written = read(by_columns), read(by_rows)
+    pd.testing.assert_frame_equal(written, expected)
+    assert str(written["scored_at"].dtype) == "datetime64[ns, UTC]" and written["prediction"].dtype == np.int64
+
+
+def test_rows_alone_roll_by_count_and_keep_their_types(tmp_path):
+    window = LiveWindow(tmp_path / "live", roll_rows=5, roll_seconds=3600)
+    for row in rows_of(batch(12, 0)):
+        window.append_rows([row])
+    window.close()
+    assert [len(pd.read_parquet(p)) for p in sorted(window.files_written)] == [5, 5, 2]
+    rows = read(window)
+    assert rows["event_id"].tolist() == [f"e{i}" for i in range(12)]
+    assert str(rows["scored_at"].dtype) == "datetime64[ns, UTC]" and rows["merchant"].isna().sum() == 6
+
+
 def test_other_columns_after_a_reload_start_a_file_of_their_own(tmp_path):
     window = LiveWindow(tmp_path / "live", roll_rows=100, roll_seconds=3600)
     window.append(batch(4, 0))

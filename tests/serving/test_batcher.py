@@ -120,3 +120,41 @@ def test_the_runtime_raises_scoring_errors_not_http_statuses(runtime):
     runtime.models._serving = None  # the watcher lost its model
     with pytest.raises(ModelUnavailableError, match="no model loaded"):
         runtime.scorer()
+
+
+def test_a_few_records_are_scored_at_once_by_the_caller_while_the_scoring_thread_is_free(runtime):
+    """``score_now`` answers in the calling thread; busy, too many records or queued work: None, for ``submit``."""
+    from serving.runtime import RECORD_PATH_MAX
+
+    batcher = DynamicBatcher(runtime, max_records=1000)
+    scored_in: list[str] = []
+    original = runtime.score_records
+    gate, held = threading.Event(), threading.Event()
+
+    def watched(records, scorer, *args):
+        scored_in.append(threading.current_thread().name)
+        if len(records) == 2:  # the one request the scoring thread is made to hold
+            held.set()
+            gate.wait(10)
+        return original(records, scorer, *args)
+
+    runtime.score_records = watched
+    try:
+        job = requests_of(3, seed=21)
+        job[1]["amount"] = -1.0
+        done = batcher.score_now(job)
+        assert done is not None and done.done() and scored_in == [threading.current_thread().name]
+        scorer, results = done.result()
+        assert [r.scores for r in results] == [r.scores for r in original(job, scorer)]
+        assert "amount: -1.0 is below the minimum" in results[1].error
+        assert batcher.score_now(requests_of(RECORD_PATH_MAX + 1, seed=22)) is None  # a frame: batched
+
+        busy = batcher.submit(requests_of(2, seed=23))
+        assert held.wait(10)  # the scoring thread is inside its run
+        assert batcher.score_now(requests_of(1, seed=24)) is None
+        gate.set()
+        busy.result(timeout=30)
+        assert scored_in[-1] == "dynamic-batcher"
+    finally:
+        gate.set()
+        batcher.stop()

@@ -50,6 +50,33 @@ def test_what_the_server_scores_reaches_the_live_window_with_its_prediction_id(s
     assert {"amount", "channel", "proba_1", "model_version"} <= set(rows.columns)
 
 
+def test_lone_records_reach_the_live_window_as_a_frame_of_them_would(make_registry, tmp_path):
+    """Rows scored one by one (appended as rows) are written with the values and types of the frame path's."""
+    from serving.runtime import RECORD_PATH_MAX
+
+    sent = records(RECORD_PATH_MAX + 1, seed=8)
+    sent[0]["credit_score"] = None  # a missing value, as JSON sends it
+    settings = Settings(
+        home=tmp_path / "home", registry=make_registry().root, live_window_rows=len(sent)
+    )  # one file of lone records, one of the batch
+    app, watcher = build_app(settings)
+    try:
+        client = TestClient(app)
+        assert client.get("/model_info").json()["compiled_trees"]["active"]  # the record path is there
+        alone = [client.post("/predict", json=record).json()["prediction_id"] for record in sent]
+        together = [r["prediction_id"] for r in client.post("/predict_batch", json=sent).json()["results"]]
+        shut_down(app)
+    finally:
+        watcher.stop()
+    first, second = (pd.read_parquet(p) for p in sorted(settings.live_dir.rglob("*.parquet")))
+    assert first[EVENT_ID].tolist() == alone and second[EVENT_ID].tolist() == together
+    assert first.dtypes.to_dict() == second.dtypes.to_dict()
+    assert str(first["scored_at"].dtype) == "datetime64[ns, UTC]" and pd.isna(first["credit_score"][0])
+    pd.testing.assert_frame_equal(
+        first.drop(columns=[EVENT_ID, "scored_at"]), second.drop(columns=[EVENT_ID, "scored_at"])
+    )
+
+
 def test_feedback_stores_labels_for_earlier_predictions_that_performance_reads(server):
     client, settings, _ = server
     results = client.post("/predict_batch", json=records(4)).json()["results"]
