@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+FEW = 16  # values observed one by one; more are counted with numpy in one pass
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 DIFF_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 ARM_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096)
@@ -276,9 +277,15 @@ class ScoringMetrics:
             self.canary_weight.labels(shown).set(weight)
 
     def record_predictions(self, version: int, labels: np.ndarray, confidence: np.ndarray) -> None:
-        values, counts = np.unique(labels.astype(str), return_counts=True)
-        for label, count in zip(values, counts, strict=True):
-            self.predictions.labels(str(version), str(label)).inc(int(count))
+        counted: dict[str, int] = {}
+        if len(labels) <= FEW:  # a lone request: counting in Python costs a fraction of np.unique
+            for label in labels.tolist():
+                counted[str(label)] = counted.get(str(label), 0) + 1
+        else:
+            values, counts = np.unique(labels.astype(str), return_counts=True)
+            counted = dict(zip(values.tolist(), counts.tolist(), strict=True))
+        for label, count in counted.items():
+            self.predictions.labels(str(version), label).inc(count)
         observe_many(self.confidence, confidence)
 
     def record_latencies(self, seconds: np.ndarray) -> None:
@@ -391,6 +398,10 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     """
     values = np.asarray(values, dtype=float)
     if values.size == 0:
+        return
+    if values.size <= FEW:
+        for value in values.tolist():
+            histogram.observe(value)
         return
     bounds = np.asarray(histogram._upper_bounds)  # noqa: SLF001 - prometheus_client keeps them here
     counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))

@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match, Route
 
 from integrations.stores import model_stores
 from monitoring.live_drift import LiveDriftPublisher
@@ -197,7 +198,7 @@ def create_app(
         )
 
     @app.post("/predict")
-    async def predict(request: Request) -> JSONResponse:
+    async def predict(request: Request) -> JSONResponse:  # served by the plain route below; here for /docs
         record = await _json_body(request, settings, status=422)
         if not isinstance(record, dict):
             raise ApiError(422, "/predict takes one record, a JSON object (use /predict_batch for a list)")
@@ -209,6 +210,10 @@ def create_app(
         if keys:
             scores["canary_key"] = keys[0].decode()
         return _versioned(scorer, scores, arm=scores.get("arm"))
+
+    # The busiest route, matched first and served as a plain Starlette route: FastAPI's parameter
+    # solving and the walk past every other route are a tenth of a lone request's time in the server.
+    app.router.routes.insert(0, _PlainRoute("/predict", predict, methods=["POST"], include_in_schema=False))
 
     @app.post("/predict_batch")
     async def predict_batch(request: Request) -> JSONResponse:
@@ -458,6 +463,16 @@ async def _scored(batcher: DynamicBatcher, records: list[Any], keys: list[bytes]
     """JSON records' ``(scorer, results)``: scored at once if the batcher is free for them, else batched."""
     done = batcher.score_now(records, keys)
     return done.result() if done is not None else await asyncio.wrap_future(batcher.submit(records, keys))
+
+
+class _PlainRoute(Route):
+    """A Starlette route that names itself in the scope as FastAPI's do: metrics and logs label requests by it."""
+
+    def matches(self, scope: MutableMapping[str, Any]) -> tuple[Match, MutableMapping[str, Any]]:
+        match, child = super().matches(scope)
+        if match != Match.NONE:
+            child["route"] = self
+        return match, child
 
 
 def _authorised(request: Request, key: bytes) -> bool:

@@ -24,6 +24,7 @@ from scoring.layout import EVENT_ID
 from scoring.live_drift import LiveDrift
 from scoring.live_window import LiveWindow
 from scoring.records import RecordShape, json_type, short
+from scoring.schema import FeatureSchema
 from scoring.scorer import CONFIDENCE, PREDICTION, REJECT_REASON
 from scoring.watcher import ModelWatcher
 from serving.errors import ModelUnavailableError, RequestError, TooLargeError, UnknownModelError
@@ -77,6 +78,7 @@ class Runtime:
         self.registry = models.registry
         self.live_drift = settings.live_drift_window()
         self._pinned: OrderedDict[int, Scorer] = OrderedDict()
+        self._shapes: dict[int, tuple[FeatureSchema, RecordShape]] = {}
 
     # -- models ------------------------------------------------------------------------------
 
@@ -187,7 +189,7 @@ class Runtime:
 
     def records_frame(self, records: list[Any], scorer: Scorer, *, as_frame: bool = True) -> PreparedRecords:
         """The well-formed records as one frame, and a result per record (with its reason if it is not)."""
-        shape = RecordShape(scorer.bundle.schema)
+        shape = self._shape(scorer)
         results = [RecordResult(i) for i in range(len(records))]
         good: list[int] = []
         for i, record in enumerate(records):
@@ -325,6 +327,16 @@ class Runtime:
         self.window.append(columns)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _shape(self, scorer: Scorer) -> RecordShape:
+        """The record shape of the scorer's schema, made once per schema rather than per request."""
+        schema = scorer.bundle.schema
+        cached = self._shapes.get(id(schema))
+        if cached is None or cached[0] is not schema:
+            cached = self._shapes[id(schema)] = (schema, RecordShape(schema))
+            while len(self._shapes) > VERSION_CACHE + 2:  # the champion, a canary and pinned versions
+                self._shapes.pop(next(iter(self._shapes)))
+        return cached[1]
 
     def _drift_window(self, scorer: Scorer, arm: str) -> LiveDrift | None:
         """The live drift window, if rows scored by ``scorer`` belong in it: the followed champion's only.

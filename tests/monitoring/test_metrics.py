@@ -13,8 +13,9 @@ from monitoring.metrics import ScoringMetrics, observe_many
 from scoring.watcher import ReloadEvent
 
 
-def test_observe_many_fills_the_same_buckets_as_observe():
-    values = np.random.default_rng(1).exponential(0.1, 5000)
+@pytest.mark.parametrize("size", [5000, 7])  # counted with numpy, and a few one by one
+def test_observe_many_fills_the_same_buckets_as_observe(size):
+    values = np.random.default_rng(1).exponential(0.1, size)
     values[:3] = [0.0, 0.005, 1e9]  # on a bound, and past the last one
     one, many = CollectorRegistry(), CollectorRegistry()
     buckets = (0.005, 0.01, 0.1, 1)
@@ -36,6 +37,18 @@ def test_observe_many_fills_the_same_buckets_as_observe():
     assert expected.keys() == actual.keys()
     for key, value in expected.items():
         assert actual[key] == pytest.approx(value, rel=1e-12), key
+
+
+@pytest.mark.parametrize("size", [3, 500])
+def test_predictions_are_counted_by_label_alike_for_a_few_and_for_many(size):
+    metrics = ScoringMetrics()
+    labels = np.resize(np.array([1, 0, 1], dtype=object), size)
+    metrics.record_predictions(4, labels, np.full(size, 0.75))
+    snap = metrics.snapshot()
+    ones = int((labels == 1).sum())
+    assert snap["scorepipe_predictions_total{label=1,model_version=4}"] == ones
+    assert snap["scorepipe_predictions_total{label=0,model_version=4}"] == size - ones
+    assert snap["scorepipe_prediction_confidence_count{}"] == size
 
 
 def test_model_info_follows_reloads_and_counts_refusals():

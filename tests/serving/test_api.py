@@ -258,6 +258,15 @@ def test_live_drift_of_the_requests_is_measured_off_the_request_path_and_exporte
     assert float(share.split()[-1]) > 0.1
 
 
+def test_predict_is_matched_first_and_still_documented(make_client):
+    """/predict is served by a plain route ahead of the others, and the OpenAPI schema still lists it."""
+    client, _ = make_client()
+    routes = client.app.router.routes
+    assert getattr(routes[0], "path", None) == "/predict"
+    assert "post" in client.get("/openapi.json").json()["paths"]["/predict"]
+    assert client.get("/predict").status_code == 405
+
+
 def test_a_lone_record_skips_the_frame_and_gets_the_frames_answer(make_client, monkeypatch):
     """Up to RECORD_PATH_MAX records go one by one through Scorer.score_one; the answer is the frame path's."""
     from serving import runtime
