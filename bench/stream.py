@@ -10,9 +10,14 @@ Measured in one run, over the same events on the same broker:
 - the cost of operating it live: the consumer following `champion` with its watcher (reload check)
   against a pinned model, and with a shadow challenger scored and published against without;
 - exactly-once against at-least-once: throughput (alternated runs over the same events) and
-  produce-to-prediction latency at the same rate, results read as read_committed in both.
+  produce-to-prediction latency at the same rate, results read as read_committed in both;
+- ``--only-cpu``: the consumer's CPU per event (user + system time of the `scorepipe stream`
+  process over the timed window, every thread) with p50/p99 at a steady ``--cpu-rate`` (1,000/s), and
+  events/s at saturation, for both guarantees, with the compiled trees on and off (the naive way:
+  scikit-learn's own ``predict_proba``), alternated in the same run.
 
 Usage: .venv/bin/python bench/stream.py [--events 100000] [--rate 2000] [--seconds 15] [--only-exactly-once]
+       .venv/bin/python bench/stream.py --only-cpu [--cpu-rate 1000] [--seconds 20] [--repeats 2]
 Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts the project's local broker.
 """
 
@@ -32,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
@@ -42,6 +48,7 @@ from bench.batch import registry  # noqa: E402
 from devservers.kafka import KafkaBroker  # noqa: E402
 from scorepipe.settings import Settings  # noqa: E402
 from scoring import Registry, Scorer, synthetic  # noqa: E402
+from scoring.scorer import ScorerOptions  # noqa: E402
 from scoring.training import train_bundle  # noqa: E402
 from scoring.watcher import ModelWatcher  # noqa: E402
 from streaming.consumer import StreamConsumer  # noqa: E402
@@ -208,6 +215,8 @@ def latency(settings: Settings, rate: float, seconds: float, reader_wait_ms: int
             time.sleep(0.2)
         count = int(rate * seconds)
         sender = threading.Thread(target=produce, args=(settings,), kwargs={"count": count, "rate": rate, "seed": 99})
+        process = psutil.Process(stream.pid)
+        cpu_before = process.cpu_times()
         sender.start()
         delays, split = [], []
         deadline = time.monotonic() + seconds + 60
@@ -219,6 +228,7 @@ def latency(settings: Settings, rate: float, seconds: float, reader_wait_ms: int
                     headers = dict(r.headers)
                     scored_ms = datetime.fromisoformat(headers["scored_at"].decode()).timestamp() * 1000
                     split.append((scored_ms - int(headers["event_time_ms"]), now_ms - scored_ms))
+        cpu_after = process.cpu_times()
         sender.join()
     finally:
         stream.terminate()
@@ -229,8 +239,10 @@ def latency(settings: Settings, rate: float, seconds: float, reader_wait_ms: int
     def p(values: np.ndarray, q: float) -> float:
         return round(float(np.percentile(values, q)), 1)
 
+    cpu_seconds = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     return {
         "events": len(delays_ms),
+        "cpu_us_per_event": round(cpu_seconds / max(len(delays_ms), 1) * 1e6, 1),
         "p50_ms": p(delays_ms, 50),
         "p99_ms": p(delays_ms, 99),
         "to_scored_p50_ms": p(split_ms[:, 0], 50),
@@ -267,6 +279,63 @@ def exactly_once(fresh, scorer: Scorer, bootstrap: str, events: int, repeats: in
     }
 
 
+def cpu_per_event(fresh, bootstrap: str, events: int, repeats: int, rate: float, seconds: float) -> dict:
+    """Both guarantees with the compiled trees on and off: events/s at saturation, CPU per event at ``rate``.
+
+    Saturation runs score in this process (the best of ``repeats`` alternated runs); the steady-rate
+    runs start `scorepipe stream` with ``SCOREPIPE_COMPILED_TREES`` set accordingly.
+    """
+    scorers = {
+        "compiled": Scorer.from_registry(registry(), options=ScorerOptions(threads=1)),
+        "sklearn": Scorer.from_registry(registry(), options=ScorerOptions(compiled_trees=False, threads=1)),
+    }
+    assert scorers["compiled"].compiled_trees and not scorers["sklearn"].compiled_trees
+    figures: dict = {}
+    for guarantee in ("at-least-once", "exactly-once"):
+        rates: dict[str, list[float]] = {name: [] for name in scorers}
+        steady: dict[str, list[dict]] = {name: [] for name in scorers}
+        for _ in range(repeats):
+            for name, scorer in scorers.items():
+                settings = fresh(f"cpu-{name}").model_copy(update={"stream_guarantee": guarantee})
+                rates[name].append(scorepipe_consumer(settings, scorer, events))
+                steady_settings = settings_for(
+                    bootstrap, f"cpu-{name}", stream_guarantee=guarantee, compiled_trees=name == "compiled"
+                )
+                steady[name].append(latency(steady_settings, rate, seconds))
+        figures[guarantee] = {
+            name: {
+                "events_per_s": round(max(rates[name])),
+                "runs_events_per_s": [round(x) for x in rates[name]],
+                "at_rate": min(steady[name], key=lambda f: f["cpu_us_per_event"]),
+                "runs_cpu_us_per_event": [f["cpu_us_per_event"] for f in steady[name]],
+            }
+            for name in scorers
+        }
+    return {"rate": rate, "events": events, **figures}
+
+
+def print_cpu(figures: dict) -> None:
+    for guarantee in ("at-least-once", "exactly-once"):
+        by = figures[guarantee]
+        compiled, naive_way = by["compiled"], by["sklearn"]
+        for name, f in (("compiled trees", compiled), ("sklearn predict_proba", naive_way)):
+            at = f["at_rate"]
+            print(
+                f"{guarantee}, {name}: {f['events_per_s']:,} events/s at saturation; at {figures['rate']:,.0f}/s "
+                f"{at['cpu_us_per_event']} us CPU per event (runs {f['runs_cpu_us_per_event']}), "
+                f"p50 {at['p50_ms']} ms, p99 {at['p99_ms']} ms"
+            )
+        print(
+            f"  {guarantee}: CPU per event {at_ratio(compiled, naive_way):.2f}x the naive way's, "
+            f"saturation {compiled['events_per_s'] / naive_way['events_per_s']:.2f}x"
+        )
+    print(json.dumps({"cpu_per_event": figures}))
+
+
+def at_ratio(ours: dict, theirs: dict) -> float:
+    return ours["at_rate"]["cpu_us_per_event"] / theirs["at_rate"]["cpu_us_per_event"]
+
+
 def print_exactly_once(figures: dict) -> None:
     lat = figures["latency"]
     print(f"at-least-once stream consumer:                      {figures['at_least_once_events_per_s']:>8,} events/s")
@@ -296,6 +365,8 @@ def main() -> None:
     parser.add_argument("--only-exactly-once", action="store_true", help="run only exactly-once vs at-least-once")
     parser.add_argument("--skip-exactly-once", action="store_true", help="skip exactly-once vs at-least-once")
     parser.add_argument("--eos-events", type=int, default=50_000, help="events per run of the exactly-once runs")
+    parser.add_argument("--only-cpu", action="store_true", help="only CPU per event and saturation, both guarantees")
+    parser.add_argument("--cpu-rate", type=float, default=1_000, help="the steady rate of the CPU-per-event runs")
     parser.add_argument(
         "--only-latency", type=float, metavar="HALF_RATE", help="only the two latency runs, this as the half rate"
     )
@@ -322,6 +393,12 @@ def main() -> None:
                 }
             )
 
+        if args.only_cpu:
+            figures = cpu_per_event(
+                fresh, bootstrap, min(args.eos_events, args.events), args.repeats, args.cpu_rate, args.seconds
+            )
+            print_cpu(figures)
+            return
         if args.only_exactly_once:
             eos = exactly_once(
                 fresh, scorer, bootstrap, min(args.eos_events, args.events), args.repeats, args.rate, args.seconds
