@@ -298,8 +298,11 @@ def cpu_per_event(fresh, bootstrap: str, events: int, repeats: int, rate: float,
             for name, scorer in scorers.items():
                 settings = fresh(f"cpu-{name}").model_copy(update={"stream_guarantee": guarantee})
                 rates[name].append(scorepipe_consumer(settings, scorer, events))
-                steady_settings = settings_for(
-                    bootstrap, f"cpu-{name}", stream_guarantee=guarantee, compiled_trees=name == "compiled"
+                steady_settings = settings_for(  # topics of its own: no event of an earlier run is read
+                    bootstrap,
+                    f"cpu-{name}-{uuid.uuid4().hex[:6]}",
+                    stream_guarantee=guarantee,
+                    compiled_trees=name == "compiled",
                 )
                 steady[name].append(latency(steady_settings, rate, seconds))
         figures[guarantee] = {

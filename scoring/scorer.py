@@ -44,6 +44,11 @@ class ScorerOptions:
     threads: int | None = None
 
 
+# Up to this many rows the small-frame shortcut is faster than the compiled trees, whose call has a
+# fixed cost of about 0.25 ms (measured, 1 thread: 87 vs 265 us at 1 row, 232 vs 278 at 10, 566 vs 333
+# at 27, 1,489 vs 532 at 100). A stream at 1,000 events/s scores batches of a few dozen.
+COMPILED_FROM_ROWS = 16
+
 ALL_VERIFIED = ScorerOptions()  # every fast path, each where it verifies
 
 
@@ -156,7 +161,11 @@ class Scorer:
         return pd.DataFrame(columns, index=frame.index, copy=False)
 
     def _predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        if self._small_frames is not None and len(features) <= fastpath.MAX_ROWS:
+        """The fastest verified route for the frame's size: compiled trees past a few rows, else the shortcut."""
+        rows = len(features)
+        if self._compiled is not None and rows > COMPILED_FROM_ROWS:
+            return self._compiled.predict_proba(features)
+        if self._small_frames is not None and rows <= fastpath.MAX_ROWS:
             return self._small_frames.predict_proba(features)
         if self._compiled is not None:
             return self._compiled.predict_proba(features)

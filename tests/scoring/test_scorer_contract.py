@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from scoring import Registry, Scorer, split_rejected, synthetic
-from scoring.scorer import ScorerOptions
+from scoring.scorer import COMPILED_FROM_ROWS, ScorerOptions
 from scoring.training import bundle_from_estimator
 
 IGNORED = ["scored_at"]
@@ -71,8 +71,17 @@ def test_the_settings_decide_the_path_frames_take(bundle, incoming_rows):
     on, off = Scorer(bundle, 1), Scorer(bundle, 1, options=PATHS["sklearn-only"])
     assert on.small_frame_shortcut and on.compiled_trees, on.compiled_trees_reason
     assert not off.small_frame_shortcut and not off.compiled_trees and off.compiled_trees_reason == "off by setting"
-    for rows in (incoming_rows(5), incoming_rows(600)):  # the shortcut's size, and past it: the compiled trees
+    taken: list[tuple[str, int]] = []
+    for name in ("_compiled", "_small_frames"):
+        route = getattr(on, name)
+        original = route.predict_proba
+        route.predict_proba = lambda features, name=name, original=original: (
+            taken.append((name, len(features))) or original(features)
+        )
+    for size in (5, COMPILED_FROM_ROWS + 1, 600):  # the shortcut's size, then the compiled trees'
+        rows = incoming_rows(size)
         pd.testing.assert_frame_equal(on.score(rows).drop(columns=IGNORED), off.score(rows).drop(columns=IGNORED))
+    assert taken == [("_small_frames", 5), ("_compiled", COMPILED_FROM_ROWS + 1), ("_compiled", 600)]
 
 
 @pytest.fixture
