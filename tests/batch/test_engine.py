@@ -241,3 +241,26 @@ def test_a_failed_write_is_a_sink_error_not_a_quarantined_input(partition, score
         score_file(folder / "part-0.parquet", discover_inputs(folder), out, scorer, chunk_size=100, run_id="r")
     assert not (out / "_quarantine").exists()
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
+
+
+def test_near_unique_columns_are_written_without_a_dictionary_and_read_back_the_same(partition, scorer, tmp_path):
+    """Probabilities and ids skip Parquet's dictionary (chosen on the first rows); categories keep it; values are equal."""
+    import pyarrow as pa
+
+    from batch.sinks import repeating_columns
+
+    folder, frames = partition
+    out = tmp_path / "out"
+    run_batch(folder, out, scorer, chunk_size=50)
+    written = out / "date=2026-11-24" / "part-0.parquet"
+    metadata = pq.ParquetFile(written).metadata
+    encodings = {
+        metadata.row_group(0).column(j).path_in_schema: set(metadata.row_group(0).column(j).encodings)
+        for j in range(metadata.num_columns)
+    }
+    assert "PLAIN_DICTIONARY" not in encodings["proba_1"] and "RLE_DICTIONARY" not in encodings["proba_1"]
+    assert {"PLAIN_DICTIONARY", "RLE_DICTIONARY"} & encodings["channel"]
+    assert pq.read_table(written).column("proba_1").to_pylist() == scorer.score(frames[0])["proba_1"].tolist()
+
+    sample = pa.table({"id": [str(i) for i in range(100)], "kind": ["a", "b"] * 50, "none": pa.nulls(100)})
+    assert repeating_columns(sample) == ["kind", "none"]
