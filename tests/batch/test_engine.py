@@ -244,7 +244,7 @@ def test_a_failed_write_is_a_sink_error_not_a_quarantined_input(partition, score
 
 
 def test_near_unique_columns_are_written_without_a_dictionary_and_read_back_the_same(partition, scorer, tmp_path):
-    """Probabilities and ids skip Parquet's dictionary (chosen on the first rows); categories keep it; values are equal."""
+    """Probabilities and ids skip the Parquet dictionary (chosen on the first rows); categories keep it."""
     import pyarrow as pa
 
     from batch.sinks import repeating_columns

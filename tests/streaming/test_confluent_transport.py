@@ -126,3 +126,49 @@ def test_refusals_read_from_librdkafka_are_named_as_the_other_transport_names_th
 
 def test_the_settings_choose_the_confluent_transport():
     assert isinstance(transport_for(Settings(kafka_client="confluent")), ConfluentTransport)
+
+
+def test_a_partition_sent_to_its_start_is_read_from_the_log_start_not_the_groups_offset():
+    """After a seek to the beginning, position() is the log's start, even while the group coordinator moves.
+
+    Once, a reader whose broker had just resumed asked the group for its committed offset there and
+    failed with NOT_COORDINATOR; the group's offset has no say after that seek in any case.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID
+    from confluent_kafka import TopicPartition as KafkaPartition
+
+    from streaming.transport.base import TopicPartition
+    from streaming.transport.confluent.consumer import Consumer
+
+    class Librdkafka:
+        """What the consumer asks of librdkafka here: positions, committed offsets, watermarks."""
+
+        committed_asked = 0
+
+        def seek(self, partition):
+            pass
+
+        def position(self, partitions):
+            return [KafkaPartition(p.topic, p.partition, OFFSET_INVALID) for p in partitions]  # nothing fetched
+
+        def committed(self, partitions, timeout=None):
+            self.committed_asked += 1
+            raise KafkaException(KafkaError(KafkaError.NOT_COORDINATOR, "Not coordinator"))
+
+        def get_watermark_offsets(self, partition, timeout=None, cached=False):
+            return (7, 42)
+
+        def close(self):
+            pass
+
+    consumer = Consumer({"bootstrap.servers": "127.0.0.1:1", "group.id": "reader"})
+    real, consumer.client = consumer.client, Librdkafka()
+    try:
+        tp = TopicPartition("predictions", 0)
+        consumer.seek(tp, OFFSET_BEGINNING)
+        assert consumer.position(tp) == 7 and consumer.client.committed_asked == 0
+        consumer.seek(tp, 3)  # any other seek: the group's offset counts again where nothing is fetched
+        with pytest.raises(TransportError, match="NOT_COORDINATOR"):
+            consumer.position(tp)
+    finally:
+        real.close()

@@ -67,6 +67,7 @@ class Consumer:
         self._paused: set[TopicPartition] = set()
         self._assigning: set[TopicPartition] | None = None  # inside on_assign: seeks become start offsets
         self._starts: dict[TopicPartition, int] = {}
+        self._from_start: set[TopicPartition] = set()  # partitions sent to their start by a seek
         self._refused: set[str] = set()
         self.client = RdKafkaConsumer({**config, "on_commit": self._on_commit})
 
@@ -160,6 +161,10 @@ class Consumer:
 
     @translated
     def seek(self, partition: TopicPartition, offset: int) -> None:
+        if offset == OFFSET_BEGINNING:
+            self._from_start.add(partition)  # its position is the log's start until a record is fetched
+        else:
+            self._from_start.discard(partition)
         if self._assigning is not None and partition in self._assigning:
             self._starts[partition] = offset  # not fetched yet: it starts there
             return
@@ -181,7 +186,9 @@ class Consumer:
         found = self.client.position([KafkaPartition(partition.topic, partition.partition)])[0]
         if found.offset >= 0:
             return int(found.offset)
-        committed = self.committed(partition)
+        # Sent to the start by a seek: the group's committed offset has no say (and asking the group
+        # coordinator could fail while it moves, as after a broker restart).
+        committed = None if partition in self._from_start else self.committed(partition)
         if committed is not None:
             return committed
         low, _ = self.client.get_watermark_offsets(
