@@ -224,6 +224,10 @@ class StreamConsumer:
         limit = self.settings.stream_batch_events
         records = self.poller.poll(timeout_ms, limit)
         if records and len(records) < limit:
+            if linger := self.settings.stream_linger_ms:
+                # The client keeps fetching on its own threads while this one sleeps: what arrived
+                # meanwhile joins the batch, without a poll per event.
+                self._stopping.wait(linger / 1000)
             # What a poll returns was fetched while the previous batch was being scored: the client
             # asks for more only once its buffer is empty, i.e. now. One short extra poll takes the
             # events that arrived meanwhile, instead of leaving them a whole cycle for the next batch.

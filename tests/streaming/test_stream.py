@@ -81,6 +81,30 @@ def test_a_quiet_stream_writes_its_live_window_rows_without_waiting_for_more_eve
     assert sum(len(pd.read_parquet(f)) for f in files) == 50
 
 
+def test_a_linger_gathers_a_trickle_of_events_into_larger_batches(stream_settings):
+    """With stream_linger_ms, a batch smaller than the limit waits that long for more: fewer, larger batches."""
+    settings = stream_settings(stream_linger_ms=300, stream_batch_events=1000)
+    ensure_topics(settings)
+    consumer = score_stream(settings, scorer_for(settings))
+    sizes: list[int] = []
+
+    def on_batch(stats) -> None:
+        sizes.append(stats.events - sum(sizes))
+
+    runner = threading.Thread(target=consumer.run, kwargs={"on_batch": on_batch})
+    runner.start()
+    try:
+        wait_for(lambda: consumer.readiness.assigned == settings.topic_partitions, timeout=60, what="partitions held")
+        produce(settings, count=300, seed=23, rate=150)  # a trickle: one event every ~7 ms
+        wait_for(lambda: consumer.stats.predictions == 300, timeout=60, what="the 300 events scored")
+    finally:
+        consumer.stop()
+        runner.join(timeout=60)
+    batches = [n for n in sizes if n]
+    assert sum(batches) == 300
+    assert len(batches) <= 300 / 20, f"a linger of 300 ms at 150 events/s should gather dozens per batch: {batches}"
+
+
 def test_the_running_stream_exports_the_live_drift_of_what_it_scores(stream_settings):
     """Drifted events raise the stream's live drift gauges, measured by its own thread while it runs."""
     settings = stream_settings(live_drift_interval_seconds=0.2, live_drift_rows=600)
