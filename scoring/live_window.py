@@ -91,8 +91,7 @@ class LiveWindow:
             self.roll_if_due()
 
     def _columns_of_pending(self) -> None:
-        for name, column in _row_columns(self._pending, self._names).items():
-            self._columns.setdefault(name, []).append(self._plain(name, column))
+        _add_rows(self._columns, self._time_zones, self._pending, self._names)
         self._pending = []
 
     def roll(self) -> Path | None:
@@ -146,11 +145,7 @@ class LiveWindow:
         time_zones: dict[str, Any],
         path: Path,
     ) -> Path:
-        for name, column in _row_columns(pending, names).items():  # the rows after the last columns
-            array, tz = _plain(column)
-            parts.setdefault(name, []).append(array)
-            if tz is not None:
-                time_zones[name] = tz
+        _add_rows(parts, time_zones, pending, names)  # the rows after the last columns
         columns: dict[str, Any] = {name: np.concatenate(chunks) for name, chunks in parts.items()}
         for name, tz in time_zones.items():
             if name in columns:
@@ -171,8 +166,17 @@ def _plain(values: Any) -> tuple[np.ndarray, Any]:
     return np.asarray(values), None
 
 
-def _row_columns(rows: list[Mapping[str, Any]], names: tuple[str, ...]) -> dict[str, pd.Series]:
-    """Rows as columns, each typed as a frame of them would type it (numbers, text, zoned times)."""
+def _add_rows(
+    parts: dict[str, list[np.ndarray]],
+    time_zones: dict[str, Any],
+    rows: list[Mapping[str, Any]],
+    names: tuple[str, ...],
+) -> None:
+    """Append ``rows`` to ``parts`` as one array per column, each typed as a frame of them would type it."""
     if not rows:
-        return {}
-    return {name: pd.Series([row[name] for row in rows]) for name in names}
+        return
+    for name in names:
+        array, tz = _plain(pd.Series([row[name] for row in rows]))
+        parts.setdefault(name, []).append(array)
+        if tz is not None:
+            time_zones[name] = tz
